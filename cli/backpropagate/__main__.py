@@ -1,0 +1,5 @@
+"""``python -m backpropagate`` is ``backprop``."""
+
+from backpropagate.app import main
+
+main()

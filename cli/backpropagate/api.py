@@ -1,0 +1,66 @@
+"""The Python API: the same runs as the CLI, in three lines.
+
+    from backpropagate import Trainer
+    trainer = Trainer("Qwen/Qwen2.5-7B-Instruct")
+    result = trainer.train("my.jsonl", steps=100)
+
+Keyword arguments are the CLI's flags with underscores (``lora_r=8``,
+``device="cpu"``); they override BACKPROPAGATE_* environment variables, which
+override the defaults. Failures raise ``BackpropError`` with the same code the CLI
+would print.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backpropagate.config import OVERRIDES, load_settings
+from backpropagate.output import Output
+from backpropagate.runs.execute import execute_train
+from backpropagate.runs.plan import plan_train
+from backpropagate.runtimes import get_runtime
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    run_dir: Path
+    adapter_path: Path
+    final_loss: float
+    loss_history: list[float] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # everything the stage reported
+
+
+class Trainer:
+    def __init__(self, model: str | None = None, *, progress: bool = True, **settings: Any) -> None:
+        _check_names(settings)
+        self.model = model
+        self.settings = settings
+        self.progress = progress
+        self.last_result: TrainResult | None = None
+
+    def train(self, data: str | Path, steps: int | None = None, *, data_format: str = "auto",
+              skip_invalid: bool = False, **overrides: Any) -> TrainResult:
+        """Train an adapter on ``data``; returns where it is and how the loss went."""
+        _check_names(overrides)
+        arguments = {**self.settings, **overrides, "model": self.model, "steps": steps}
+        values = {OVERRIDES[name]: value for name, value in arguments.items()}
+        if isinstance(values.get("lora.targets"), str):
+            values["lora.targets"] = tuple(t.strip() for t in values["lora.targets"].split(","))
+        if values.get("output") is not None:
+            values["output"] = str(values["output"])
+        settings = load_settings(overrides=values)
+        plan = plan_train(settings, data, data_format, skip_invalid)
+        out = Output(json_mode=False)
+        outcome = execute_train(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)
+        outputs = outcome.outputs
+        self.last_result = TrainResult(run_id=outcome.run_id, run_dir=Path(outcome.run_dir),
+                                       adapter_path=Path(outputs["adapter"]), final_loss=outputs["final_loss"],
+                                       loss_history=list(outputs["losses"]), outputs=outputs)
+        return self.last_result
+
+
+def _check_names(arguments: dict[str, Any]) -> None:
+    unknown = sorted(set(arguments) - set(OVERRIDES))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(sorted(OVERRIDES))}")

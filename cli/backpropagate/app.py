@@ -1,0 +1,65 @@
+"""The `backprop` command: registers the commands and prints errors once, at the top.
+
+Known errors print as ``[CODE]: message`` plus a fix, with the code's exit status;
+``--verbose`` (or BACKPROPAGATE_DEBUG=1) adds the traceback.
+"""
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import click
+import typer
+
+from backpropagate import __version__
+from backpropagate.commands import info, list_runs, train, validate
+from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
+
+app = typer.Typer(
+    name="backprop",
+    help="Train a LoRA adapter from a JSONL file and ship it to Ollama.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("train", epilog=train.EXAMPLES)(train.train)
+app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
+app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
+app.command("info")(info.info)
+
+_verbose = {"on": bool(os.environ.get("BACKPROPAGATE_DEBUG"))}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"backpropagate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks with errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _verbose["on"] = _verbose["on"] or verbose
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except BackpropError as error:
+        if _verbose["on"]:
+            traceback.print_exc()
+        print(error.render(), file=sys.stderr)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,1 @@
+"""CLI commands, one module each; app.py registers them."""

@@ -1,0 +1,22 @@
+"""Options shared by several commands, so their names and help read the same everywhere."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Workspace folder holding run folders and run_history.json "
+                                        "[env BACKPROPAGATE_OUTPUT; default ./output]."),
+]
+JsonOpt = Annotated[
+    bool | None,
+    typer.Option("--json/--no-json", help="Machine-readable output: events and results as JSON lines on stdout "
+                                          "[env BACKPROPAGATE_LOG_JSON]."),
+]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset: JSONL or a JSON array (ShareGPT, OpenAI chat, "
+                                                            "Alpaca or raw text).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Dataset format: auto, sharegpt, openai, alpaca or text.")]
+SkipInvalidOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows and report how many, "
+                                                                     "instead of stopping at the first.")]

@@ -1,0 +1,83 @@
+"""`backprop info`: versions, runtimes and devices, to paste into a bug report.
+
+torch is probed in a child process, the way the local runtime will run it, so
+this command stays quick to start and reports what a stage would really see.
+"""
+
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from backpropagate import __version__
+from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.config import load_settings, output_dir
+from backpropagate.errors import BackpropError
+from backpropagate.output import Output
+from backpropagate.runtimes import RUNTIMES
+
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors", "sentencepiece", "bitsandbytes",
+            "unsloth", "typer", "rich")
+
+_TORCH_PROBE = """
+import json, torch
+gpus = [{"name": torch.cuda.get_device_name(i),
+         "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+        for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+print(json.dumps({"torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(), "gpus": gpus}))
+"""
+
+
+def info(output: OutputOpt = None, json_output: JsonOpt = None) -> None:
+    """Show versions, runtimes and devices."""
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    report = {
+        "backpropagate": __version__,
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "runtimes": {name: _runtime_status(cls()) for name, cls in RUNTIMES.items()},
+        "devices": _devices(),
+        "output": str(output_dir(settings).resolve()),
+    }
+    Output(json_mode=settings.log_json).result(_text(report), report)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _runtime_status(runtime) -> str:
+    try:
+        runtime.check()
+    except BackpropError as error:
+        return f"unavailable: {error.message}"
+    return "available"
+
+
+def _devices() -> dict:
+    if _version("torch") is None:
+        return {"cpu": True, "gpus": [], "note": "torch is not installed, so GPUs were not probed"}
+    try:
+        probe = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True, text=True, timeout=120)
+        found = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+        return {"cpu": True, "gpus": [], "note": f"GPU probe failed: {exc}"}
+    return {"cpu": True, **found}
+
+
+def _text(report: dict) -> str:
+    lines = [f"backpropagate {report['backpropagate']}", f"python        {report['python']}",
+             f"platform      {report['platform']}", f"output        {report['output']}", "", "packages:"]
+    lines += [f"  {name:<14}{version or '-'}" for name, version in report["packages"].items()]
+    lines += ["", "runtimes:"] + [f"  {name:<14}{status}" for name, status in report["runtimes"].items()]
+    devices = report["devices"]
+    gpus = ", ".join(f"{g['name']} ({g['memory_gb']} GB)" for g in devices.get("gpus", [])) or "none"
+    lines += ["", "devices:", "  cpu           yes", f"  gpus          {gpus}"]
+    if devices.get("note"):
+        lines.append(f"  note          {devices['note']}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""`backprop list-runs`: the runs recorded in the workspace, newest first."""
+
+from typing import Annotated
+
+import typer
+
+from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.config import load_settings, output_dir
+from backpropagate.output import Output
+from backpropagate.runs.history import RunHistory
+
+EXAMPLES = """
+Examples:
+
+  backprop list-runs
+
+  backprop list-runs --status completed --limit 5 --json
+"""
+
+COLUMNS = ("run", "status", "model", "dataset", "steps", "final loss", "duration", "runtime", "started")
+
+
+def list_runs(
+    output: OutputOpt = None,
+    json_output: JsonOpt = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status (running, completed, failed, "
+                                                    "interrupted).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many runs.")] = None,
+) -> None:
+    """List recorded runs, newest first."""
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    rows = list(reversed(RunHistory(output_dir(settings)).rows()))
+    if status:
+        rows = [row for row in rows if row.get("status") == status]
+    rows = rows[:limit] if limit else rows
+    out = Output(json_mode=settings.log_json)
+    if out.json_mode:
+        out.result("", {"runs": rows})
+        return
+    out.result(_table(rows) if rows else "no runs recorded in " + str(output_dir(settings)), {"runs": rows})
+
+
+def _table(rows: list[dict]) -> str:
+    def cells(row: dict) -> tuple[str, ...]:
+        loss = row.get("final_loss")
+        duration = row.get("duration_s")
+        return (
+            row["run_id"][:8], row.get("status", ""), _last_part(row.get("model", "")),
+            _last_part(row.get("dataset", "")), str(row.get("steps_done") or row.get("steps", "")),
+            f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+            f"{duration:.0f}s" if isinstance(duration, (int, float)) else "-",
+            row.get("runtime", ""), row.get("started_at", "")[:19],
+        )
+
+    table = [COLUMNS] + [cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
+
+
+def _last_part(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]

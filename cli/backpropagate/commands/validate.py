@@ -1,0 +1,90 @@
+"""`backprop validate`: check a dataset file before training on it."""
+
+import statistics
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backpropagate.commands._options import DataOpt, FormatOpt, JsonOpt, SkipInvalidOpt
+from backpropagate.config import load_settings
+from backpropagate.dataset import Dataset, load_dataset
+from backpropagate.errors import BackpropError
+from backpropagate.output import Output
+
+EXAMPLES = """
+Examples:
+
+  backprop validate --data my.jsonl
+
+  backprop validate --data my.jsonl --tokenizer Qwen/Qwen2.5-7B-Instruct --max-seq-length 2048
+"""
+
+
+def validate(
+    data: DataOpt,
+    data_format: FormatOpt = "auto",
+    skip_invalid: SkipInvalidOpt = False,
+    tokenizer: Annotated[str | None, typer.Option(help="Hub id or folder whose tokenizer counts the tokens.")] = None,
+    max_seq_length: Annotated[int, typer.Option(min=16, help="Report examples longer than this.")] = 1024,
+    json_output: JsonOpt = None,
+) -> None:
+    """Detect a dataset's format, count its rows, and (with --tokenizer) measure token lengths."""
+    settings = load_settings(overrides={"log_json": json_output})
+    out = Output(json_mode=settings.log_json)
+    # Read every row so all problems are listed; without --skip-invalid any problem fails the check.
+    dataset = load_dataset(data, data_format, skip_invalid=True)
+    report = {
+        "path": str(dataset.path), "format": dataset.format, "rows": dataset.total_rows,
+        "valid": len(dataset.examples), "invalid": len(dataset.dropped),
+        "problems": [{"line": p.line, "reason": p.reason} for p in dataset.dropped],
+    }
+    if tokenizer:
+        report["tokens"] = token_stats(dataset, tokenizer, max_seq_length)
+    out.result(_text(report), report)
+    if dataset.dropped and not skip_invalid:
+        first = dataset.dropped[0]
+        raise BackpropError("INPUT_DATASET_INVALID", location=f"{dataset.path}:{first.line}",
+                            reason=f"{first.reason} ({len(dataset.dropped)} invalid rows in all)")
+
+
+def token_stats(dataset: Dataset, tokenizer_name: str, max_seq_length: int) -> dict:
+    """Token lengths as the model will see them: chat template applied, special tokens included."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise BackpropError("DEP_LOCAL_STACK_MISSING", package="transformers", reason=str(exc)) from None
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer_name)
+    except Exception as exc:  # transformers raises many types; all mean the same to the user
+        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=tokenizer_name, reason=str(exc).splitlines()[0]) from None
+    lengths = []
+    for example in dataset.examples:
+        if example.text is not None:
+            lengths.append(len(tok(example.text)["input_ids"]) + 1)
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in example.messages]
+            text = tok.apply_chat_template(messages, tokenize=False) if tok.chat_template else \
+                "\n".join(m["content"] for m in messages)
+            lengths.append(len(tok(text, add_special_tokens=False)["input_ids"]))
+    ordered = sorted(lengths)
+    return {
+        "tokenizer": tokenizer_name, "total": sum(lengths), "min": ordered[0], "max": ordered[-1],
+        "mean": round(statistics.fmean(lengths), 1), "p50": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+        "over_max_seq_length": sum(1 for n in lengths if n > max_seq_length), "max_seq_length": max_seq_length,
+    }
+
+
+def _text(report: dict) -> str:
+    lines = [f"{Path(report['path']).name}: {report['format']}",
+             f"rows: {report['rows']} ({report['valid']} valid, {report['invalid']} invalid)"]
+    lines += [f"  line {p['line']}: {p['reason']}" for p in report["problems"][:20]]
+    if len(report["problems"]) > 20:
+        lines.append(f"  ... and {len(report['problems']) - 20} more")
+    tokens = report.get("tokens")
+    if tokens:
+        lines.append(f"tokens ({tokens['tokenizer']}): total {tokens['total']:,}, min {tokens['min']}, "
+                     f"mean {tokens['mean']}, p50 {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}; "
+                     f"{tokens['over_max_seq_length']} over {tokens['max_seq_length']}")
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Settings: defaults, then ``BACKPROPAGATE_*`` environment variables, then flags or API arguments.
+
+Environment variables use ``__`` for nesting: ``BACKPROPAGATE_LORA__R=32`` sets
+``lora.r``; top-level settings have no section (``BACKPROPAGATE_LOG_LEVEL``).
+A LoRA preset is a bundle of values. It is applied at the layer it comes from,
+before that layer's explicit values: ``--lora-preset fast --lora-r 8`` gives rank 8.
+
+This module is imported by the CLI and by every stage (the train spec embeds
+``TrainingSettings`` and ``LoraSettings``), so it is defined once here.
+"""
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from backpropagate.errors import BackpropError
+from backpropagate.schema import allowed_text, at_least, check_all, field, fraction, parse_text, positive
+
+ENV_PREFIX = "BACKPROPAGATE_"
+
+# Presets: rank and targets, with alpha = rank (scale 1.0) so the update size does
+# not change when the rank does. `quality` adapts every linear layer at rank 256;
+# `fast` is the classic LoRA-paper setting, rank 16 on the query and value projections.
+LORA_PRESETS: dict[str, dict[str, Any]] = {
+    "quality": {"r": 256, "alpha": 256, "targets": ("all-linear",)},
+    "fast": {"r": 16, "alpha": 16, "targets": ("q_proj", "v_proj")},
+}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = field("", help="hub id or local folder of the base model")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    steps: int = field(100, check=at_least(1), allowed="an integer of at least 1")
+    batch_size: int = field(2, check=at_least(1), allowed="an integer of at least 1")
+    gradient_accumulation: int = field(4, check=at_least(1), allowed="an integer of at least 1")
+    learning_rate: float = field(2e-4, check=positive, allowed="a number greater than 0, such as 2e-4")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = field("cosine")
+    warmup_steps: int = field(5, check=at_least(0), allowed="an integer of at least 0")
+    weight_decay: float = field(0.0, check=at_least(0.0), allowed="a number of at least 0")
+    max_grad_norm: float = field(1.0, check=positive, allowed="a number greater than 0")
+    max_seq_length: int = field(1024, check=at_least(16), allowed="an integer of at least 16")
+    packing: bool = field(True)
+    train_on_inputs: bool = field(False)
+    seed: int = field(42)
+    device: Literal["auto", "cpu", "cuda"] = field("auto")
+    checkpoint_every: int = field(50, check=at_least(0), allowed="an integer of at least 0 (0 turns checkpoints off)")
+    keep_checkpoints: int = field(3, check=at_least(1), allowed="an integer of at least 1")
+    unsloth: Literal["auto", "on", "off"] = field("auto")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    preset: Literal["quality", "fast"] | None = field(None, allowed="quality or fast")
+    r: int = field(16, check=at_least(1), allowed="an integer of at least 1")
+    alpha: int = field(32, check=at_least(1), allowed="an integer of at least 1")
+    dropout: float = field(0.05, check=fraction, allowed="a number in [0, 1)")
+    targets: tuple[str, ...] = field(("all-linear",), allowed="module names such as q_proj,v_proj, or all-linear")
+    dora: bool = field(False)
+    qlora: bool = field(False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
+    log_json: bool = field(False, help="print events as JSON lines instead of progress bars")
+    output: str = field("./output", help="workspace folder that holds run folders and run_history.json")
+    model: ModelSettings = field(ModelSettings())
+    training: TrainingSettings = field(TrainingSettings())
+    lora: LoraSettings = field(LoraSettings())
+
+
+_SECTIONS = ("model", "training", "lora")
+
+
+def env_variables() -> dict[str, tuple[str, str | None]]:
+    """Every accepted variable name -> (section or "", field name)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name in _SECTIONS:
+            for sub in dataclasses.fields(f.type):
+                names[f"{ENV_PREFIX}{f.name.upper()}__{sub.name.upper()}"] = (f.name, sub.name)
+        else:
+            names[f"{ENV_PREFIX}{f.name.upper()}"] = ("", f.name)
+    return names
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+                  names: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings: defaults < environment < overrides ({"lora.r": 8, "log_json": True}; None = unset).
+
+    ``names`` maps a setting key to what the user typed (``--lora-r``), so errors name it.
+    """
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    settings = _apply_layer(settings, _env_layer(environ), source="env")
+    settings = _apply_layer(settings, {k: v for k, v in (overrides or {}).items() if v is not None}, source="flag")
+    problems = check_all(settings)
+    if problems:
+        # Environment values were checked on read, so a problem here comes from an override.
+        key, reason = problems[0].split(": ", 1)
+        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key), value=_get(settings, key),
+                            reason=reason, allowed=allowed_text(_field_for(key)))
+    return settings
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = env_variables()
+    layer: dict[str, Any] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        text = environ[variable]
+        if variable not in known:
+            raise BackpropError("CONFIG_ENV_UNKNOWN", variable=variable, known=", ".join(sorted(known)))
+        section, name = known[variable]
+        key = f"{section}.{name}" if section else name
+        f = _field_for(key)
+        try:
+            value = parse_text(f.type, text)
+        except ValueError as exc:
+            raise BackpropError("CONFIG_ENV_INVALID", variable=variable, value=text, reason=str(exc),
+                                allowed=allowed_text(f)) from None
+        reason = f.metadata.get("check") and value is not None and f.metadata["check"](value)
+        if reason:
+            raise BackpropError("CONFIG_ENV_INVALID", variable=variable, value=text, reason=reason,
+                                allowed=allowed_text(f))
+        layer[key] = value
+    return layer
+
+
+def _apply_layer(settings: Settings, layer: dict[str, Any], source: str) -> Settings:
+    preset = layer.get("lora.preset")
+    if preset is not None:
+        settings = _replace(settings, {f"lora.{k}": v for k, v in LORA_PRESETS[preset].items()})
+    return _replace(settings, layer)
+
+
+def _replace(settings: Settings, values: dict[str, Any]) -> Settings:
+    top = {k: v for k, v in values.items() if "." not in k}
+    sections = {}
+    for section in _SECTIONS:
+        sub = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(section + ".")}
+        if sub:
+            sections[section] = dataclasses.replace(getattr(settings, section), **sub)
+    return dataclasses.replace(settings, **top, **sections)
+
+
+def _field_for(key: str) -> dataclasses.Field:
+    owner: type = Settings
+    *path, name = key.split(".")
+    for part in path:
+        owner = {f.name: f.type for f in dataclasses.fields(owner)}[part]
+    return {f.name: f for f in dataclasses.fields(owner)}[name]
+
+
+def _get(settings: Settings, key: str) -> Any:
+    value: Any = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def output_dir(settings: Settings) -> Path:
+    return Path(settings.output).expanduser()
+
+
+# The names of the settings a run can override, as API keyword arguments; the CLI
+# flag is the same name with dashes (`lora_r` -> `--lora-r`).
+OVERRIDES: dict[str, str] = {
+    "model": "model.name",
+    "output": "output",
+    "steps": "training.steps",
+    "batch_size": "training.batch_size",
+    "gradient_accumulation": "training.gradient_accumulation",
+    "learning_rate": "training.learning_rate",
+    "lr_scheduler": "training.lr_scheduler",
+    "warmup_steps": "training.warmup_steps",
+    "weight_decay": "training.weight_decay",
+    "max_grad_norm": "training.max_grad_norm",
+    "max_seq_length": "training.max_seq_length",
+    "packing": "training.packing",
+    "train_on_inputs": "training.train_on_inputs",
+    "seed": "training.seed",
+    "device": "training.device",
+    "checkpoint_every": "training.checkpoint_every",
+    "keep_checkpoints": "training.keep_checkpoints",
+    "unsloth": "training.unsloth",
+    "lora_preset": "lora.preset",
+    "lora_r": "lora.r",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "lora_targets": "lora.targets",
+    "dora": "lora.dora",
+    "qlora": "lora.qlora",
+}
+
+
+def flag_name(argument: str) -> str:
+    return "--" + argument.replace("_", "-")

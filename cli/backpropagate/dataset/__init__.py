@@ -1,0 +1,10 @@
+"""Reading and checking training data: JSONL or JSON array files in the ShareGPT, OpenAI, Alpaca or raw text format.
+
+``load_dataset`` returns every valid row as an ``Example`` with its line number,
+or raises ``INPUT_DATASET_INVALID`` naming the file, line and reason.
+"""
+
+from backpropagate.dataset.formats import FORMATS, Example, Message
+from backpropagate.dataset.reader import Dataset, Problem, file_sha256, load_dataset
+
+__all__ = ["FORMATS", "Dataset", "Example", "Message", "Problem", "file_sha256", "load_dataset"]

@@ -1,0 +1,199 @@
+"""Reading a dataset file into checked examples, each tagged with the line it starts on.
+
+Two layouts are read: JSONL (one object per line, blank lines ignored) and a
+JSON array (the first non-blank character is ``[``). Both may start with a
+UTF-8 BOM and use CRLF line endings. ``backprop validate`` and the train
+stage both call ``load_dataset``, so a file that validates is a file that trains.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from backpropagate.dataset.formats import FORMATS, Example, RowInvalid, parse_row
+from backpropagate.errors import BackpropError
+from backpropagate.runs.files import sha256_file
+
+_BOM = b"\xef\xbb\xbf"
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # the whitespace JSON allows between values
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: Path
+    format: str  # "sharegpt" | "openai" | "alpaca" | "text"
+    examples: tuple[Example, ...]
+    total_rows: int  # rows seen (valid + dropped)
+    dropped: tuple[Problem, ...]  # rows skipped with --skip-invalid
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    value: object
+
+
+def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = False) -> Dataset:
+    """Read and check every row of ``path``.
+
+    Without ``skip_invalid`` the first bad row raises ``INPUT_DATASET_INVALID``;
+    with it, bad rows are dropped and listed in ``Dataset.dropped``.
+    """
+    path = Path(path)
+    if format != "auto" and format not in FORMATS:
+        raise BackpropError(
+            "CONFIG_VALUE_INVALID",
+            name="format",
+            value=format,
+            reason="not a dataset format",
+            allowed="auto, " + ", ".join(FORMATS),
+        )
+    expected, origin = (None, "") if format == "auto" else (format, "set by --format")
+    examples: list[Example] = []
+    dropped: list[Problem] = []
+    total = 0
+    for row in _read_rows(path):
+        total += 1
+        result = _check(row, expected, origin)
+        if isinstance(result, Problem):
+            if not skip_invalid:
+                raise _invalid(path, result.line, result.reason)
+            dropped.append(result)
+            continue
+        found, example = result
+        if expected is None:
+            expected, origin = found, f"from line {example.line}"
+        examples.append(example)
+    if total == 0:
+        raise _invalid(path, 1, "the file has no rows")
+    if not examples:
+        first = dropped[0]
+        raise _invalid(path, first.line, f"no valid rows remain ({total} of {total} invalid); first problem: {first.reason}")
+    return Dataset(path, expected, tuple(examples), total, tuple(dropped))
+
+
+def file_sha256(path: str | Path) -> str:
+    """The file's SHA-256 as hex, read in chunks so a large dataset is never held whole."""
+    path = Path(path)
+    if not path.exists():
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path))
+    return sha256_file(path)
+
+
+def _check(row: _Row | Problem, expected: str | None, origin: str) -> tuple[str, Example] | Problem:
+    if isinstance(row, Problem):
+        return row
+    try:
+        return parse_row(row.value, row.line, expected, origin)
+    except RowInvalid as error:
+        return Problem(row.line, str(error))
+
+
+def _invalid(path: Path, line: int, reason: str) -> BackpropError:
+    return BackpropError("INPUT_DATASET_INVALID", location=f"{path}:{line}", reason=reason)
+
+
+def _read_rows(path: Path) -> Iterator[_Row | Problem]:
+    """Every row in file order: its value, or why it is not JSON at all."""
+    if not path.exists():
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path))
+    if path.is_dir():
+        raise BackpropError("INPUT_DATASET_INVALID", location=str(path), reason="is a directory, not a JSONL or JSON file")
+    with path.open("rb") as file:
+        is_array = _first_byte(file) == b"["
+        file.seek(0)
+        if not is_array:
+            yield from _jsonl_rows(file)
+            return
+        data = file.read()
+    rows = _array_rows(path, data)
+    yield from _jsonl_rows(io.BytesIO(data)) if rows is None else rows
+
+
+def _first_byte(file: BinaryIO) -> bytes:
+    """The first byte after any BOM and whitespace; empty for a blank file."""
+    chunk = file.read(1 << 16).removeprefix(_BOM)
+    while chunk:
+        if stripped := chunk.lstrip():
+            return stripped[:1]
+        chunk = file.read(1 << 16)
+    return b""
+
+
+def _jsonl_rows(file: BinaryIO) -> Iterator[_Row | Problem]:
+    # Iterating a binary file splits on b"\n" only, so line numbers match what
+    # an editor shows even with CRLF endings or stray U+2028 inside strings.
+    for number, raw in enumerate(file, start=1):
+        if number == 1:
+            raw = raw.removeprefix(_BOM)
+        if not raw.strip():
+            continue
+        try:
+            # Without its line ending, json's column for a cut-off row points at the row's end.
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as error:
+            yield Problem(number, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column {error.start + 1}")
+            continue
+        try:
+            yield _Row(number, json.loads(text))
+        except json.JSONDecodeError as error:
+            yield Problem(number, f"not valid JSON: {error.msg} (column {error.colno})")
+
+
+def _array_rows(path: Path, data: bytes) -> list[_Row] | None:
+    """The rows of a JSON array file, or None when the file is JSONL whose first row is a list."""
+    # A broken array cannot be resynchronised, so these errors are fatal even
+    # with --skip-invalid; the whole array is walked before any row is checked.
+    data = data.removeprefix(_BOM)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise _invalid(path, line, f"not valid UTF-8: byte 0x{data[error.start]:02x}") from None
+    try:
+        rows, close = _walk_array(text)
+        rest = _WHITESPACE.match(text, close + 1).end()
+        if rest == len(text):
+            return rows
+        if "\n" not in text[text.index("[") : close]:
+            return None  # the "array" was one JSONL row, and more rows follow it
+        raise json.JSONDecodeError("Extra data", text, rest)
+    except json.JSONDecodeError as error:
+        reason = f"not a valid JSON array: {error.msg} (column {error.colno}); --skip-invalid cannot skip past it"
+        raise _invalid(path, error.lineno, reason) from None
+
+
+def _walk_array(text: str) -> tuple[list[_Row], int]:
+    """Decode a JSON array one element at a time, to know the line each starts on.
+
+    Returns the rows and the position of the closing bracket.
+    """
+    decoder = json.JSONDecoder()
+    pos = _WHITESPACE.match(text, text.index("[") + 1).end()
+    rows: list[_Row] = []
+    line, counted = 1, 0
+    if text.startswith("]", pos):
+        return rows, pos
+    while True:
+        value, end = decoder.raw_decode(text, pos)  # raises json's own error for a broken element
+        line, counted = line + text.count("\n", counted, pos), pos
+        rows.append(_Row(line, value))
+        pos = _WHITESPACE.match(text, end).end()
+        if not text.startswith(",", pos):
+            break
+        pos = _WHITESPACE.match(text, pos + 1).end()
+    if not text.startswith("]", pos):
+        raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+    return rows, pos

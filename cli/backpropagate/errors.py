@@ -1,0 +1,178 @@
+"""The error catalog: every failure a user can meet, with its code, message, fix and exit code.
+
+Code anywhere in the host package or in a stage raises ``BackpropError(CODE, **context)``.
+Only the edges (the CLI's ``main`` and a stage's ``__main__``) print it, as
+``[CODE]: message`` followed by the fix. ``docs/errors.md`` is generated from
+this catalog and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Exit codes by prefix. 130 is the shell's convention for "stopped by Ctrl-C".
+EXIT_CODES = {"CONFIG": 2, "INPUT": 3, "DEP": 4, "RUNTIME": 5, "STATE": 6}
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    message: str  # str.format template, filled from the error's context
+    fix: str  # one line that names the command or flag to use
+    exit_code: int
+
+
+def _kind(code: str, message: str, fix: str, exit_code: int | None = None) -> tuple[str, ErrorKind]:
+    prefix = code.split("_", 1)[0]
+    return code, ErrorKind(message, fix, exit_code if exit_code is not None else EXIT_CODES[prefix])
+
+
+CATALOG: dict[str, ErrorKind] = dict(
+    [
+        _kind(
+            "CONFIG_ENV_INVALID",
+            "environment variable {variable}={value!r} is not valid: {reason}",
+            "set {variable} to {allowed}, or unset it",
+        ),
+        _kind(
+            "CONFIG_ENV_UNKNOWN",
+            "environment variable {variable} is not a backpropagate setting",
+            "unset it; the settings are {known}",
+        ),
+        _kind(
+            "CONFIG_VALUE_INVALID",
+            "{name}={value!r} is not valid: {reason}",
+            "use {allowed}",
+        ),
+        _kind(
+            "CONFIG_SPEC_INVALID",
+            "spec {path} is not valid: {problems}",
+            "write the spec with `backprop train` or fix the keys named above",
+        ),
+        _kind(
+            "CONFIG_QLORA_NEEDS_CUDA",
+            "QLoRA loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU",
+            "drop --qlora to train in full precision on the CPU, or run on a machine with an NVIDIA GPU",
+        ),
+        _kind(
+            "INPUT_DATASET_NOT_FOUND",
+            "dataset {path} does not exist",
+            "check the path given to --data",
+        ),
+        _kind(
+            "INPUT_DATASET_INVALID",
+            "{location}: {reason}",
+            "fix that row, or pass --skip-invalid to train on the valid rows only",
+        ),
+        _kind(
+            "INPUT_MODEL_NOT_FOUND",
+            "model {model} is neither a local folder nor a hub id",
+            "pass a folder made with save_pretrained, or a hub id such as Qwen/Qwen2.5-0.5B-Instruct",
+        ),
+        _kind(
+            "INPUT_RUN_NOT_FOUND",
+            "no run matches {run_id!r} in {history}",
+            "list the runs with `backprop list-runs --output {output}`",
+        ),
+        _kind(
+            "INPUT_RUN_AMBIGUOUS",
+            "{run_id!r} matches {count} runs: {candidates}",
+            "give more characters of the run id",
+        ),
+        _kind(
+            "DEP_MODEL_LOAD_FAILED",
+            "could not load model {model}: {reason}",
+            "pass a local folder made with save_pretrained, or a hub id reachable from here (set HF_TOKEN for gated models)",
+        ),
+        _kind(
+            "DEP_GPU_NOT_AVAILABLE",
+            "no CUDA GPU is usable here ({reason})",
+            "pass --device cpu to train on the CPU (slow but works), or install the NVIDIA driver and a CUDA build of torch",
+        ),
+        _kind(
+            "DEP_LOCAL_STACK_MISSING",
+            "the local runtime needs {package}, which is not importable: {reason}",
+            "pip install 'backpropagate[local]' (torch==2.13.0 for the CPU build)",
+        ),
+        _kind(
+            "DEP_UNSLOTH_UNAVAILABLE",
+            "--unsloth on was asked for, but {reason}",
+            "use --unsloth auto to fall back to PEFT when Unsloth cannot run",
+        ),
+        _kind(
+            "RUNTIME_GPU_OOM",
+            "out of GPU memory at step {step}",
+            "lower --batch-size or --max-seq-length, or add --qlora",
+        ),
+        _kind(
+            "RUNTIME_TRAINING_DIVERGED",
+            "the loss became {loss} at step {step}",
+            "lower --learning-rate (now {learning_rate})",
+        ),
+        _kind(
+            "RUNTIME_STAGE_FAILED",
+            "stage {stage} failed: {reason}",
+            "see {log} for the full log, or rerun with --verbose",
+        ),
+        _kind(
+            "RUNTIME_INTERRUPTED",
+            "run {run_id} was interrupted",
+            "start it again with the same command",
+            EXIT_INTERRUPTED,
+        ),
+        _kind(
+            "STATE_CHECKPOINT_INVALID",
+            "checkpoint {path} is not valid: {reason}",
+            "delete that checkpoint folder; the previous checkpoint is used instead",
+        ),
+        _kind(
+            "STATE_HISTORY_CORRUPT",
+            "run history {path} is not readable: {reason}",
+            "a copy is kept at {backup}; repair or remove {path}, then run again",
+        ),
+    ]
+)
+
+
+class BackpropError(Exception):
+    """A failure with a catalog code. ``context`` fills the message and fix templates."""
+
+    def __init__(self, code: str, **context: object) -> None:
+        if code not in CATALOG:
+            raise KeyError(f"{code} is not in the error catalog")
+        kind = CATALOG[code]
+        self.code = code
+        self.context = context
+        self.message = kind.message.format(**context)
+        self.fix = kind.fix.format(**context)
+        self.exit_code = kind.exit_code
+        super().__init__(f"[{code}]: {self.message}")
+
+    @classmethod
+    def from_event(cls, code: str, message: str, fix: str) -> BackpropError:
+        """Rebuild an error that a stage reported in an ``error`` event."""
+        error = cls.__new__(cls)
+        Exception.__init__(error, f"[{code}]: {message}")
+        error.code, error.context, error.message, error.fix = code, {}, message, fix
+        error.exit_code = CATALOG[code].exit_code if code in CATALOG else EXIT_CODES["RUNTIME"]
+        return error
+
+    def render(self) -> str:
+        """What the user reads on stderr."""
+        return f"[{self.code}]: {self.message}\n  fix: {self.fix}"
+
+
+def catalog_markdown() -> str:
+    """docs/errors.md, generated from the catalog."""
+    lines = [
+        "# Error codes",
+        "",
+        "Every failure prints `[CODE]: message` and a fix on stderr and exits with the code's exit status.",
+        "Generated from `cli/backpropagate/errors.py` by `python scripts/gen_error_docs.py`.",
+        "",
+        "| code | exit | message | fix |",
+        "| --- | --- | --- | --- |",
+    ]
+    for code, kind in CATALOG.items():
+        lines.append(f"| `{code}` | {kind.exit_code} | {kind.message} | {kind.fix} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,16 @@
+"""Model references: a local folder made with save_pretrained, or a hub id."""
+
+from pathlib import Path
+
+from backpropagate.errors import BackpropError
+
+
+def check_model_ref(name: str) -> None:
+    """A name that looks like a path must exist; anything else is left for the hub to resolve."""
+    if not name:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--model", value=name, reason="no model given",
+                            allowed="a hub id or a local folder (or set BACKPROPAGATE_MODEL__NAME)")
+    if Path(name).expanduser().exists():
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise BackpropError("INPUT_MODEL_NOT_FOUND", model=name)

@@ -1,0 +1,85 @@
+"""One output object for every command: human (rich) or json, so commands never print.
+
+Human mode draws progress on stderr and puts results on stdout; json mode passes
+events through as JSON lines on stdout, for CI. With NO_COLOR or no terminal,
+rich prints no colour.
+"""
+
+import json
+import sys
+from typing import Any
+
+from backpropagate import events
+from backpropagate.errors import BackpropError
+from backpropagate.events import Envelope
+
+
+class Output:
+    def __init__(self, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
+        self._progress = None
+        self._task = None
+        self._stderr = None
+
+    def _console(self):
+        if self._stderr is None:
+            from rich.console import Console
+
+            self._stderr = Console(stderr=True, highlight=False)
+        return self._stderr
+
+    def event(self, envelope: Envelope) -> None:
+        """Render one stage event."""
+        if self.json_mode:
+            print(envelope.to_line(), flush=True)
+            return
+        event = envelope.event
+        if isinstance(event, events.Started):
+            self.note(event.message)
+        elif isinstance(event, events.Progress):
+            self._advance(event)
+        elif isinstance(event, events.Warning):
+            self.note(f"[yellow]warning[/yellow] {event.message}")
+        elif isinstance(event, events.Checkpoint):
+            self.note(f"checkpoint step {event.step}: {event.path}")
+        elif isinstance(event, events.Artifact):
+            self.note(f"{event.kind}: {event.path} ({event.bytes:,} bytes)")
+        elif isinstance(event, events.Metric) and event.step is None:
+            self.note(f"{event.key}: {event.value}")
+        elif isinstance(event, events.Finished):
+            self._stop_progress()
+
+    def note(self, text: str) -> None:
+        """A line for people, on stderr; nothing in json mode."""
+        if not self.json_mode:
+            self._console().print(text)
+
+    def result(self, human: str, data: dict[str, Any]) -> None:
+        """The command's result on stdout: text for people, one JSON object in json mode."""
+        self._stop_progress()
+        if self.json_mode:
+            print(json.dumps({"result": data}, default=str), flush=True)
+        else:
+            print(human, flush=True)
+
+    def error(self, error: BackpropError) -> None:
+        self._stop_progress()
+        print(error.render(), file=sys.stderr, flush=True)
+
+    def _advance(self, event: events.Progress) -> None:
+        if self._progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  "
+                                                 "{task.fields[tps]:,.0f} tok/s"),
+                                      TimeRemainingColumn(), console=self._console())
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=event.total, loss=event.loss, lr=event.lr, tps=0)
+        self._progress.update(self._task, completed=event.step, loss=event.loss, lr=event.lr,
+                              tps=event.tokens_per_s)
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

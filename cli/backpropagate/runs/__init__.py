@@ -1,0 +1,1 @@
+"""Runs: ids, the run folder, the run history, and planning and executing a run."""

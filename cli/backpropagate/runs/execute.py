@@ -1,0 +1,71 @@
+"""Executing a planned run on a runtime: record it in the history, follow its events, report how it ended."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from backpropagate import events
+from backpropagate.errors import BackpropError
+from backpropagate.events import Envelope
+from backpropagate.runs.history import RunHistory
+from backpropagate.runs.plan import TrainPlan
+from backpropagate.runtimes import Runtime
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelope], None]) -> RunOutcome:
+    """Run the train stage; returns its outputs or raises the stage's coded error."""
+    runtime.check()
+    history = RunHistory(plan.output)
+    spec = plan.spec
+    started = time.time()
+    history.append({
+        "run_id": spec.run_id, "status": "running", "stage": "train", "runtime": runtime.name,
+        "model": spec.model, "dataset": spec.data.path, "dataset_sha256": spec.data.sha256,
+        "steps": spec.training.steps, "run_dir": spec.run_dir, "started_at": _iso(started),
+    })
+    seen: dict[str, Any] = {}
+
+    def follow(envelope: Envelope) -> None:
+        if isinstance(envelope.event, (events.Error, events.Finished)):
+            seen[envelope.event.name] = envelope.event
+        on_event(envelope)
+
+    def close(status: str, **fields: Any) -> None:
+        history.update(spec.run_id, status=status, finished_at=_iso(time.time()),
+                       duration_s=round(time.time() - started, 2), **fields)
+
+    try:
+        ended = runtime.run("train", plan.folder.spec, follow)
+    except KeyboardInterrupt:
+        close("interrupted", error_code="RUNTIME_INTERRUPTED")
+        raise BackpropError("RUNTIME_INTERRUPTED", run_id=spec.run_id) from None
+
+    error = seen.get("error")
+    finished = seen.get("finished")
+    if error is not None:
+        status = finished.status if finished else "failed"
+        close(status, error_code=error.code)
+        raise BackpropError.from_event(error.code, error.message, error.fix)
+    if ended.code != 0 or finished is None:
+        close("failed", error_code="RUNTIME_STAGE_FAILED")
+        tail = ended.stderr_tail.strip().splitlines()
+        reason = tail[-1] if tail else f"exit code {ended.code} without a finished event"
+        raise BackpropError("RUNTIME_STAGE_FAILED", stage="train", reason=reason, log=plan.folder.log)
+
+    outputs = finished.outputs
+    close("completed", steps_done=outputs.get("steps"), final_loss=outputs.get("final_loss"),
+          adapter=outputs.get("adapter"), device=outputs.get("device"))
+    return RunOutcome(run_id=spec.run_id, run_dir=spec.run_dir, outputs=outputs)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")

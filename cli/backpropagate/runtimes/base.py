@@ -1,0 +1,24 @@
+"""The runtime protocol: run a stage from its spec file, hand each event over, return how it ended."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from backpropagate.events import Envelope
+
+
+@dataclass(frozen=True)
+class StageExit:
+    code: int
+    stderr_tail: str  # what the stage printed before its log capture started (import errors, crashes)
+
+
+class Runtime(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise a DEP_ error when this runtime cannot run stages here."""
+
+    def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
+        """Run ``python -m backpropagate_stages.<stage> --spec spec_path`` to its end."""

@@ -1,0 +1,64 @@
+"""The local runtime: the stage program as a subprocess of this Python, on this machine."""
+
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from backpropagate.errors import BackpropError
+from backpropagate.events import Envelope, EventParseError, parse_line
+from backpropagate.runtimes.base import StageExit
+
+log = logging.getLogger("backpropagate.runtime")
+
+# What the stages import; checked without importing (so the host stays fast and torch-free).
+STACK = ("torch", "transformers", "peft", "safetensors", "sentencepiece")
+
+
+class LocalRuntime:
+    name = "local"
+
+    def check(self) -> None:
+        for package in STACK:
+            if importlib.util.find_spec(package) is None:
+                raise BackpropError("DEP_LOCAL_STACK_MISSING", package=package,
+                                    reason=f"not installed for {sys.executable}")
+
+    def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
+        self.check()
+        command = [sys.executable, "-m", f"backpropagate_stages.{stage}", "--spec", str(spec_path)]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   encoding="utf-8", errors="replace", bufsize=1,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stderr_tail: deque[str] = deque(maxlen=40)
+        reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
+        reader.start()
+        try:
+            for line in process.stdout:
+                try:
+                    on_event(parse_line(line))
+                except EventParseError as exc:
+                    log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
+            code = process.wait()
+        except KeyboardInterrupt:
+            _stop(process)
+            raise
+        reader.join(timeout=5)
+        return StageExit(code=code, stderr_tail="".join(stderr_tail))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ask the stage to stop as Ctrl-C would, then insist."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

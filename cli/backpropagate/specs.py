@@ -1,0 +1,58 @@
+"""Stage specs: what the host asks a stage to do, written as ``spec.json`` in the run folder.
+
+Each stage has one frozen spec type, defined here so the host that writes it and
+the stage that reads it share one definition. Reading is strict: every unknown
+key, missing key or wrong type is reported at once with ``CONFIG_SPEC_INVALID``.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from backpropagate.config import LoraSettings, TrainingSettings
+from backpropagate.errors import BackpropError
+from backpropagate.runs.files import atomic_write_text
+from backpropagate.schema import field, from_dict, to_dict
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    path: str
+    format: Literal["auto", "sharegpt", "openai", "alpaca", "text"] = field("auto")
+    skip_invalid: bool = field(False)
+    sha256: str = field("", help="of the file when the run was planned; the stage refuses a changed file")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    run_id: str
+    run_dir: str
+    model: str
+    data: DataSpec
+    training: TrainingSettings
+    lora: LoraSettings
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
+    versions: dict = field({}, help="of the host that planned the run")
+    stage: Literal["train"] = field("train")
+
+
+STAGE_SPECS = {"train": TrainSpec}
+
+
+def write_spec(spec, path: Path) -> None:
+    atomic_write_text(path, json.dumps(to_dict(spec), indent=2) + "\n")
+
+
+def read_spec(cls, path: Path):
+    """Load and check a spec file; raises CONFIG_SPEC_INVALID listing every problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BackpropError("CONFIG_SPEC_INVALID", path=path, problems="the file does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise BackpropError("CONFIG_SPEC_INVALID", path=path, problems=f"not JSON ({exc})") from None
+    spec, problems = from_dict(cls, data)
+    if problems:
+        raise BackpropError("CONFIG_SPEC_INVALID", path=path, problems="; ".join(problems))
+    return spec

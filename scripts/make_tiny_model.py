@@ -1,0 +1,234 @@
+"""Build a tiny, real causal LM offline, for tests and the quickstart.
+
+Generates English-like and ChatML text from a seed, trains a SentencePiece BPE tokenizer on it, builds a
+2-layer Llama or Qwen2 model, pretrains it briefly, and saves a Hugging Face folder (safetensors, with
+tokenizer.model for GGUF converters). The same arguments give the same bytes. Needs the `local` extra.
+
+    python scripts/make_tiny_model.py --arch llama --out models/tiny-llama
+    python scripts/make_tiny_model.py --arch qwen2 --out models/tiny-qwen2 --seed 1 --pretrain-steps 0
+"""
+
+import argparse
+import io
+import json
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ARCHS = ("llama", "qwen2")
+VOCAB_SIZE = 1024
+MAX_POSITIONS = 2048
+SEQ_LEN = 64
+BATCH_SIZE = 8
+DEFAULT_PRETRAIN_STEPS = 150
+CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+NOUNS = """cat dog bird fish horse sheep goat mouse fox wolf bear frog duck owl tiger lion rabbit tree flower
+river lake sea hill mountain road bridge house garden field forest city town village school market table
+chair door window book letter song story boat ship train wagon apple bread cheese milk water stone cloud
+storm island castle tower lamp candle basket kettle blanket mirror pencil ladder bottle hammer rope shadow
+meadow valley harbor orchard""".split()
+ADJECTIVES = """small big red blue green yellow old new quick slow happy sad quiet loud warm cold bright dark
+tall short soft heavy light gentle brave clever lazy busy empty full round wooden golden silver strange
+friendly""".split()
+VERBS = """sees likes finds makes holds carries paints watches follows visits builds cleans opens closes
+remembers forgets chooses reaches""".split()
+PLACES = ["near the river", "under the bridge", "in the garden", "on the hill", "behind the house",
+          "at the market", "by the window", "across the field", "inside the castle", "beside the lake"]
+COLORS = ["red", "blue", "green", "yellow", "white", "black", "brown", "grey"]
+SYLLABLES = "ka lo mi ra ten sul dor bel fin gar vo ni pe tum zor ha li qua ro sen mar".split()
+SYSTEM_PROMPTS = ["You are a helpful assistant.", "Be brief.", "Answer in one sentence."]
+
+
+def make_names(rng: random.Random, count: int) -> list[str]:
+    names = set()
+    while len(names) < count:
+        names.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize())
+    return sorted(names)
+
+
+def make_sentence(rng: random.Random, names: list[str]) -> str:
+    subject = rng.choice(names) if rng.random() < 0.5 else f"The {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
+    place = f" {rng.choice(PLACES)}" if rng.random() < 0.5 else ""
+    return f"{subject} {rng.choice(VERBS)} the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}{place}."
+
+
+def make_exchange(rng: random.Random, names: list[str], colors: dict[str, str]) -> tuple[str, str]:
+    kind = rng.randrange(3)
+    if kind == 0:
+        noun = rng.choice(NOUNS)
+        return f"What color is the {noun}?", f"The {noun} is {colors[noun]}."
+    if kind == 1:
+        a, b = rng.randint(0, 49), rng.randint(0, 49)
+        return f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."
+    name = rng.choice(names)
+    return f"Who is {name}?", f"{name} is a {colors[name]} {rng.choice(NOUNS)}."
+
+
+def make_corpus(seed: int, sentences: int = 3000, chats: int = 1500) -> list[str]:
+    """Plain paragraphs and ChatML conversations, one document per string."""
+    rng = random.Random(seed)
+    names = make_names(rng, 200)
+    # A fixed answer per noun and name gives the model facts it can become sure of.
+    colors = {key: rng.choice(COLORS) for key in NOUNS + names}
+    docs = [" ".join(make_sentence(rng, names) for _ in range(rng.randint(1, 4))) for _ in range(sentences)]
+    for _ in range(chats):
+        text = f"<|im_start|>system\n{rng.choice(SYSTEM_PROMPTS)}<|im_end|>\n" if rng.random() < 0.5 else ""
+        for _ in range(rng.randint(1, 2)):
+            question, answer = make_exchange(rng, names, colors)
+            text += f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
+        docs.append(text)
+    rng.shuffle(docs)
+    return docs
+
+
+def train_sentencepiece(docs: list[str], seed: int) -> bytes:
+    import sentencepiece as spm
+
+    # The markers are control pieces and never learned from text; left in, they would spend merges on "|im".
+    texts = [doc.replace(CHATML_TOKENS[0], "").replace(CHATML_TOKENS[1], "") for doc in docs]
+    spm.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    # model_writer (not model_prefix) keeps file paths out of the proto, so its bytes depend only on the text.
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, model_type="bpe", vocab_size=VOCAB_SIZE,
+        byte_fallback=True, character_coverage=1.0, split_digits=True,
+        # identity keeps "\n", which ChatML needs; with no dummy prefix HF and llama.cpp agree on the text
+        # right after a special token (llama.cpp would prepend a space there).
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+        # Control, not user-defined: llama.cpp and Ollama read piece types from tokenizer.model, and only
+        # control pieces become special tokens there.
+        control_symbols=CHATML_TOKENS,
+        num_threads=1, shuffle_input_sentence=False, minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def build_tokenizer(spm_model: bytes):
+    from transformers import LlamaTokenizer
+
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "tokenizer.model").write_bytes(spm_model)
+        # In transformers 5 only from_pretrained converts a tokenizer.model; the constructor given
+        # vocab_file silently builds a near-empty vocabulary.
+        tokenizer = LlamaTokenizer.from_pretrained(
+            work, legacy=False, add_prefix_space=False, add_bos_token=False, add_eos_token=False,
+            eos_token="<|im_end|>", pad_token="<pad>", model_max_length=MAX_POSITIONS)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_model(arch: str, tokenizer, seed: int):
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
+
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    config_cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
+    # intermediate_size is a multiple of 256 so k-quant GGUF exports quantize for real.
+    config = config_cls(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS,
+                        tie_word_embeddings=False, **ids)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(**ids)
+    return model
+
+
+def pretrain(model, tokenizer, docs: list[str], steps: int, seed: int) -> float | None:
+    """A few AdamW steps, so the next-token distribution is peaked rather than uniform."""
+    import torch
+
+    ids = [i for doc in tokenizer(docs, add_special_tokens=False)["input_ids"] for i in doc]
+    blocks = torch.tensor(ids[: len(ids) // SEQ_LEN * SEQ_LEN]).view(-1, SEQ_LEN)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    loss = None
+    for _ in range(steps):
+        batch = blocks[torch.randint(len(blocks), (BATCH_SIZE,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return None if loss is None else loss.item()
+
+
+def save(model, tokenizer, spm_model: bytes, folder: Path) -> None:
+    model.save_pretrained(folder)
+    # Keep chat_template inside tokenizer_config.json, where GGUF converters look for it.
+    tokenizer.save_pretrained(folder, save_jinja_files=False)
+    # transformers 5 no longer writes tokenizer.model; llama.cpp's converter needs it.
+    (folder / "tokenizer.model").write_bytes(spm_model)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("is_local", "local_files_only"):
+        config.pop(key, None)
+    # transformers 5 leaves these out, and llama.cpp then adds BOS by default for a SentencePiece vocab,
+    # so HF and GGUF would tokenize the same prompt differently.
+    config.update(add_bos_token=False, add_eos_token=False)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # save_pretrained writes model.safetensors as 0600; a container running as another user must read it.
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def make_tiny_model(arch: str, out: Path, seed: int = 0, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS) -> Path:
+    """Build the tiny `arch` model into `out`, replacing it only once the build succeeded; return `out`."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        docs = make_corpus(seed)
+        spm_model = train_sentencepiece(docs, seed)
+        tokenizer = build_tokenizer(spm_model)
+        model = build_model(arch, tokenizer, seed)
+        loss = pretrain(model, tokenizer, docs, pretrain_steps, seed)
+        if loss is not None:
+            print(f"pretrained {pretrain_steps} steps, last loss {loss:.3f}", file=sys.stderr)
+        save(model, tokenizer, spm_model, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    replace_dir(partial, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", required=True, choices=ARCHS)
+    parser.add_argument("--out", required=True, type=Path, help="output folder, replaced on success")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-steps", type=int, default=DEFAULT_PRETRAIN_STEPS)
+    args = parser.parse_args(argv)
+    print(make_tiny_model(args.arch, args.out, args.seed, args.pretrain_steps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

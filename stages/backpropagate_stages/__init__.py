@@ -1,0 +1,1 @@
+"""Stage programs: `python -m backpropagate_stages.<stage> --spec PATH`. They run in images or in-process."""

@@ -1,0 +1,150 @@
+"""What every stage program shares: read the spec, keep stdout for events, end with an exit code.
+
+A stage's ``__main__`` calls ``stage_main(name, SpecType, run)``. The harness:
+
+- parses ``--spec PATH`` and reads the spec strictly;
+- keeps the real stdout for events only; everything libraries print (fd 1 and 2,
+  including C extensions) goes through a pipe, is redacted, and lands in log.txt;
+- emits ``started``, then always ``finished`` or ``error`` + ``finished``;
+- turns a BackpropError into its exit code, Ctrl-C or SIGTERM into 130, and any
+  other exception into ``RUNTIME_STAGE_FAILED`` with the traceback kept in log.txt.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from backpropagate import events
+from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.redact import redact
+from backpropagate.runs.folder import RunFolder
+from backpropagate.specs import read_spec
+
+log = logging.getLogger("backpropagate")
+
+
+class Emitter:
+    """Writes each event to the event stream (stdout) and appends it to events.jsonl."""
+
+    def __init__(self, run_id: str, stage: str, stream: TextIO, events_file: Path | None) -> None:
+        self.run_id, self.stage, self.stream = run_id, stage, stream
+        self.file = open(events_file, "a", encoding="utf-8") if events_file else None
+
+    def __call__(self, event: Any) -> None:
+        line = events.Envelope(run_id=self.run_id, stage=self.stage, event=event).to_line()
+        self.stream.write(line + "\n")
+        self.stream.flush()
+        if self.file:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def stage_main(name: str, spec_type: type, run: Callable[[Any, Emitter], dict], argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m backpropagate_stages.{name}")
+    parser.add_argument("--spec", required=True, type=Path, help="path of the spec.json to run")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    try:
+        spec = read_spec(spec_type, args.spec)
+    except BackpropError as error:
+        emit = Emitter("", name, sys.stdout, None)
+        emit(events.Error(code=error.code, message=error.message, fix=error.fix))
+        emit(events.Finished(status="failed"))
+        return error.exit_code
+
+    folder = RunFolder(Path(spec.run_dir))
+    folder.root.mkdir(parents=True, exist_ok=True)
+    with _logs_to_file(folder.log) as event_stream:
+        _configure_logging(spec.log_level, spec.run_id)
+        emit = Emitter(spec.run_id, name, event_stream, folder.events)
+        try:
+            return _run(name, spec, run, emit, folder)
+        finally:
+            emit.close()
+
+
+def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) -> int:
+    emit(events.Started(message=f"run_started run_id={spec.run_id} stage={name}"))
+    log.info("run_started run_id=%s stage=%s", spec.run_id, name)
+    try:
+        outputs = run(spec, emit)
+    except BackpropError as error:
+        log.error("%s", error.render())
+        return _fail(emit, error.code, error.message, error.fix, error.exit_code, "failed")
+    except KeyboardInterrupt:
+        error = BackpropError("RUNTIME_INTERRUPTED", run_id=spec.run_id)
+        return _fail(emit, error.code, error.message, error.fix, EXIT_INTERRUPTED, "interrupted")
+    except Exception as exc:  # the last line of defence: report, never a raw traceback on the console
+        log.error("unexpected failure\n%s", traceback.format_exc())
+        error = BackpropError("RUNTIME_STAGE_FAILED", stage=name, reason=f"{type(exc).__name__}: {exc}",
+                              log=folder.log)
+        return _fail(emit, error.code, error.message, error.fix, error.exit_code, "failed")
+    emit(events.Finished(status="completed", outputs=outputs))
+    log.info("run_finished run_id=%s status=completed", spec.run_id)
+    return 0
+
+
+def _fail(emit: Emitter, code: str, message: str, fix: str, exit_code: int, status: str) -> int:
+    emit(events.Error(code=code, message=redact(message), fix=fix))
+    emit(events.Finished(status=status))
+    return exit_code
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _logs_to_file(log_path: Path):
+    """Point fd 1 and 2 at a pipe whose lines are redacted into log.txt; yield the real stdout."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    event_stream = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pump, args=(read_end, log_path), daemon=True)
+    pump.start()
+    try:
+        yield event_stream
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Restoring fd 1 and 2 closes the pipe's last write end, so the pump sees EOF.
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        pump.join(timeout=10)
+        event_stream.close()
+
+
+def _pump(read_end: int, log_path: Path) -> None:
+    with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as pipe, \
+            open(log_path, "a", encoding="utf-8") as log_file:
+        for line in pipe:
+            log_file.write(redact(line))
+            log_file.flush()
+
+
+def _configure_logging(level: str, run_id: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s run_id={run_id} %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

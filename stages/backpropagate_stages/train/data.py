@@ -1,0 +1,166 @@
+"""From normalised examples to training batches: chat template, loss mask, packing.
+
+- Conversations are rendered with the tokenizer's own chat template (ChatML when it
+  has none, with a warning), and only assistant turns carry loss unless
+  ``train_on_inputs``. Assistant spans are found by rendering the conversation
+  turn by turn, so they follow whatever the template wraps around a reply,
+  including its end-of-turn token, which teaches the model to stop.
+- Packing places whole examples into rows of ``max_seq_length`` (best-fit
+  decreasing). Position ids restart at 0 for each example and no attention mask is
+  passed, so transformers builds a block-diagonal causal mask: no example attends
+  to another, and each example's loss is the same as if it were alone.
+"""
+
+import bisect
+import random
+from dataclasses import dataclass
+
+import torch
+
+from backpropagate.dataset import Example
+
+IGNORE = -100  # label value that cross-entropy skips
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE where no loss is taken
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels[1:] if label != IGNORE)
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: torch.Tensor  # [rows, length]
+    labels: torch.Tensor
+    position_ids: torch.Tensor
+    real_tokens: int  # tokens that are not padding
+
+    @property
+    def target_tokens(self) -> int:
+        """Tokens that carry loss after the next-token shift."""
+        return int((self.labels[:, 1:] != IGNORE).sum())
+
+
+def tokenize(example: Example, tokenizer, max_seq_length: int, train_on_inputs: bool) -> Tokenized:
+    """Token ids and labels for one example, truncated to ``max_seq_length``."""
+    if example.text is not None:
+        ids = tokenizer(example.text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
+        ids = ids[:max_seq_length]
+        return Tokenized(ids, list(ids))
+
+    messages = [{"role": m.role, "content": m.content} for m in example.messages]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    # The template renders special tokens such as <bos> itself; adding them again would double them.
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = encoded["input_ids"]
+    if train_on_inputs:
+        labels = list(ids)
+    else:
+        spans = assistant_spans(messages, text, tokenizer)
+        labels = [
+            token if any(start < end_span and end > start_span for start_span, end_span in spans) else IGNORE
+            for token, (start, end) in zip(ids, encoded["offset_mapping"])
+        ]
+    return Tokenized(ids[:max_seq_length], labels[:max_seq_length])
+
+
+def assistant_spans(messages: list[dict], text: str, tokenizer) -> list[tuple[int, int]]:
+    """Character spans of ``text`` written by the assistant, end-of-turn markup included."""
+    spans, cursor = [], 0
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
+        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if text.startswith(through) and through.startswith(before):
+            spans.append((len(before), len(through)))
+        else:
+            # Templates that rewrite earlier turns (e.g. strip reasoning) break the prefix
+            # property; fall back to the reply text itself.
+            start = text.find(message["content"], cursor)
+            if start < 0:
+                continue
+            spans.append((start, start + len(message["content"])))
+        cursor = spans[-1][1]
+    return spans
+
+
+def pack(examples: list[Tokenized], max_seq_length: int) -> list[list[Tokenized]]:
+    """Group whole examples into rows of at most ``max_seq_length`` tokens (best-fit decreasing)."""
+    order = sorted(range(len(examples)), key=lambda i: (-len(examples[i].input_ids), i))
+    rows: list[list[Tokenized]] = []
+    free: list[tuple[int, int]] = []  # (room left, row index), sorted
+    for i in order:
+        size = len(examples[i].input_ids)
+        slot = bisect.bisect_left(free, (size, -1))
+        if slot < len(free):
+            room, row = free.pop(slot)
+        else:
+            room, row = max_seq_length, len(rows)
+            rows.append([])
+        rows[row].append(examples[i])
+        bisect.insort(free, (room - size, row))
+    return rows
+
+
+def collate(rows: list[list[Tokenized]], pad_id: int) -> Batch:
+    """Concatenate each row's examples; pad rows to the longest with a separate padding segment."""
+    length = max(sum(len(e.input_ids) for e in row) for row in rows)
+    ids, labels, positions, real = [], [], [], 0
+    for row in rows:
+        row_ids, row_labels, row_pos = [], [], []
+        for example in row:
+            n = len(example.input_ids)
+            row_ids += example.input_ids
+            # The first token of an example has no prediction inside that example, and after
+            # the shift it would be predicted from the previous example's last token.
+            row_labels += [IGNORE] + example.labels[1:]
+            row_pos += list(range(n))
+        real += len(row_ids)
+        pad = length - len(row_ids)
+        ids.append(row_ids + [pad_id] * pad)
+        labels.append(row_labels + [IGNORE] * pad)
+        positions.append(row_pos + list(range(pad)))
+    return Batch(torch.tensor(ids), torch.tensor(labels), torch.tensor(positions), real)
+
+
+class BatchStream:
+    """Micro-batches for ever, reshuffled each epoch from the seed; its position can be saved."""
+
+    def __init__(self, examples: list[Tokenized], batch_size: int, max_seq_length: int, packing: bool,
+                 pad_id: int, seed: int) -> None:
+        self.rows = pack(examples, max_seq_length) if packing else [[e] for e in examples]
+        self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
+        self.epoch, self.index = 0, 0
+        self._order = self._shuffled(0)
+
+    def _shuffled(self, epoch: int) -> list[int]:
+        order = list(range(len(self.rows)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def next(self) -> Batch:
+        if self.index >= len(self._order):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._order = self._shuffled(self.epoch)
+        chosen = self._order[self.index : self.index + self.batch_size]
+        self.index += self.batch_size
+        return collate([self.rows[i] for i in chosen], self.pad_id)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def restore(self, state: dict) -> None:
+        self.epoch, self.index = state["epoch"], state["index"]
+        self._order = self._shuffled(self.epoch)

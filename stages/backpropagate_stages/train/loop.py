@@ -1,0 +1,95 @@
+"""The training loop: AdamW on the adapter's weights, warmup then decay, gradient accumulation.
+
+A plain loop rather than a framework trainer: it is short enough to read, and
+with packing and no padding waste it is where the speed comes from
+(``scripts/bench_train.py`` measures it against TRL's SFTTrainer).
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from backpropagate import events
+from backpropagate.config import TrainingSettings
+from backpropagate.errors import BackpropError
+from backpropagate_stages.train.data import IGNORE, Batch, BatchStream
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def lr_factor(step: int, settings: TrainingSettings) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    warmup, total = settings.warmup_steps, settings.steps
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if settings.lr_scheduler == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if settings.lr_scheduler == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model, settings: TrainingSettings):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
+    return optimizer, scheduler
+
+
+def token_losses(model, batch: Batch, device) -> torch.Tensor:
+    """Per-position next-token loss, [rows, length-1]; 0 where the label is ignored."""
+    logits = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
+                   use_cache=False).logits
+    targets = batch.labels[:, 1:].to(device)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                           ignore_index=IGNORE, reduction="none").view(targets.shape)
+
+
+def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: TrainingSettings, device,
+               emit: Callable, on_step: Callable[[LoopState], None], state: LoopState | None = None) -> LoopState:
+    """Run optimizer steps until ``settings.steps``; ``on_step`` runs after each (checkpoints)."""
+    state = state or LoopState()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    while state.step < settings.steps:
+        started = time.perf_counter()
+        micro_batches = [stream.next() for _ in range(settings.gradient_accumulation)]
+        # Normalise by the step's target tokens, not per micro-batch, so every token weighs the same.
+        targets = max(1, sum(b.target_tokens for b in micro_batches))
+        step_loss = 0.0
+        for batch in micro_batches:
+            loss = token_losses(model, batch, device).sum() / targets
+            loss.backward()
+            step_loss += loss.item()
+        if not math.isfinite(step_loss):
+            raise BackpropError("RUNTIME_TRAINING_DIVERGED", loss=step_loss, step=state.step + 1,
+                                learning_rate=settings.learning_rate)
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        state.step += 1
+        state.losses.append(step_loss)
+        state.learning_rates.append(lr)
+        state.tokens += sum(b.real_tokens for b in micro_batches)
+        state.seconds += time.perf_counter() - started
+        tokens_per_s = state.tokens / state.seconds if state.seconds else 0.0
+        eta = (settings.steps - state.step) * state.seconds / state.step
+        emit(events.Progress(step=state.step, total=settings.steps, loss=round(step_loss, 6), lr=lr,
+                             tokens_per_s=round(tokens_per_s, 1), eta_s=round(eta, 1)))
+        on_step(state)
+    return state

@@ -1,0 +1,142 @@
+"""Loading the base model and tokenizer, and wrapping the model with a LoRA adapter.
+
+Three ways in, chosen by ``choose_backend``: plain PEFT (any device), PEFT on a
+4-bit bitsandbytes base (QLoRA, CUDA only), and Unsloth's fused kernels, used only
+when Unsloth is installed, a GPU is present and the model family is one it supports.
+"""
+
+import importlib.util
+from dataclasses import dataclass
+
+from backpropagate.config import LoraSettings, TrainingSettings
+from backpropagate.errors import BackpropError
+
+UNSLOTH_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3"}
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "peft" | "unsloth"
+    reason: str
+
+
+def resolve_device(requested: str, lora: LoraSettings):
+    """The torch device to train on; refuses to fall back to the CPU unless asked."""
+    import torch
+
+    if lora.qlora and requested == "cpu":
+        raise BackpropError("CONFIG_QLORA_NEEDS_CUDA")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        reason = "this torch build has no CUDA" if torch.version.cuda is None else "torch sees no CUDA device"
+        if lora.qlora:
+            raise BackpropError("CONFIG_QLORA_NEEDS_CUDA")
+        raise BackpropError("DEP_GPU_NOT_AVAILABLE", reason=reason)
+    return torch.device("cuda")
+
+
+def choose_backend(requested: str, device_type: str, model_type: str, unsloth_installed: bool,
+                   dora: bool = False) -> Backend:
+    """Unsloth when asked or possible; PEFT otherwise. ``--unsloth on`` never falls back silently."""
+    if requested == "off":
+        return Backend("peft", "--unsloth off")
+    missing = (
+        "Unsloth is not installed" if not unsloth_installed
+        else "this project trains DoRA through PEFT only" if dora
+        else "Unsloth needs a CUDA GPU" if device_type != "cuda"
+        else f"Unsloth does not support the {model_type} family" if model_type not in UNSLOTH_FAMILIES
+        else None
+    )
+    if missing is None:
+        return Backend("unsloth", f"Unsloth supports {model_type} on this GPU")
+    if requested == "on":
+        raise BackpropError("DEP_UNSLOTH_UNAVAILABLE", reason=missing)
+    return Backend("peft", missing)
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors... all mean "cannot load"
+        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=_first_line(exc)) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_type_of(name: str) -> str:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name).model_type
+    except Exception as exc:
+        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=_first_line(exc)) from None
+
+
+def load_lora_model(name: str, lora: LoraSettings, training: TrainingSettings, device, backend: Backend):
+    """The base model with a trainable LoRA adapter attached, on ``device``."""
+    if backend.name == "unsloth":
+        return _load_unsloth(name, lora, training)
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict = {"dtype": torch.float32}
+    if device.type == "cuda":
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if lora.qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"])
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except Exception as exc:
+        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=_first_line(exc)) from None
+    if lora.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    else:
+        model.to(device)
+    targets = "all-linear" if lora.targets == ("all-linear",) else list(lora.targets)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                        use_dora=lora.dora, bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="lora.targets", value=",".join(lora.targets),
+                            reason=_first_line(exc), allowed="all-linear or some of " + ", ".join(linear_names(model))
+                            ) from None
+
+
+def linear_names(model) -> list[str]:
+    """Names of the linear layers LoRA can target (last path component, deduplicated)."""
+    import torch
+
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    return sorted(names - {"lm_head"})
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def _load_unsloth(name: str, lora: LoraSettings, training: TrainingSettings):
+    from unsloth import FastLanguageModel
+
+    model, _ = FastLanguageModel.from_pretrained(model_name=name, max_seq_length=training.max_seq_length,
+                                                 dtype=None, load_in_4bit=lora.qlora)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] \
+        if lora.targets == ("all-linear",) else list(lora.targets)
+    return FastLanguageModel.get_peft_model(model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=targets, bias="none", random_state=training.seed)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
