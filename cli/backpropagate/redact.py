@@ -16,7 +16,7 @@ _PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),
     (re.compile(r"(?i)\b(aws_secret_access_key\s*[=:]\s*)[\"']?[A-Za-z0-9/+=]{40}[\"']?"), r"\1" + MASK),
     # key=value pairs: the key stays so the log still says what was there.
-    (re.compile(r"(?i)\b((?:password|passwd|pwd|token|secret|api_key|apikey|access_token)\s*[=:]\s*)"
+    (re.compile(r"(?i)\b((?:password|passwd|pwd|token|secret|api_key|apikey|access_token)[\"']?\s*[=:]\s*)"
                 r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"), r"\1" + MASK),
 ]
 

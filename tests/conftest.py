@@ -1,0 +1,52 @@
+"""Test tiers.
+
+- ``tests/unit``: the host package alone: no torch, no model, seconds in all.
+- ``tests/local``: stages run in-process (the ``local`` runtime) on a tiny model that
+  ``scripts/make_tiny_model.py`` builds offline once per session. They need the
+  ``local`` extra; without it they are skipped with the reason shown, unless
+  BACKPROPAGATE_REQUIRE_LOCAL=1 (set by .ci/run), which turns that skip into a failure.
+- ``tests/docker`` (later): a real Docker engine.
+
+Nothing here mocks torch, transformers or PEFT. The only stand-ins are for what
+cannot run on these machines (a GPU, a model hub), and they are named as such.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ("torch", "transformers", "peft")
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = [name for name in STACK if importlib.util.find_spec(name) is None]
+    for item in items:
+        if "tests/local" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.local)
+            if missing:
+                if os.environ.get("BACKPROPAGATE_REQUIRE_LOCAL") == "1":
+                    raise pytest.UsageError(f"local tier required but {', '.join(missing)} missing")
+                item.add_marker(pytest.mark.skip(reason=f"local tier needs {', '.join(missing)} "
+                                                        "(pip install -e '.[local,dev]')"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A real Llama-architecture model with a SentencePiece tokenizer and a ChatML template."""
+    out = tmp_path_factory.mktemp("models") / "tiny-llama"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "llama",
+                    "--out", str(out)], check=True, capture_output=True, text=True)
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `backprop` entry point in a child process, as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd)

@@ -1,0 +1,107 @@
+"""The host CLI: instant start-up, only built commands, errors printed once with a code."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import run_cli
+
+HEAVY = ("torch", "transformers", "peft", "docker", "datasets", "rich.progress")
+
+
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys\n"
+        "from backpropagate.app import app\n"
+        "try:\n    app(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_importing_the_package_and_the_api_loads_no_ml_stack():
+    code = ("import sys, backpropagate\nfrom backpropagate import Trainer\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_lists_exactly_the_built_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert listed == {"train", "validate", "list-runs", "info"}
+
+
+def test_version_prints_the_package_version():
+    from backpropagate import __version__
+
+    assert run_cli("--version").stdout.strip() == f"backpropagate {__version__}"
+
+
+def test_a_missing_dataset_is_a_coded_error_without_traceback(tmp_path):
+    result = run_cli("train", "--data", str(tmp_path / "nope.jsonl"), "--model", "org/m",
+                     "--output", str(tmp_path))
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        f"[INPUT_DATASET_NOT_FOUND]: dataset {tmp_path / 'nope.jsonl'} does not exist",
+        "  fix: check the path given to --data",
+    ]
+
+
+def test_a_model_path_that_does_not_exist_is_refused_before_a_run_starts(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    result = run_cli("train", "--data", str(data), "--model", "./no/such/model", "--output", str(tmp_path / "out"))
+    assert result.returncode == 3
+    assert result.stderr.startswith("[INPUT_MODEL_NOT_FOUND]: model ./no/such/model is neither")
+    assert not (tmp_path / "out" / "run_history.json").exists()
+
+
+def test_qlora_on_cpu_is_refused_as_a_flag_conflict(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    result = run_cli("train", "--data", str(data), "--model", "org/m", "--qlora", "--device", "cpu",
+                     "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("[CONFIG_QLORA_NEEDS_CUDA]")
+
+
+def test_verbose_adds_the_traceback(tmp_path):
+    result = run_cli("--verbose", "train", "--data", str(tmp_path / "nope.jsonl"), "--model", "org/m")
+    assert "Traceback" in result.stderr and "[INPUT_DATASET_NOT_FOUND]" in result.stderr
+
+
+def test_list_runs_on_an_empty_workspace_is_an_empty_list(tmp_path):
+    result = run_cli("list-runs", "--output", str(tmp_path), "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"result": {"runs": []}}
+
+
+def test_list_runs_reports_a_corrupt_history_and_keeps_it(tmp_path):
+    (tmp_path / "run_history.json").write_text("{oops")
+    result = run_cli("list-runs", "--output", str(tmp_path))
+    assert result.returncode == 6
+    assert result.stderr.startswith(f"[STATE_HISTORY_CORRUPT]: run history {tmp_path / 'run_history.json'}")
+    assert (tmp_path / "run_history.json").read_text() == "{oops"
+
+
+def test_validate_reports_format_and_counts(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "add", "input": "1+1", "output": "2"}\n'
+                    '{"instruction": "sub", "output": "0"}\n')
+    result = run_cli("validate", "--data", str(data), "--json")
+    assert result.returncode == 0
+    report = json.loads(result.stdout)["result"]
+    assert (report["format"], report["rows"], report["valid"], report["invalid"]) == ("alpaca", 2, 2, 0)
+
+
+def test_validate_lists_every_problem_and_fails_without_skip_invalid(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "ok"}\n{"text": ""}\n{"text": 3}\n')
+    result = run_cli("validate", "--data", str(data))
+    assert result.returncode == 3
+    assert "line 2: text is empty" in result.stdout and "line 3: text must be a string, got int" in result.stdout
+    assert result.stderr.startswith(f"[INPUT_DATASET_INVALID]: {data}:2: text is empty (2 invalid rows in all)")
+    assert run_cli("validate", "--data", str(data), "--skip-invalid").returncode == 0

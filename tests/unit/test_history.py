@@ -1,0 +1,87 @@
+"""run_history.json: concurrent writers lose nothing; a corrupt file is kept, never overwritten."""
+
+import json
+import multiprocessing
+
+import pytest
+
+from backpropagate.errors import BackpropError
+from backpropagate.runs.history import RunHistory
+from backpropagate.runs.ids import new_run_id
+
+
+def _append_many(output, worker: int, count: int) -> None:
+    history = RunHistory(output)
+    for i in range(count):
+        history.append({"run_id": f"w{worker}-{i}", "status": "completed"})
+
+
+def test_eight_processes_appending_25_rows_each_leave_200_rows(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_append_many, args=(tmp_path, w, 25)) for w in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    rows = RunHistory(tmp_path).rows()
+    assert len(rows) == 200
+    assert len({row["run_id"] for row in rows}) == 200
+
+
+def test_a_missing_history_is_an_empty_list(tmp_path):
+    assert RunHistory(tmp_path).rows() == []
+
+
+def test_update_changes_only_the_named_run(tmp_path):
+    history = RunHistory(tmp_path)
+    history.append({"run_id": "a", "status": "running"})
+    history.append({"run_id": "b", "status": "running"})
+    history.update("b", status="completed", final_loss=1.5)
+    assert [r["status"] for r in history.rows()] == ["running", "completed"]
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"version": 1}', '{"version": 1, "runs": [1, 2]}'])
+def test_a_corrupt_history_is_reported_kept_and_backed_up(tmp_path, content):
+    path = tmp_path / "run_history.json"
+    path.write_text(content)
+    history = RunHistory(tmp_path)
+    with pytest.raises(BackpropError) as caught:
+        history.append({"run_id": "new", "status": "running"})
+    assert caught.value.code == "STATE_HISTORY_CORRUPT"
+    assert str(path) in caught.value.message
+    assert path.read_text() == content  # not overwritten
+    backups = list(tmp_path.glob("run_history.json.corrupt-*"))
+    assert len(backups) == 1 and backups[0].read_text() == content
+
+
+def test_any_unique_prefix_selects_a_run(tmp_path):
+    history = RunHistory(tmp_path)
+    ids = [new_run_id() for _ in range(3)]
+    for run_id in ids:
+        history.append({"run_id": run_id})
+    assert history.find(ids[1][:8])["run_id"] == ids[1]
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(tmp_path):
+    history = RunHistory(tmp_path)
+    history.append({"run_id": "abc-1"})
+    history.append({"run_id": "abd-2"})
+    with pytest.raises(BackpropError) as caught:
+        history.find("ab")
+    assert caught.value.code == "INPUT_RUN_AMBIGUOUS"
+    assert caught.value.message == "'ab' matches 2 runs: abc-1, abd-2"
+
+
+def test_an_unknown_prefix_says_where_it_looked(tmp_path):
+    history = RunHistory(tmp_path)
+    history.append({"run_id": "abc-1"})
+    with pytest.raises(BackpropError) as caught:
+        history.find("zz")
+    assert caught.value.code == "INPUT_RUN_NOT_FOUND"
+
+
+def test_history_is_valid_json_with_one_row_per_run(tmp_path):
+    RunHistory(tmp_path).append({"run_id": "x"})
+    document = json.loads((tmp_path / "run_history.json").read_text())
+    assert document == {"version": 1, "runs": [{"run_id": "x"}]}
