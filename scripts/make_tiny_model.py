@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -25,22 +26,18 @@ BATCH_SIZE = 8
 DEFAULT_PRETRAIN_STEPS = 150
 CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-NOUNS = """cat dog bird fish horse sheep goat mouse fox wolf bear frog duck owl tiger lion rabbit tree flower
-river lake sea hill mountain road bridge house garden field forest city town village school market table
-chair door window book letter song story boat ship train wagon apple bread cheese milk water stone cloud
-storm island castle tower lamp candle basket kettle blanket mirror pencil ladder bottle hammer rope shadow
-meadow valley harbor orchard""".split()
-ADJECTIVES = """small big red blue green yellow old new quick slow happy sad quiet loud warm cold bright dark
-tall short soft heavy light gentle brave clever lazy busy empty full round wooden golden silver strange
-friendly""".split()
-VERBS = """sees likes finds makes holds carries paints watches follows visits builds cleans opens closes
-remembers forgets chooses reaches""".split()
+NOUNS = """cat dog bird fish horse sheep goat mouse fox wolf bear frog duck owl tiger lion rabbit tree flower river
+lake sea hill mountain road bridge house garden field forest city town village school market table chair door window
+book letter song story boat ship train wagon apple bread cheese milk water stone cloud storm island castle tower lamp
+candle basket kettle blanket mirror pencil ladder bottle hammer rope shadow meadow valley harbor orchard""".split()
+ADJECTIVES = """small big red blue green yellow old new quick slow happy sad quiet loud warm cold bright dark tall
+short soft heavy light gentle brave clever lazy busy empty full round wooden golden silver strange friendly""".split()
+VERBS = """sees likes finds makes holds carries paints watches follows visits builds cleans opens closes remembers
+forgets chooses reaches""".split()
 PLACES = ["near the river", "under the bridge", "in the garden", "on the hill", "behind the house",
           "at the market", "by the window", "across the field", "inside the castle", "beside the lake"]
 COLORS = ["red", "blue", "green", "yellow", "white", "black", "brown", "grey"]
@@ -101,8 +98,9 @@ def train_sentencepiece(docs: list[str], seed: int) -> bytes:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=model, model_type="bpe", vocab_size=VOCAB_SIZE,
         byte_fallback=True, character_coverage=1.0, split_digits=True,
-        # identity keeps "\n", which ChatML needs; with no dummy prefix HF and llama.cpp agree on the text
-        # right after a special token (llama.cpp would prepend a space there).
+        # identity keeps "\n", which ChatML needs. No dummy prefix: no "▁" before text that follows a special token.
+        # HF matches it through add_prefix_space=False, which the llama GGUF converter also reads; the qwen2 one
+        # writes no add_space_prefix, and llama.cpp then assumes true for a SentencePiece vocab.
         normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
         unk_id=0, bos_id=1, eos_id=2, pad_id=3,
         # Control, not user-defined: llama.cpp and Ollama read piece types from tokenizer.model, and only
@@ -113,7 +111,7 @@ def train_sentencepiece(docs: list[str], seed: int) -> bytes:
     return model.getvalue()
 
 
-def build_tokenizer(spm_model: bytes):
+def build_tokenizer(spm_model: bytes, arch: str):
     from transformers import LlamaTokenizer
 
     with tempfile.TemporaryDirectory() as work:
@@ -123,8 +121,39 @@ def build_tokenizer(spm_model: bytes):
         tokenizer = LlamaTokenizer.from_pretrained(
             work, legacy=False, add_prefix_space=False, add_bos_token=False, add_eos_token=False,
             eos_token="<|im_end|>", pad_token="<pad>", model_max_length=MAX_POSITIONS)
+    if arch == "qwen2":
+        tokenizer = to_byte_level(tokenizer)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def to_byte_level(tokenizer):
+    """The same vocabulary as a Qwen2Tokenizer, which transformers 5's AutoTokenizer forces on qwen2 models whatever
+    tokenizer_class says, rebuilding a byte-level BPE from tokenizer.json's vocab and merges. Its ids match
+    tokenizer.model's except where NFC changes the text or a word follows an apostrophe ('sand splits as 's+and)."""
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_chars = bytes_to_unicode()
+
+    def byte_level(piece: str) -> str:
+        return "".join(byte_chars[b] for b in piece.replace("\u2581", " ").encode())
+
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    specials = set(tokenizer.all_special_tokens)
+    vocab, byte_pieces = {}, {}
+    for piece, i in model["vocab"].items():
+        if match := re.fullmatch(r"<0x([0-9A-F]{2})>", piece):
+            byte_pieces[piece] = (i, byte_chars[int(match[1], 16)])
+        else:
+            vocab[piece if piece in specials else byte_level(piece)] = i
+    # A byte that is also a character piece keeps its old name: SentencePiece never emits that id either.
+    for piece, (i, char) in byte_pieces.items():
+        vocab[piece if char in vocab else char] = i
+    merges = [(byte_level(a), byte_level(b)) for a, b in model["merges"]]
+    return Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token="<unk>", bos_token="<s>", eos_token="<|im_end|>",
+                          pad_token="<pad>", extra_special_tokens=["</s>", "<|im_start|>"], add_bos_token=False,
+                          add_eos_token=False, model_max_length=MAX_POSITIONS)
 
 
 def build_model(arch: str, tokenizer, seed: int):
@@ -138,8 +167,9 @@ def build_model(arch: str, tokenizer, seed: int):
     config = config_cls(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS,
                         tie_word_embeddings=False, **ids)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.random.fork_rng(devices=[]):  # seed the init without reseeding the caller's generator
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config = GenerationConfig(**ids)
     return model
 
@@ -152,14 +182,20 @@ def pretrain(model, tokenizer, docs: list[str], steps: int, seed: int) -> float 
     blocks = torch.tensor(ids[: len(ids) // SEQ_LEN * SEQ_LEN]).view(-1, SEQ_LEN)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    threads, loss = torch.get_num_threads(), None
+    # One thread: matrices this small gain little from more, and with another busy process on the machine the
+    # threads' spin-waiting once stretched a 7 s build to 4 minutes. The bytes come out the same either way.
+    torch.set_num_threads(1)
     model.train()
-    loss = None
-    for _ in range(steps):
-        batch = blocks[torch.randint(len(blocks), (BATCH_SIZE,), generator=generator)]
-        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    try:
+        for _ in range(steps):
+            batch = blocks[torch.randint(len(blocks), (BATCH_SIZE,), generator=generator)]
+            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     return None if loss is None else loss.item()
 
@@ -171,9 +207,7 @@ def save(model, tokenizer, spm_model: bytes, folder: Path) -> None:
     # transformers 5 no longer writes tokenizer.model; llama.cpp's converter needs it.
     (folder / "tokenizer.model").write_bytes(spm_model)
     config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    for key in ("is_local", "local_files_only"):
-        config.pop(key, None)
+    config = {k: v for k, v in json.loads(config_path.read_text()).items() if k not in ("is_local", "local_files_only")}
     # transformers 5 leaves these out, and llama.cpp then adds BOS by default for a SentencePiece vocab,
     # so HF and GGUF would tokenize the same prompt differently.
     config.update(add_bos_token=False, add_eos_token=False)
@@ -196,9 +230,6 @@ def make_tiny_model(arch: str, out: Path, seed: int = 0, pretrain_steps: int = D
     """Build the tiny `arch` model into `out`, replacing it only once the build succeeded; return `out`."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(ARCHS)}")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -206,7 +237,7 @@ def make_tiny_model(arch: str, out: Path, seed: int = 0, pretrain_steps: int = D
     try:
         docs = make_corpus(seed)
         spm_model = train_sentencepiece(docs, seed)
-        tokenizer = build_tokenizer(spm_model)
+        tokenizer = build_tokenizer(spm_model, arch)
         model = build_model(arch, tokenizer, seed)
         loss = pretrain(model, tokenizer, docs, pretrain_steps, seed)
         if loss is not None:
@@ -226,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-steps", type=int, default=DEFAULT_PRETRAIN_STEPS)
     args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     print(make_tiny_model(args.arch, args.out, args.seed, args.pretrain_steps))
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from backpropagate import __version__, events
 from backpropagate.dataset import load_dataset
 from backpropagate.errors import BackpropError
+from backpropagate.model_ref import check_model_ref
 from backpropagate.runs.files import sha256_file
 from backpropagate.runs.folder import RunFolder
 from backpropagate.schema import to_dict
@@ -28,6 +29,8 @@ def run(spec: TrainSpec, emit) -> dict:
     import torch
 
     folder = RunFolder(Path(spec.run_dir))
+    log.debug("spec %s", json.dumps(to_dict(spec), sort_keys=True))
+    check_model_ref(spec.model)
     device = model.resolve_device(spec.training.device, spec.lora)
     _seed_everything(spec.training.seed)
 

@@ -1,0 +1,221 @@
+"""The train stage, run through the real `backprop` CLI on the tiny model, on the CPU."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from backpropagate.events import parse_line
+from backpropagate.runs.files import sha256_file
+from backpropagate.runs.history import RunHistory
+from tests.conftest import ROOT, run_cli
+
+QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
+
+
+def train(tiny_model, output, *flags, data=QUICKSTART, env=None):
+    """`backprop train --json` on the tiny model; returns (result, events)."""
+    result = run_cli("train", "--data", str(data), "--model", str(tiny_model), "--device", "cpu",
+                     "--output", str(output), "--json", *flags, env=env)
+    lines = result.stdout.splitlines()
+    events = [parse_line(line) for line in lines if '"event"' in line]
+    return result, events
+
+
+def coded_error(stderr: str) -> list[str]:
+    """The error and its fix: the last two lines of stderr, after any progress notes."""
+    return stderr.strip().splitlines()[-2:]
+
+
+def losses(events):
+    return [e.event.loss for e in events if e.event.name == "progress"]
+
+
+def adapter_config(run_dir):
+    return json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+
+
+def test_thirty_steps_lower_the_loss_and_leave_a_peft_adapter_with_the_requested_shape(tiny_model, tmp_path):
+    result, events = train(tiny_model, tmp_path, "--steps", "30", "--lora-r", "8", "--lora-alpha", "16",
+                           "--lora-targets", "q_proj,v_proj", "--learning-rate", "1e-3")
+    assert result.returncode == 0, result.stderr
+    curve = losses(events)
+    assert len(curve) == 30
+    assert sum(curve[-5:]) / 5 < 0.95 * sum(curve[:5]) / 5
+    summary = json.loads(result.stdout.splitlines()[-1])["result"]
+    run_dir = tmp_path / summary["run_id"]
+    assert summary["adapter"] == str(run_dir / "adapter")
+
+    config = adapter_config(run_dir)
+    assert (config["r"], config["lora_alpha"]) == (8, 16)
+    assert set(config["target_modules"]) == {"q_proj", "v_proj"}
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run_dir / "adapter")
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    artifact = manifest["artifacts"][0]
+    assert artifact["sha256"] == sha256_file(run_dir / artifact["path"])
+    row = RunHistory(tmp_path).find(summary["run_id"])
+    assert row["status"] == "completed" and row["final_loss"] == pytest.approx(curve[-1])
+    assert all(e.run_id == summary["run_id"] for e in events)
+
+
+@pytest.mark.parametrize("preset, rank, targets", [
+    ("fast", 16, {"q_proj", "v_proj"}),
+    ("quality", 256, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+])
+def test_lora_presets_change_the_adapter(tiny_model, tmp_path, preset, rank, targets):
+    result, events = train(tiny_model, tmp_path, "--steps", "1", "--lora-preset", preset)
+    assert result.returncode == 0, result.stderr
+    run_id = events[0].run_id
+    config = adapter_config(tmp_path / run_id)
+    assert config["r"] == rank
+    assert {name.rsplit(".", 1)[-1] for name in config["target_modules"]} == targets
+
+
+def test_environment_settings_reach_the_adapter_and_the_log(tiny_model, tmp_path):
+    result, events = train(tiny_model, tmp_path, "--steps", "1",
+                           env={"BACKPROPAGATE_LORA__R": "4", "BACKPROPAGATE_LOG_LEVEL": "DEBUG"})
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / events[0].run_id
+    assert adapter_config(run_dir)["r"] == 4
+    assert " DEBUG " in (run_dir / "log.txt").read_text()
+
+
+def test_seeded_runs_repeat_exactly_and_another_seed_differs(tiny_model, tmp_path):
+    first = losses(train(tiny_model, tmp_path / "a", "--steps", "4", "--seed", "7")[1])
+    again = losses(train(tiny_model, tmp_path / "b", "--steps", "4", "--seed", "7")[1])
+    other = losses(train(tiny_model, tmp_path / "c", "--steps", "4", "--seed", "8")[1])
+    assert first == again
+    assert first != other
+
+
+def test_without_a_gpu_and_without_device_cpu_training_stops_with_dep_gpu_not_available(tiny_model, tmp_path):
+    result = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--steps", "1",
+                     "--output", str(tmp_path))
+    assert result.returncode == 4
+    assert coded_error(result.stderr)[0].startswith("[DEP_GPU_NOT_AVAILABLE]: no CUDA GPU is usable here")
+    assert "--device cpu" in result.stderr
+    assert [row["status"] for row in RunHistory(tmp_path).rows()] == ["failed"]
+
+
+def test_checkpoints_are_complete_hashed_and_pruned(tiny_model, tmp_path):
+    result, events = train(tiny_model, tmp_path, "--steps", "7", "--checkpoint-every", "2",
+                           "--keep-checkpoints", "2")
+    assert result.returncode == 0, result.stderr
+    assert [e.event.step for e in events if e.event.name == "checkpoint"] == [2, 4, 6]
+    folder = tmp_path / events[0].run_id / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["step-4", "step-6"]
+    manifest = json.loads((folder / "step-6" / "checkpoint.json").read_text())
+    assert manifest["step"] == 6
+    for name, digest in manifest["files"].items():
+        assert sha256_file(folder / "step-6" / name) == digest
+
+
+@pytest.mark.parametrize("rows", [
+    ['{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]}'],
+    ['{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}'],
+    ['{"text": "The quick brown fox jumps over the lazy dog."}'],
+], ids=["openai", "alpaca", "text"])
+def test_each_dataset_format_trains(tiny_model, tmp_path, rows):
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(rows * 3) + "\n")
+    result, events = train(tiny_model, tmp_path / "out", "--steps", "2", data=data)
+    assert result.returncode == 0, result.stderr
+    assert len(losses(events)) == 2
+
+
+MALFORMED = {
+    "bad_json": ('{"text": "ok"}\n{"text": "cut\n', 2, "not valid JSON"),
+    "missing_keys": ('{"prompt": "hi", "completion": "yo"}\n', 1, "no known format"),
+    "empty_file": ("", 1, "the file has no rows"),
+    "mixed_formats": ('{"text": "ok"}\n{"instruction": "a", "output": "b"}\n', 2, "row is alpaca but the file is text"),
+    "empty_assistant_turn": ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}\n',
+                             1, "messages[1] (assistant) is empty"),
+    "wrong_types": ('{"conversations": [{"from": "human", "value": 5}, {"from": "gpt", "value": "x"}]}\n', 1,
+                    "conversations[0].value must be a string, got int"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_dataset_gives_its_coded_error_with_file_and_line(tiny_model, tmp_path, case):
+    content, line, reason = MALFORMED[case]
+    data = tmp_path / f"{case}.jsonl"
+    data.write_text(content)
+    result = run_cli("train", "--data", str(data), "--model", str(tiny_model), "--device", "cpu",
+                     "--steps", "1", "--output", str(tmp_path / "out"))
+    assert result.returncode == 3
+    assert coded_error(result.stderr)[0].startswith(f"[INPUT_DATASET_INVALID]: {data}:{line}: {reason}")
+    assert "Traceback" not in result.stderr
+    rows = RunHistory(tmp_path / "out").rows()
+    assert not [row for row in rows if row["status"] == "completed"]
+
+
+def test_skip_invalid_trains_on_the_valid_rows_and_reports_the_dropped(tiny_model, tmp_path):
+    data = tmp_path / "data.jsonl"
+    good = '{"text": "a perfectly fine row of text"}'
+    data.write_text("\n".join([good, '{"text": ""}', good, "{broken", good]) + "\n")
+    result, events = train(tiny_model, tmp_path / "out", "--steps", "1", "--skip-invalid", data=data)
+    assert result.returncode == 0, result.stderr
+    warning = next(e.event for e in events if e.event.name == "warning" and e.event.code == "rows_dropped")
+    assert warning.message.startswith(f"skipped 2 of 5 rows; first at {data}:2: text is empty")
+    summary = json.loads(result.stdout.splitlines()[-1])["result"]
+    assert (summary["examples"], summary["dropped_rows"]) == (3, 2)
+
+
+def test_an_unreachable_hub_model_is_dep_model_load_failed(tmp_path):
+    result = run_cli("train", "--data", str(QUICKSTART), "--model", "nobody/no-such-model", "--device", "cpu",
+                     "--steps", "1", "--output", str(tmp_path), env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 4
+    assert coded_error(result.stderr)[0].startswith("[DEP_MODEL_LOAD_FAILED]: could not load model nobody/no-such-model")
+
+
+def test_a_model_without_chat_template_falls_back_to_chatml_with_a_warning(tiny_model, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    for name in ("chat_template.jinja",):
+        (bare / name).unlink(missing_ok=True)
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    result, events = train(bare, tmp_path / "out", "--steps", "1")
+    assert result.returncode == 0, result.stderr
+    assert any(e.event.name == "warning" and e.event.code == "chat_template_fallback" for e in events)
+
+
+def test_dora_and_no_packing_are_applied(tiny_model, tmp_path):
+    result, events = train(tiny_model, tmp_path, "--steps", "1", "--dora", "--no-packing")
+    assert result.returncode == 0, result.stderr
+    assert adapter_config(tmp_path / events[0].run_id)["use_dora"] is True
+    metrics = {e.event.key: e.event.value for e in events if e.event.name == "metric"}
+    assert metrics["rows"] == metrics["examples"] == 5
+
+
+def test_packing_puts_several_examples_in_one_row(tiny_model, tmp_path):
+    result, events = train(tiny_model, tmp_path, "--steps", "1", "--packing")
+    metrics = {e.event.key: e.event.value for e in events if e.event.name == "metric"}
+    assert metrics["rows"] < metrics["examples"]
+
+
+def test_ctrl_c_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backpropagate", "train", "--data", str(QUICKSTART), "--model", str(tiny_model),
+         "--device", "cpu", "--steps", "100000", "--output", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    for line in process.stdout:
+        if '"progress"' in line:
+            break
+    os.killpg(process.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "[RUNTIME_INTERRUPTED]" in stderr
+    assert [row["status"] for row in RunHistory(tmp_path).rows()] == ["interrupted"]
