@@ -4,7 +4,7 @@
 - ``tests/local``: stages run in-process (the ``local`` runtime) on a tiny model that
   ``scripts/make_tiny_model.py`` builds offline once per session. They need the
   ``local`` extra; without it they are skipped with the reason shown, unless
-  BACKPROPAGATE_REQUIRE_LOCAL=1 (set by .ci/run), which turns that skip into a failure.
+  REQUIRE_LOCAL_TIER=1 (set by scripts/test.sh), which turns that skip into a failure.
 - ``tests/docker`` (later): a real Docker engine.
 
 Nothing here mocks torch, transformers or PEFT. The only stand-ins are for what
@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
         if "tests/local" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.local)
             if missing:
-                if os.environ.get("BACKPROPAGATE_REQUIRE_LOCAL") == "1":
+                if os.environ.get("REQUIRE_LOCAL_TIER") == "1":
                     raise pytest.UsageError(f"local tier required but {', '.join(missing)} missing")
                 item.add_marker(pytest.mark.skip(reason=f"local tier needs {', '.join(missing)} "
                                                         "(pip install -e '.[local,dev]')"))
@@ -50,3 +50,11 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd)
+
+
+@pytest.fixture(autouse=True)
+def _clean_settings_environment(monkeypatch):
+    """Tests start from the defaults, whatever BACKPROPAGATE_* the developer has exported."""
+    for name in list(os.environ):
+        if name.startswith("BACKPROPAGATE_"):
+            monkeypatch.delenv(name)

@@ -1,10 +1,9 @@
 """The `backprop` command: registers the commands and prints errors once, at the top.
 
 Known errors print as ``[CODE]: message`` plus a fix, with the code's exit status;
-``--verbose`` (or BACKPROPAGATE_DEBUG=1) adds the traceback.
+``--verbose`` adds the traceback.
 """
 
-import os
 import sys
 import traceback
 from typing import Annotated
@@ -29,7 +28,7 @@ app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
 app.command("info")(info.info)
 
-_verbose = {"on": bool(os.environ.get("BACKPROPAGATE_DEBUG"))}
+_verbose = {"on": False}
 
 
 def _show_version(value: bool) -> None:

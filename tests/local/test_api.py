@@ -1,0 +1,58 @@
+"""The Python API and `backprop validate --tokenizer`, on the tiny model."""
+
+import json
+
+import pytest
+
+from backpropagate import BackpropError, Trainer
+from backpropagate.runs.history import RunHistory
+from tests.conftest import ROOT, run_cli
+
+QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
+
+
+def test_trainer_train_returns_the_run_id_adapter_and_loss_history(tiny_model, tmp_path):
+    trainer = Trainer(str(tiny_model), device="cpu", output=tmp_path, progress=False)
+    result = trainer.train(QUICKSTART, steps=3, lora_r=4)
+    assert result.adapter_path == tmp_path / result.run_id / "adapter"
+    assert (result.adapter_path / "adapter_model.safetensors").exists()
+    assert len(result.loss_history) == 3 and result.final_loss == result.loss_history[-1]
+    assert json.loads((result.adapter_path / "adapter_config.json").read_text())["r"] == 4
+    assert RunHistory(tmp_path).find(result.run_id)["status"] == "completed"
+
+
+def test_trainer_raises_the_coded_error_the_cli_would_print(tiny_model, tmp_path):
+    trainer = Trainer(str(tiny_model), device="cpu", output=tmp_path, progress=False)
+    with pytest.raises(BackpropError) as caught:
+        trainer.train(tmp_path / "missing.jsonl", steps=1)
+    assert caught.value.code == "INPUT_DATASET_NOT_FOUND"
+
+
+def test_trainer_refuses_an_unknown_setting_name():
+    with pytest.raises(TypeError, match="unknown setting"):
+        Trainer("m", lora_rank=8)
+
+
+def test_trainer_checks_values_like_the_cli(tiny_model, tmp_path):
+    trainer = Trainer(str(tiny_model), device="cpu", output=tmp_path, progress=False)
+    with pytest.raises(BackpropError) as caught:
+        trainer.train(QUICKSTART, steps=0)
+    assert caught.value.render().startswith("[CONFIG_VALUE_INVALID]: training.steps=0 is not valid")
+
+
+def test_validate_with_a_tokenizer_reports_token_lengths(tiny_model):
+    result = run_cli("validate", "--data", str(QUICKSTART), "--tokenizer", str(tiny_model),
+                     "--max-seq-length", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    tokens = json.loads(result.stdout)["result"]["tokens"]
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    roles = {"human": "user", "gpt": "assistant", "system": "system"}
+    lengths = []
+    for line in QUICKSTART.read_text().splitlines():
+        messages = [{"role": roles[t["from"]], "content": t["value"]} for t in json.loads(line)["conversations"]]
+        lengths.append(len(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"]))
+    assert (tokens["min"], tokens["max"], tokens["total"]) == (min(lengths), max(lengths), sum(lengths))
+    assert tokens["over_max_seq_length"] == sum(n > 32 for n in lengths) > 0
