@@ -34,9 +34,7 @@ class Output:
             print(envelope.to_line(), flush=True)
             return
         event = envelope.event
-        if isinstance(event, events.Started):
-            self.note(event.message)
-        elif isinstance(event, events.Progress):
+        if isinstance(event, events.Progress):
             self._advance(event)
         elif isinstance(event, events.Warning):
             self.note(f"[yellow]warning[/yellow] {event.message}")

@@ -82,8 +82,8 @@ def train(
     outcome = execute_train(plan, get_runtime("local"), out.event)
     result = outcome.outputs
     out.result(
-        f"adapter: {result['adapter']}\nrun id: {outcome.run_id}\nfinal loss: {result['final_loss']:.4f} "
-        f"after {result['steps']} steps ({result['tokens_per_s']:,.0f} tokens/s)",
+        f"adapter: {result['adapter']}\nrun id: {outcome.run_id}\nloss: {result['losses'][0]:.4f} -> "
+        f"{result['final_loss']:.4f} over {result['steps']} steps ({result['tokens_per_s']:,.0f} tokens/s)",
         {"run_id": outcome.run_id, "run_dir": outcome.run_dir, **result},
     )
 

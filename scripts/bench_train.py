@@ -1,0 +1,210 @@
+"""Train-stage throughput: backpropagate's train stage against TRL's SFTTrainer with packing.
+
+    python scripts/bench_train.py                       # about 1-2 minutes on 2 CPU cores
+    python scripts/bench_train.py --steps 60 --batch-size 4 --max-length 1024 --json
+
+Builds the tiny Llama model (scripts/make_tiny_model.py) and a synthetic chat dataset of
+mixed lengths (OpenAI `messages` rows) in a temp folder, then trains the same LoRA adapter
+twice, each in its own process, with the same model, rows, sequence length, batch, steps,
+LoRA rank/alpha/dropout/targets, learning-rate schedule, seed and loss mask (replies only):
+
+- ours: `backprop train --json` through the real CLI;
+- TRL: `SFTTrainer` with `packing=True` and TRL's default packing strategy.
+
+Both count the tokens that are not padding fed through the model during the timed
+optimizer steps, and time only those steps (fetching and collating the batch included;
+model loading and dataset preparation excluded). End-to-end wall times are shown too.
+Run it on an otherwise idle machine: torch's threads spin-wait, so any busy neighbour
+distorts the figures.
+"""
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
+LEARNING_RATE, WARMUP_STEPS = 2e-4, 5
+WORDS = """cat dog bird fish horse river lake hill road bridge house garden field forest city town school market
+table chair door window book letter song story boat ship train apple bread cheese milk water stone cloud storm
+island castle tower lamp candle basket small big red blue green old new quick slow happy quiet warm cold bright
+dark tall soft heavy gentle brave clever busy sees likes finds makes holds carries paints watches follows""".split()
+# ChatML as the tiny model's own template renders it, with the {% generation %} markers TRL needs for
+# assistant_only_loss; the marked span matches what our stage trains on (reply plus <|im_end|>).
+TRL_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>\\n' }}{% endgeneration %}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def sentences(rng: random.Random, count: int) -> str:
+    return " ".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "."
+                    for _ in range(count))
+
+
+def make_dataset(path: Path, examples: int, seed: int) -> None:
+    """Conversations from one line to several hundred tokens, so packing has something to do."""
+    rng = random.Random(seed)
+    with path.open("w") as out:
+        for _ in range(examples):
+            messages = [{"role": "system", "content": sentences(rng, 1)}] if rng.random() < 0.3 else []
+            # Mostly short replies with a long tail, as in real chat data.
+            reply = rng.choice([1, 1, 2, 2, 3, 4, 6, 10, 16, 24])
+            for _ in range(rng.choice([1, 1, 1, 2, 3])):
+                messages.append({"role": "user", "content": sentences(rng, rng.randint(1, 3))})
+                messages.append({"role": "assistant", "content": sentences(rng, max(1, reply + rng.randint(-1, 1)))})
+            out.write(json.dumps({"messages": messages}) + "\n")
+
+
+def run_ours(args, model: Path, data: Path, work: Path) -> dict:
+    command = [sys.executable, "-m", "backpropagate", "train", "--data", str(data), "--model", str(model),
+               "--steps", str(args.steps), "--device", "cpu", "--output", str(work / "runs"), "--json",
+               "--batch-size", str(args.batch_size), "--gradient-accumulation", "1",
+               "--max-seq-length", str(args.max_length), "--lora-r", str(LORA["r"]),
+               "--lora-alpha", str(LORA["alpha"]), "--lora-dropout", str(LORA["dropout"]),
+               "--lora-targets", "all-linear", "--learning-rate", str(LEARNING_RATE),
+               "--warmup-steps", str(WARMUP_STEPS), "--lr-scheduler", "cosine", "--packing",
+               "--checkpoint-every", "0", "--seed", str(args.seed), "--unsloth", "off"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"backprop train failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])["result"]
+    # The stage reports only the rate; replaying its batch stream (same code, same seed) gives the count.
+    tokens = our_tokens(args, model, data)
+    return {"name": "backpropagate", "tokens": tokens, "seconds": tokens / result["tokens_per_s"],
+            "steps": result["steps"], "wall_s": wall, "final_loss": result["final_loss"]}
+
+
+def our_tokens(args, model: Path, data: Path) -> int:
+    from backpropagate.dataset import load_dataset
+    from backpropagate_stages.train import data as train_data
+    from backpropagate_stages.train.model import load_tokenizer
+
+    tokenizer = load_tokenizer(str(model))
+    examples = [train_data.tokenize(e, tokenizer, args.max_length, False) for e in load_dataset(data).examples]
+    examples = [e for e in examples if e.trained_tokens]  # run._tokenize leaves these out too
+    stream = train_data.BatchStream(examples, args.batch_size, args.max_length, True, tokenizer.pad_token_id,
+                                    args.seed)
+    return sum(stream.next().real_tokens for _ in range(args.steps))
+
+
+def run_trl(args, model: Path, data: Path, work: Path) -> dict:
+    """Run TRL in a fresh process, like ours, so neither inherits the other's threads or caches."""
+    command = [sys.executable, __file__, "--trl-worker", str(model), str(data), str(work),
+               "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+               "--max-length", str(args.max_length), "--seed", str(args.seed)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"TRL run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def trl_worker(args, model_dir: str, data: str, work: str) -> None:
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    meter = {"tokens": 0, "seconds": 0.0, "began": 0.0}
+
+    class TimedTrainer(SFTTrainer):
+        # The trainer fetches and collates a step's batches before on_step_begin; ours does it inside
+        # its timed step, so time the fetch here and count the tokens as they go to the model.
+        def get_batch_samples(self, *a, **kw):
+            began = time.perf_counter()
+            batches, items = super().get_batch_samples(*a, **kw)
+            meter["seconds"] += time.perf_counter() - began
+            meter["tokens"] += sum(int((b["input_ids"] != pad_id).sum()) for b in batches)
+            return batches, items
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            meter["began"] = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            meter["seconds"] += time.perf_counter() - meter["began"]
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = TRL_TEMPLATE
+    pad_id = tokenizer.pad_token_id  # <pad> never occurs in the data, so != pad counts real tokens
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = SFTConfig(
+        output_dir=work + "/trl", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1, max_length=args.max_length, packing=True,
+        assistant_only_loss=True, learning_rate=LEARNING_RATE, lr_scheduler_type="cosine",
+        warmup_steps=WARMUP_STEPS, weight_decay=0.0, max_grad_norm=1.0, seed=args.seed,
+        # TRL 1.16 defaults to bf16 and gradient checkpointing, which fail or differ on CPU.
+        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, report_to="none",
+        save_strategy="no", logging_steps=args.steps, dataloader_num_workers=0, disable_tqdm=True)
+    peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                             target_modules="all-linear", bias="none", task_type="CAUSAL_LM")
+    dataset = load_dataset("json", data_files=data, split="train")
+    trainer = TimedTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                           peft_config=peft_config, callbacks=[StepTimer()])
+    output = trainer.train()
+    print(json.dumps({"name": f"TRL SFTTrainer (packing_strategy={config.packing_strategy}, "
+                              f"padding_free={trainer.padding_free})",
+                      "tokens": meter["tokens"], "seconds": meter["seconds"], "steps": trainer.state.global_step,
+                      "final_loss": trainer.state.log_history[-2].get("loss", output.training_loss)}))
+
+
+def report(args, ours: dict, trl: dict) -> dict:
+    rows = {}
+    for run in (ours, trl):
+        rows[run["name"]] = {**run, "tokens_per_s": run["tokens"] / run["seconds"]}
+    ratio = ours["tokens"] / ours["seconds"] / (trl["tokens"] / trl["seconds"])
+    return {"steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
+            "examples": args.examples, "seed": args.seed, "runs": rows, "ratio_ours_over_trl": ratio}
+
+
+def print_table(figures: dict) -> None:
+    print(f"steps {figures['steps']}, rows/batch {figures['batch_size']}, grad accumulation 1, "
+          f"max length {figures['max_length']}, {figures['examples']} examples, seed {figures['seed']}")
+    print(f"{'':58} {'tokens':>8} {'train s':>8} {'tokens/s':>9} {'loss':>6} {'wall s':>7}")
+    for name, run in figures["runs"].items():
+        print(f"{name:58} {run['tokens']:>8} {run['seconds']:>8.2f} {run['tokens_per_s']:>9.0f} "
+              f"{run['final_loss']:>6.3f} {run['wall_s']:>7.1f}")
+    print(f"ours / TRL tokens/s: {figures['ratio_ours_over_trl']:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--examples", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--trl-worker", nargs=3, help=argparse.SUPPRESS)  # MODEL DATA WORK, internal
+    args = parser.parse_args(argv)
+    if args.trl_worker:
+        trl_worker(args, *args.trl_worker)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        work = Path(tmp)
+        model, data = work / "tiny-llama", work / "chat.jsonl"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "llama",
+                        "--out", str(model)], check=True, capture_output=True)
+        make_dataset(data, args.examples, args.seed)
+        figures = report(args, run_ours(args, model, data, work), run_trl(args, model, data, work))
+    print(json.dumps(figures) if args.json else "", end="\n" if args.json else "")
+    if not args.json:
+        print_table(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
