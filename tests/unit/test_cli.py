@@ -105,3 +105,21 @@ def test_validate_lists_every_problem_and_fails_without_skip_invalid(tmp_path):
     assert "line 2: text is empty" in result.stdout and "line 3: text must be a string, got int" in result.stdout
     assert result.stderr.startswith(f"[INPUT_DATASET_INVALID]: {data}:2: text is empty (2 invalid rows in all)")
     assert run_cli("validate", "--data", str(data), "--skip-invalid").returncode == 0
+
+
+def test_log_json_in_the_environment_makes_json_the_default(tmp_path):
+    result = run_cli("list-runs", "--output", str(tmp_path), env={"BACKPROPAGATE_LOG_JSON": "1"})
+    assert json.loads(result.stdout) == {"result": {"runs": []}}
+    flag_wins = run_cli("list-runs", "--output", str(tmp_path), "--no-json", env={"BACKPROPAGATE_LOG_JSON": "1"})
+    assert flag_wins.stdout.startswith("no runs recorded")
+
+
+def test_info_reports_versions_and_the_local_runtime(tmp_path):
+    result = run_cli("info", "--json", "--output", str(tmp_path))
+    assert result.returncode == 0
+    report = json.loads(result.stdout)["result"]
+    from backpropagate import __version__
+
+    assert report["backpropagate"] == __version__
+    assert set(report["runtimes"]) == {"local"}
+    assert report["devices"]["cpu"] is True
