@@ -65,9 +65,14 @@ def test_an_unknown_backpropagate_variable_is_refused():
     assert "BACKPROPAGATE_LORA__R," in caught.value.fix
 
 
-def test_the_cli_exits_with_the_coded_error_for_a_bad_environment_value(tmp_path):
+def _text_data(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "hello"}\n')
+    return data
+
+
+def test_the_cli_exits_with_the_coded_error_for_a_bad_environment_value(tmp_path):
+    data = _text_data(tmp_path)
     result = run_cli("train", "--data", str(data), "--model", "org/m", "--output", str(tmp_path),
                      env={"BACKPROPAGATE_LORA__R": "zero"})
     assert result.returncode == 2
@@ -76,8 +81,7 @@ def test_the_cli_exits_with_the_coded_error_for_a_bad_environment_value(tmp_path
 
 
 def test_a_bad_flag_value_names_the_flag(tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"text": "hello"}\n')
+    data = _text_data(tmp_path)
     result = run_cli("train", "--data", str(data), "--model", "org/m", "--lora-dropout", "1.5",
                      "--output", str(tmp_path))
     assert result.returncode == 2
@@ -85,8 +89,7 @@ def test_a_bad_flag_value_names_the_flag(tmp_path):
 
 
 def test_a_bad_choice_flag_names_the_flag_and_the_choices(tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"text": "hello"}\n')
+    data = _text_data(tmp_path)
     result = run_cli("train", "--data", str(data), "--model", "org/m", "--device", "tpu",
                      "--output", str(tmp_path))
     assert result.returncode == 2
