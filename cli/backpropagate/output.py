@@ -41,7 +41,7 @@ class Output:
         elif isinstance(event, events.Checkpoint):
             self.note(f"checkpoint step {event.step}: {event.path}")
         elif isinstance(event, events.Artifact):
-            self.note(f"{event.kind}: {event.path} ({event.bytes:,} bytes)")
+            self.note(f"saved {event.kind} ({event.bytes:,} bytes, sha256 {event.sha256[:12]})")
         elif isinstance(event, events.Metric) and event.step is None:
             self.note(f"{event.key}: {event.value}")
         elif isinstance(event, events.Finished):

@@ -123,3 +123,16 @@ def test_info_reports_versions_and_the_local_runtime(tmp_path):
     assert report["backpropagate"] == __version__
     assert set(report["runtimes"]) == {"local"}
     assert report["devices"]["cpu"] is True
+
+
+def test_a_corrupt_history_stops_training_before_a_run_folder_is_made(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run_history.json").write_text("[broken")
+    result = run_cli("train", "--data", str(data), "--model", "org/m", "--output", str(out))
+    assert result.returncode == 6
+    assert result.stderr.startswith("[STATE_HISTORY_CORRUPT]")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("run_history.json")) == []
+    assert (out / "run_history.json").read_text() == "[broken"

@@ -15,6 +15,7 @@ from backpropagate.errors import BackpropError
 from backpropagate.model_ref import check_model_ref
 from backpropagate.runs.files import sha256_file
 from backpropagate.runs.folder import RunFolder
+from backpropagate.runs.history import RunHistory
 from backpropagate.runs.ids import new_run_id
 from backpropagate.specs import DataSpec, TrainSpec, write_spec
 
@@ -44,6 +45,7 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
     dataset = load_dataset(data_path, data_format, skip_invalid)
 
     output = output_dir(settings).resolve()
+    RunHistory(output).rows()  # a corrupt history stops the run here, before a run folder exists
     run_id = new_run_id()
     folder = RunFolder.of(output, run_id)
     folder.root.mkdir(parents=True)
