@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backpropagate.config import OVERRIDES, load_settings
+from backpropagate.config import OVERRIDES, load_settings, output_dir
 from backpropagate.output import Output
 from backpropagate.runs.execute import execute_train
-from backpropagate.runs.plan import plan_train
+from backpropagate.runs.plan import plan_resume, plan_train
 from backpropagate.runtimes import get_runtime
 
 
@@ -39,9 +39,13 @@ class Trainer:
         self.progress = progress
         self.last_result: TrainResult | None = None
 
-    def train(self, data: str | Path, steps: int | None = None, *, data_format: str = "auto",
-              skip_invalid: bool = False, **overrides: Any) -> TrainResult:
-        """Train an adapter on ``data``; returns where it is and how the loss went."""
+    def train(self, data: str | Path | None = None, steps: int | None = None, *, data_format: str = "auto",
+              skip_invalid: bool = False, resume: str | None = None, **overrides: Any) -> TrainResult:
+        """Train an adapter on ``data``; returns where it is and how the loss went.
+
+        ``resume=RUN`` continues that failed or interrupted run from its newest valid checkpoint
+        with its own settings (``data`` and other arguments are then not used).
+        """
         _check_names(overrides)
         arguments = {**self.settings, **overrides, "model": self.model, "steps": steps}
         values = {OVERRIDES[name]: value for name, value in arguments.items()}
@@ -50,7 +54,12 @@ class Trainer:
         if values.get("output") is not None:
             values["output"] = str(values["output"])
         settings = load_settings(overrides=values)
-        plan = plan_train(settings, data, data_format, skip_invalid)
+        if resume is not None:
+            plan = plan_resume(output_dir(settings), resume)
+        elif data is None:
+            raise TypeError("train() needs data (a dataset file) or resume=RUN")
+        else:
+            plan = plan_train(settings, data, data_format, skip_invalid)
         out = Output(json_mode=False)
         outcome = execute_train(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)
         outputs = outcome.outputs

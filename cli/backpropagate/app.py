@@ -12,7 +12,7 @@ import click
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import info, list_runs, train, validate
+from backpropagate.commands import info, list_runs, resume, train, validate
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("train", epilog=train.EXAMPLES)(train.train)
+app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
 app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
 app.command("info")(info.info)

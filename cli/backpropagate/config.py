@@ -53,6 +53,13 @@ class TrainingSettings:
     checkpoint_every: int = field(50, check=at_least(0), allowed="an integer of at least 0 (0 turns checkpoints off)")
     keep_checkpoints: int = field(3, check=at_least(1), allowed="an integer of at least 1")
     unsloth: Literal["auto", "on", "off"] = field("auto")
+    oom_recovery: bool = field(True, help="on out-of-memory, halve the micro-batch and double accumulation")
+    checkpoint_on_interrupt: bool = field(False)
+    # Thermal guard (NVML): pause between steps at pause_c, go on at resume_c, give up after timeout_s.
+    thermal_pause_c: float = field(85.0, check=positive, allowed="degrees Celsius greater than 0")
+    thermal_resume_c: float = field(75.0, check=positive, allowed="degrees Celsius greater than 0")
+    thermal_timeout_s: float = field(900.0, check=positive, allowed="seconds greater than 0")
+    thermal_poll_s: float = field(5.0, check=positive, allowed="seconds greater than 0")
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,12 @@ OVERRIDES: dict[str, str] = {
     "checkpoint_every": "training.checkpoint_every",
     "keep_checkpoints": "training.keep_checkpoints",
     "unsloth": "training.unsloth",
+    "oom_recovery": "training.oom_recovery",
+    "checkpoint_on_interrupt": "training.checkpoint_on_interrupt",
+    "thermal_pause_c": "training.thermal_pause_c",
+    "thermal_resume_c": "training.thermal_resume_c",
+    "thermal_timeout_s": "training.thermal_timeout_s",
+    "thermal_poll_s": "training.thermal_poll_s",
     "lora_preset": "lora.preset",
     "lora_r": "lora.r",
     "lora_alpha": "lora.alpha",

@@ -110,6 +110,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "lower --learning-rate (now {learning_rate})",
         ),
         _kind(
+            "RUNTIME_GPU_TEMPERATURE_CRITICAL",
+            "the GPU stayed at {temperature_c}°C for {waited_s:.0f}s after training paused at {pause_c}°C",
+            "improve cooling or lower --thermal-pause-c, then `backprop resume {run_id}`",
+        ),
+        _kind(
+            "RUNTIME_DISK_FULL",
+            "no space left on the device while writing {path}",
+            "free some space (older runs in {output} can go), then `backprop resume {run_id}`",
+        ),
+        _kind(
             "RUNTIME_STAGE_FAILED",
             "stage {stage} failed: {reason}",
             "see {log} for the full log, or rerun with --verbose",
@@ -124,6 +134,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "STATE_CHECKPOINT_INVALID",
             "checkpoint {path} is not valid: {reason}",
             "delete that checkpoint folder; the previous checkpoint is used instead",
+        ),
+        _kind(
+            "STATE_NOTHING_TO_RESUME",
+            "run {run_id} is {status}; only a failed or interrupted run can be resumed",
+            "start a new run with `backprop train`",
         ),
         _kind(
             "STATE_HISTORY_CORRUPT",

@@ -22,6 +22,7 @@ class DataSpec:
     format: Literal["auto", "sharegpt", "openai", "alpaca", "text"] = field("auto")
     skip_invalid: bool = field(False)
     sha256: str = field("", help="of the file when the run was planned; the stage refuses a changed file")
+    source: str = field("", help="where the user's file is, redacted; `path` may be a link to it")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class TrainSpec:
     lora: LoraSettings
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
     versions: dict = field({}, help="of the host that planned the run")
+    resume: bool = field(False, help="continue from the newest valid checkpoint in run_dir")
     stage: Literal["train"] = field("train")
 
 

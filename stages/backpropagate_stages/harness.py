@@ -6,11 +6,12 @@ A stage's ``__main__`` calls ``stage_main(name, SpecType, run)``. The harness:
 - keeps the real stdout for events only; everything libraries print (fd 1 and 2,
   including C extensions) goes through a pipe, is redacted, and lands in log.txt;
 - emits ``started``, then always ``finished`` or ``error`` + ``finished``;
-- turns a BackpropError into its exit code, Ctrl-C or SIGTERM into 130, and any
-  other exception into ``RUNTIME_STAGE_FAILED`` with the traceback kept in log.txt.
+- turns a BackpropError into its exit code, Ctrl-C or SIGTERM into 130 (a training
+  loop first finishes its step, see StopRequest), and any other exception into ``RUNTIME_STAGE_FAILED`` with the traceback kept in log.txt.
 """
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -24,11 +25,30 @@ from typing import Any, TextIO
 
 from backpropagate import events
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
-from backpropagate.redact import redact
+from backpropagate.redact import redact, redact_data
 from backpropagate.runs.folder import RunFolder
 from backpropagate.specs import read_spec
 
 log = logging.getLogger("backpropagate")
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM. While a training loop listens, the first one asks it to stop after
+    the current step (so no step is left half-applied); otherwise, or the second time, stop now."""
+
+    def __init__(self) -> None:
+        self.listening = False
+        self.requested = False
+
+    def handle(self, signum, frame) -> None:
+        if self.listening and not self.requested:
+            self.requested = True
+            log.warning("signal %s: stopping after the current step (again to stop at once)", signum)
+            return
+        raise KeyboardInterrupt
+
+
+STOP = StopRequest()
 
 
 class Emitter:
@@ -39,7 +59,8 @@ class Emitter:
         self.file = open(events_file, "a", encoding="utf-8") if events_file else None
 
     def __call__(self, event: Any) -> None:
-        line = events.Envelope(run_id=self.run_id, stage=self.stage, event=event).to_line()
+        data = redact_data(events.Envelope(run_id=self.run_id, stage=self.stage, event=event).to_dict())
+        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         self.stream.write(line + "\n")
         self.stream.flush()
         if self.file:
@@ -55,7 +76,8 @@ def stage_main(name: str, spec_type: type, run: Callable[[Any, Emitter], dict], 
     parser = argparse.ArgumentParser(prog=f"python -m backpropagate_stages.{name}")
     parser.add_argument("--spec", required=True, type=Path, help="path of the spec.json to run")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, STOP.handle)
+    signal.signal(signal.SIGTERM, STOP.handle)
 
     try:
         spec = read_spec(spec_type, args.spec)
@@ -101,10 +123,6 @@ def _fail(emit: Emitter, code: str, message: str, fix: str, exit_code: int, stat
     emit(events.Error(code=code, message=redact(message), fix=fix))
     emit(events.Finished(status=status))
     return exit_code
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 @contextmanager

@@ -1,15 +1,16 @@
 """`backprop train`: fine-tune a LoRA adapter on a dataset file."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import DataOpt, FormatOpt, JsonOpt, OutputOpt, SkipInvalidOpt
-from backpropagate.config import OVERRIDES, flag_name, load_settings
+from backpropagate.commands._options import FormatOpt, JsonOpt, OutputOpt, SkipInvalidOpt
+from backpropagate.commands._run import run_and_report
+from backpropagate.config import OVERRIDES, flag_name, load_settings, output_dir
+from backpropagate.errors import BackpropError
 from backpropagate.output import Output
-from backpropagate.runs.execute import execute_train
-from backpropagate.runs.plan import plan_train
-from backpropagate.runtimes import get_runtime
+from backpropagate.runs.plan import plan_resume, plan_train
 
 EXAMPLES = """
 Examples:
@@ -19,11 +20,14 @@ Examples:
   backprop train --data examples/quickstart.jsonl --model models/tiny-llama --steps 30 --device cpu
 
   backprop train --data my.jsonl --model ./base --lora-preset fast --lora-r 8 --json
+
+  backprop train --resume 3f2a   (or: backprop resume 3f2a)
 """
 
 
 def train(
-    data: DataOpt,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset: JSONL or a JSON array (ShareGPT, "
+                                                                   "OpenAI chat, Alpaca or raw text).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Base model: hub id or local folder "
                                                                     "[env BACKPROPAGATE_MODEL__NAME].")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps [default 100].")] = None,
@@ -62,6 +66,22 @@ def train(
     dora: Annotated[bool | None, typer.Option("--dora/--no-dora", help="Weight-decomposed LoRA (DoRA).")] = None,
     qlora: Annotated[bool | None, typer.Option("--qlora/--no-qlora", help="Load the base in 4 bits "
                                                                           "(bitsandbytes; CUDA only).")] = None,
+    oom_recovery: Annotated[bool | None, typer.Option("--oom-recovery/--no-oom-recovery",
+                                                      help="On out-of-memory, halve the micro-batch and double "
+                                                           "accumulation, up to 3 times [default on].")] = None,
+    checkpoint_on_interrupt: Annotated[bool | None, typer.Option(
+        "--checkpoint-on-interrupt/--no-checkpoint-on-interrupt",
+        help="On Ctrl-C, save a checkpoint after the current step [default off].")] = None,
+    thermal_pause_c: Annotated[float | None, typer.Option(help="Pause between steps at this GPU temperature "
+                                                               "[default 85].")] = None,
+    thermal_resume_c: Annotated[float | None, typer.Option(help="Go on below this temperature [default 75].")] = None,
+    thermal_timeout_s: Annotated[float | None, typer.Option(help="Fail if still hot after this long "
+                                                                 "[default 900].")] = None,
+    thermal_poll_s: Annotated[float | None, typer.Option(help="Seconds between readings while paused "
+                                                              "[default 5].")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this failed or interrupted run (id or prefix) "
+                                                    "from its newest valid checkpoint, with its own settings.")
+                      ] = None,
 ) -> None:
     """Fine-tune a LoRA adapter on a dataset file."""
     arguments = locals()
@@ -75,15 +95,14 @@ def train(
     settings = load_settings(overrides=overrides, names=names)
 
     out = Output(json_mode=settings.log_json)
-    plan = plan_train(settings, data, data_format, skip_invalid)
-    out.note(f"run_started run_id={plan.spec.run_id}")
-    out.note(f"dataset {plan.dataset.path.name}: {plan.dataset.format}, {len(plan.dataset.examples)} examples"
-             + (f", {len(plan.dataset.dropped)} invalid rows skipped" if plan.dataset.dropped else ""))
-    outcome = execute_train(plan, get_runtime("local"), out.event)
-    result = outcome.outputs
-    out.result(
-        f"adapter: {result['adapter']}\nrun id: {outcome.run_id}\nloss: {result['losses'][0]:.4f} -> "
-        f"{result['final_loss']:.4f} over {result['steps']} steps ({result['tokens_per_s']:,.0f} tokens/s)",
-        {"run_id": outcome.run_id, "run_dir": outcome.run_dir, **result},
-    )
-
+    if resume:
+        given = sorted(flag_name(name) for name, key in OVERRIDES.items()
+                       if arguments.get(name) is not None and name not in ("output",))
+        if given:
+            out.note(f"[yellow]warning[/yellow] resuming uses the run's own settings; ignored: {', '.join(given)}")
+        run_and_report(out, plan_resume(output_dir(settings), resume))
+        return
+    if data is None:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--data", value=None, reason="no dataset given",
+                            allowed="a JSONL or JSON file (or --resume RUN to continue a run)")
+    run_and_report(out, plan_train(settings, data, data_format, skip_invalid))

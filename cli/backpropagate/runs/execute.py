@@ -27,21 +27,30 @@ def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelop
     history = RunHistory(plan.output)
     spec = plan.spec
     started = time.time()
-    history.append({
-        "run_id": spec.run_id, "status": "running", "stage": "train", "runtime": runtime.name,
-        "model": spec.model, "dataset": spec.data.path, "dataset_sha256": spec.data.sha256,
-        "steps": spec.training.steps, "run_dir": spec.run_dir, "started_at": _iso(started),
-    })
+    if plan.resume:
+        history.update(spec.run_id, status="running", resumed_at=_iso(started), error_code=None)
+    else:
+        history.append({
+            "run_id": spec.run_id, "status": "running", "stage": "train", "runtime": runtime.name,
+            "model": spec.model, "dataset": spec.data.source, "dataset_sha256": spec.data.sha256,
+            "steps": spec.training.steps, "run_dir": spec.run_dir, "started_at": _iso(started),
+        })
     seen: dict[str, Any] = {}
+    incidents: dict[str, list] = {"oom_adjustments": [], "thermal_pauses": []}
 
     def follow(envelope: Envelope) -> None:
-        if isinstance(envelope.event, (events.Error, events.Finished)):
-            seen[envelope.event.name] = envelope.event
+        event = envelope.event
+        if isinstance(event, (events.Error, events.Finished)):
+            seen[event.name] = event
+        elif isinstance(event, events.Warning) and event.code == "oom_recovered":
+            incidents["oom_adjustments"].append(event.message)
+        elif isinstance(event, events.Paused):
+            incidents["thermal_pauses"].append(event.reading)
         on_event(envelope)
 
     def close(status: str, **fields: Any) -> None:
         history.update(spec.run_id, status=status, finished_at=_iso(time.time()),
-                       duration_s=round(time.time() - started, 2), **fields)
+                       duration_s=round(time.time() - started, 2), **incidents, **fields)
 
     try:
         ended = runtime.run("train", plan.folder.spec, follow)
@@ -58,7 +67,7 @@ def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelop
     if ended.code != 0 or finished is None:
         close("failed", error_code="RUNTIME_STAGE_FAILED")
         tail = ended.stderr_tail.strip().splitlines()
-        reason = tail[-1] if tail else f"exit code {ended.code} without a finished event"
+        reason = tail[-1] if tail else f"the stage ended with exit code {ended.code} before it finished"
         raise BackpropError("RUNTIME_STAGE_FAILED", stage="train", reason=reason, log=plan.folder.log)
 
     outputs = finished.outputs

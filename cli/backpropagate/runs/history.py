@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.errors import BackpropError
+from backpropagate.redact import redact_data
 from backpropagate.runs.files import atomic_write_text
 from backpropagate.runs.ids import match_run
 
@@ -33,7 +34,7 @@ class RunHistory:
             return self._read()
 
     def append(self, row: dict[str, Any]) -> None:
-        self._change(lambda rows: rows + [row])
+        self._change(lambda rows: rows + [redact_data(row)])
 
     def update(self, run_id: str, **fields: Any) -> dict[str, Any]:
         updated: dict[str, Any] = {}
@@ -41,7 +42,7 @@ class RunHistory:
         def change(rows):
             for row in rows:
                 if row["run_id"] == run_id:
-                    row.update(fields)
+                    row.update(redact_data(fields))
                     updated.update(row)
             return rows
 

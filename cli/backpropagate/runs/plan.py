@@ -5,7 +5,7 @@ folder or a history row exists: a bad dataset or model path costs nothing.
 """
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backpropagate import __version__
@@ -17,7 +17,8 @@ from backpropagate.runs.files import sha256_file
 from backpropagate.runs.folder import RunFolder
 from backpropagate.runs.history import RunHistory
 from backpropagate.runs.ids import new_run_id
-from backpropagate.specs import DataSpec, TrainSpec, write_spec
+from backpropagate.redact import redact
+from backpropagate.specs import DataSpec, TrainSpec, read_spec, write_spec
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,17 @@ class TrainPlan:
     folder: RunFolder
     output: Path
     dataset: Dataset  # as read on the host, for the summary shown before training
+    resume: bool = False
 
 
 def check_conflicts(settings: Settings) -> None:
     """Flag combinations that cannot work, refused before anything runs."""
     if settings.lora.qlora and settings.training.device == "cpu":
         raise BackpropError("CONFIG_QLORA_NEEDS_CUDA")
+    if settings.training.thermal_resume_c >= settings.training.thermal_pause_c:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--thermal-resume-c",
+                            value=settings.training.thermal_resume_c, reason="must be below --thermal-pause-c "
+                            f"({settings.training.thermal_pause_c})", allowed="a temperature below the pause one")
 
 
 def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", skip_invalid: bool = False) -> TrainPlan:
@@ -53,8 +59,8 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         run_id=run_id,
         run_dir=str(folder.root),
         model=model,
-        data=DataSpec(path=str(data_path), format=data_format, skip_invalid=skip_invalid,
-                      sha256=sha256_file(data_path)),
+        data=DataSpec(path=str(_link_data(data_path, folder)), format=data_format, skip_invalid=skip_invalid,
+                      sha256=sha256_file(data_path), source=redact(str(data_path))),
         training=settings.training,
         lora=settings.lora,
         log_level=settings.log_level,
@@ -62,3 +68,28 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
     )
     write_spec(spec, folder.spec)
     return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset)
+
+
+def plan_resume(output: Path, run: str) -> TrainPlan:
+    """Continue a failed or interrupted run in its own folder, with its own spec."""
+    output = Path(output).resolve()
+    row = RunHistory(output).find(run)
+    if row.get("status") not in ("failed", "interrupted"):
+        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row["run_id"], status=row.get("status"))
+    folder = RunFolder.of(output, row["run_id"])
+    spec = replace(read_spec(TrainSpec, folder.spec), resume=True)
+    dataset = load_dataset(spec.data.path, spec.data.format, spec.data.skip_invalid)
+    write_spec(spec, folder.spec)
+    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset, resume=True)
+
+
+def _link_data(data_path: Path, folder: RunFolder) -> Path:
+    """The spec names a link in the run folder, so the user's path (which may hold a token) is not
+    written into spec.json; where links are not possible, the path itself."""
+    link = folder.root / "input" / "data"
+    link.parent.mkdir()
+    try:
+        link.symlink_to(data_path)
+    except OSError:
+        return data_path
+    return link

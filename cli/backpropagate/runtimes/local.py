@@ -33,8 +33,10 @@ class LocalRuntime:
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         self.check()
         command = [sys.executable, "-m", f"backpropagate_stages.{stage}", "--spec", str(spec_path)]
+        # Its own session: a terminal's Ctrl-C reaches only this process, which forwards it
+        # once, so the stage can finish its step instead of seeing two signals at once.
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   encoding="utf-8", errors="replace", bufsize=1,
+                                   encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         stderr_tail: deque[str] = deque(maxlen=40)
         reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
@@ -53,12 +55,19 @@ class LocalRuntime:
         return StageExit(code=code, stderr_tail="".join(stderr_tail))
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Ask the stage to stop as Ctrl-C would, then insist."""
-    if process.poll() is None:
+def _stop(process: subprocess.Popen, grace_s: float = 300) -> None:
+    """Ask the stage to stop after its current step; a second Ctrl-C, or the grace period, stops it now."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace_s)
+    except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+    except subprocess.TimeoutExpired:
+        process.kill()
+    process.wait()

@@ -1,23 +1,29 @@
 """Saving what a run produces, never half of it: checkpoints, the final adapter, the manifest.
 
 Every folder is written as ``<name>.partial`` and renamed when complete, so a
-crash leaves either the whole thing or a ``.partial`` that is ignored. A
-checkpoint holds everything resume needs: adapter weights, optimizer and
-scheduler state, RNG states, the data position and the step, with the sha256
-of each file in ``checkpoint.json``.
+crash leaves either the whole thing or a ``.partial`` that is ignored and removed
+at the next start. A checkpoint holds everything resume needs (adapter weights,
+optimizer and scheduler state, RNG states, data position, step and the loop's
+counters), with the sha256 of each file in ``checkpoint.json``; a checkpoint whose
+files do not match is refused.
 """
 
+import errno
 import json
 import os
 import random
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from backpropagate.errors import BackpropError
 from backpropagate.runs.files import atomic_write_text, fsync_dir, sha256_file
 from backpropagate_stages.train.data import BatchStream
 from backpropagate_stages.train.loop import LoopState
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def publish(partial: Path, final: Path) -> None:
@@ -32,38 +38,96 @@ def publish(partial: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, stream: BatchStream,
-                    state: LoopState, spec_hash: str) -> Path:
-    final = folder / f"step-{step}"
-    partial = folder / f"step-{step}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    model.save_pretrained(partial / "adapter")
-    torch.save({
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "data": stream.state(),
-        "losses": state.losses,
-        "learning_rates": state.learning_rates,
-        "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        "spec_hash": spec_hash,
-    }, partial / "training_state.pt")
-    files = {str(f.relative_to(partial)): sha256_file(f) for f in sorted(partial.rglob("*")) if f.is_file()}
-    atomic_write_text(partial / "checkpoint.json", json.dumps({"step": step, "files": files}, indent=1) + "\n")
-    publish(partial, final)
+def save_checkpoint(folder: Path, model, optimizer, scheduler, stream: BatchStream, state: LoopState,
+                    spec_hash: str, during_write=lambda step, path: None) -> Path:
+    """Write checkpoints/step-N atomically; a full disk leaves the older checkpoints untouched."""
+    final = folder / f"step-{state.step}"
+    partial = folder / f"step-{state.step}.partial"
+    try:
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        model.save_pretrained(partial / "adapter")
+        during_write(state.step, partial)
+        torch.save({
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "data": stream.state(),
+            "loop": asdict(state),
+            "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "spec_hash": spec_hash,
+        }, partial / "training_state.pt")
+        files = {str(f.relative_to(partial)): sha256_file(f) for f in sorted(partial.rglob("*")) if f.is_file()}
+        loss = state.losses[-1] if state.losses else None
+        atomic_write_text(partial / "checkpoint.json",
+                          json.dumps({"run_id": folder.parent.name, "step": state.step, "loss": loss,
+                                      "files": files}, indent=1) + "\n")
+        publish(partial, final)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise BackpropError("RUNTIME_DISK_FULL", path=partial, output=folder.parent.parent,
+                                run_id=folder.parent.name) from None
+        raise
     return final
 
 
-def prune_checkpoints(folder: Path, keep: int) -> None:
-    """Keep the newest ``keep`` checkpoints; remove leftovers of interrupted writes."""
+def remove_partials(folder: Path) -> None:
+    """Leftovers of a write that a crash interrupted: never complete, never loaded."""
     for leftover in folder.glob("*.partial"):
         shutil.rmtree(leftover)
-    done = sorted((p for p in folder.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+
+
+def completed(folder: Path) -> list[Path]:
+    """Finished checkpoint folders, oldest step first."""
+    done = [p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".partial")]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints and the one with the lowest loss."""
+    remove_partials(folder)
+    done = completed(folder)
+    losses = {p: _loss_of(p) for p in done}
+    scored = [p for p in done if losses[p] is not None]
+    best = min(scored, key=lambda p: losses[p]) if scored else None
     for old in done[:-keep]:
-        shutil.rmtree(old)
+        if old != best:
+            shutil.rmtree(old)
+
+
+def verify(checkpoint: Path) -> None:
+    """Raise STATE_CHECKPOINT_INVALID unless every listed file is there with its sha256."""
+    try:
+        listed = json.loads((checkpoint / "checkpoint.json").read_text())["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BackpropError("STATE_CHECKPOINT_INVALID", path=checkpoint,
+                            reason=f"checkpoint.json is unreadable ({exc})") from None
+    for name, digest in listed.items():
+        path = checkpoint / name
+        if not path.is_file():
+            raise BackpropError("STATE_CHECKPOINT_INVALID", path=checkpoint, reason=f"{name} is missing")
+        if sha256_file(path) != digest:
+            raise BackpropError("STATE_CHECKPOINT_INVALID", path=checkpoint, reason=f"{name} does not match "
+                                                                                     "its sha256")
+
+
+def restore(checkpoint: Path, model, optimizer, scheduler, stream: BatchStream) -> LoopState:
+    """Load a verified checkpoint into the live objects; returns the loop state to continue from."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter" / ADAPTER_WEIGHTS))
+    saved = torch.load(checkpoint / "training_state.pt", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    stream.restore(saved["data"])
+    random.setstate(saved["rng"]["python"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if saved["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    return LoopState(**saved["loop"])
 
 
 def save_adapter(model, target: Path) -> Path:
@@ -82,6 +146,13 @@ def write_manifest(path: Path, run_id: str, artifacts: list[dict], versions: dic
 
 def describe(kind: str, path: Path, root: Path) -> dict:
     """An artifact row: the main file's size and sha256 (the safetensors for an adapter)."""
-    main = path / "adapter_model.safetensors" if path.is_dir() else path
+    main = path / ADAPTER_WEIGHTS if path.is_dir() else path
     return {"kind": kind, "path": str(main.relative_to(root)), "bytes": main.stat().st_size,
             "sha256": sha256_file(main)}
+
+
+def _loss_of(checkpoint: Path) -> float | None:
+    try:
+        return json.loads((checkpoint / "checkpoint.json").read_text()).get("loss")
+    except (OSError, ValueError):
+        return None

@@ -136,12 +136,16 @@ def collate(rows: list[list[Tokenized]], pad_id: int) -> Batch:
 
 
 class BatchStream:
-    """Micro-batches for ever, reshuffled each epoch from the seed; its position can be saved."""
+    """Rows for ever, reshuffled each epoch from the seed; its position can be saved.
 
-    def __init__(self, examples: list[Tokenized], batch_size: int, max_seq_length: int, packing: bool,
-                 pad_id: int, seed: int) -> None:
+    A step takes a fixed number of rows (micro-batch x accumulation), whatever the
+    micro-batch: when OOM recovery halves it, the step still sees the same rows.
+    """
+
+    def __init__(self, examples: list[Tokenized], max_seq_length: int, packing: bool, pad_id: int,
+                 seed: int) -> None:
         self.rows = pack(examples, max_seq_length) if packing else [[e] for e in examples]
-        self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
+        self.pad_id, self.seed = pad_id, seed
         self.epoch, self.index = 0, 0
         self._order = self._shuffled(0)
 
@@ -150,13 +154,21 @@ class BatchStream:
         random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
         return order
 
-    def next(self) -> Batch:
-        if self.index >= len(self._order):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._order = self._shuffled(self.epoch)
-        chosen = self._order[self.index : self.index + self.batch_size]
-        self.index += self.batch_size
-        return collate([self.rows[i] for i in chosen], self.pad_id)
+    def next_step(self, count: int) -> list[int]:
+        """The next ``count`` rows, continuing into the next epoch when this one runs out."""
+        chosen = []
+        while len(chosen) < count:
+            if self.index >= len(self._order):
+                self.epoch, self.index = self.epoch + 1, 0
+                self._order = self._shuffled(self.epoch)
+            take = self._order[self.index : self.index + count - len(chosen)]
+            chosen += take
+            self.index += len(take)
+        return chosen
+
+    def micro_batches(self, row_ids: list[int], size: int) -> list[Batch]:
+        return [collate([self.rows[i] for i in row_ids[at : at + size]], self.pad_id)
+                for at in range(0, len(row_ids), size)]
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}

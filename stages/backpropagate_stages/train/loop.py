@@ -21,11 +21,29 @@ from backpropagate_stages.train.data import IGNORE, Batch, BatchStream
 
 @dataclass
 class LoopState:
+    """Everything the loop carries from step to step; checkpoints save it, resume restores it."""
+
     step: int = 0
     losses: list[float] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
     tokens: int = 0
     seconds: float = 0.0
+    micro_batch: int = 0  # rows per forward pass; OOM recovery halves it
+    accumulation: int = 0  # forward passes per optimizer step; OOM recovery doubles it
+    oom_adjustments: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the loop calls around each step, so the recipe decides what happens there."""
+
+    before_step: Callable[[int], None]  # thermal guard
+    before_micro_batch: Callable[[int], None]  # fault injection
+    after_step: Callable[[LoopState], None]  # checkpoints, fault injection
+    stop_requested: Callable[[], bool]  # Ctrl-C asked for a clean stop
+
+
+MAX_OOM_ADJUSTMENTS = 3
 
 
 def lr_factor(step: int, settings: TrainingSettings) -> float:
@@ -58,21 +76,22 @@ def token_losses(model, batch: Batch, device) -> torch.Tensor:
 
 
 def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: TrainingSettings, device,
-               emit: Callable, on_step: Callable[[LoopState], None], state: LoopState | None = None) -> LoopState:
-    """Run optimizer steps until ``settings.steps``; ``on_step`` runs after each (checkpoints)."""
-    state = state or LoopState()
+               emit: Callable, hooks: Hooks, state: LoopState) -> LoopState:
+    """Run optimizer steps until ``settings.steps`` or a requested stop; returns the state reached."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    while state.step < settings.steps:
+    while state.step < settings.steps and not hooks.stop_requested():
+        hooks.before_step(state.step + 1)
         started = time.perf_counter()
-        micro_batches = [stream.next() for _ in range(settings.gradient_accumulation)]
-        # Normalise by the step's target tokens, not per micro-batch, so every token weighs the same.
-        targets = max(1, sum(b.target_tokens for b in micro_batches))
-        step_loss = 0.0
-        for batch in micro_batches:
-            loss = token_losses(model, batch, device).sum() / targets
-            loss.backward()
-            step_loss += loss.item()
+        rows = stream.next_step(state.micro_batch * state.accumulation)
+        while True:
+            try:
+                step_loss, tokens = _accumulate(model, stream.micro_batches(rows, state.micro_batch), device,
+                                                hooks, state.step + 1)
+                break
+            except torch.OutOfMemoryError:
+                optimizer.zero_grad(set_to_none=True)
+                _recover_from_oom(state, settings, emit)
         if not math.isfinite(step_loss):
             raise BackpropError("RUNTIME_TRAINING_DIVERGED", loss=step_loss, step=state.step + 1,
                                 learning_rate=settings.learning_rate)
@@ -85,11 +104,41 @@ def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: Train
         state.step += 1
         state.losses.append(step_loss)
         state.learning_rates.append(lr)
-        state.tokens += sum(b.real_tokens for b in micro_batches)
+        state.tokens += tokens
         state.seconds += time.perf_counter() - started
         tokens_per_s = state.tokens / state.seconds if state.seconds else 0.0
-        eta = (settings.steps - state.step) * state.seconds / state.step
+        eta = (settings.steps - state.step) * state.seconds / max(1, len(state.losses))
         emit(events.Progress(step=state.step, total=settings.steps, loss=round(step_loss, 6), lr=lr,
                              tokens_per_s=round(tokens_per_s, 1), eta_s=round(eta, 1)))
-        on_step(state)
+        hooks.after_step(state)
     return state
+
+
+def _accumulate(model, micro_batches: list[Batch], device, hooks: Hooks, step: int) -> tuple[float, int]:
+    """Forward and backward over one step's micro-batches; returns (loss, real tokens)."""
+    # Normalise by the step's target tokens, not per micro-batch, so every token weighs the
+    # same however the step is split (which is what keeps OOM recovery exact).
+    targets = max(1, sum(b.target_tokens for b in micro_batches))
+    step_loss = 0.0
+    for batch in micro_batches:
+        hooks.before_micro_batch(step)
+        loss = token_losses(model, batch, device).sum() / targets
+        loss.backward()
+        step_loss += loss.item()
+    return step_loss, sum(b.real_tokens for b in micro_batches)
+
+
+def _recover_from_oom(state: LoopState, settings: TrainingSettings, emit: Callable) -> None:
+    """Halve the micro-batch and double accumulation, keeping the rows per step; or give up."""
+    step = state.step + 1
+    if (not settings.oom_recovery or len(state.oom_adjustments) >= MAX_OOM_ADJUSTMENTS
+            or state.micro_batch % 2):
+        raise BackpropError("RUNTIME_GPU_OOM", step=step)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    state.micro_batch //= 2
+    state.accumulation *= 2
+    adjustment = {"step": step, "micro_batch": state.micro_batch, "gradient_accumulation": state.accumulation}
+    state.oom_adjustments.append(adjustment)
+    emit(events.Warning(code="oom_recovered", message=f"out of memory at step {step}: micro-batch "
+                        f"{state.micro_batch}, gradient accumulation {state.accumulation}; same rows per step"))

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from backpropagate import __version__, events
@@ -20,7 +21,11 @@ from backpropagate.runs.files import sha256_file
 from backpropagate.runs.folder import RunFolder
 from backpropagate.schema import to_dict
 from backpropagate.specs import TrainSpec
-from backpropagate_stages.train import checkpoint, data, model
+from backpropagate_stages.harness import STOP
+from backpropagate_stages.train import checkpoint, data, model, thermal
+from backpropagate_stages.train.faults import Faults
+from backpropagate_stages.train.loop import Hooks, LoopState, make_optimizer, train_loop
+from backpropagate_stages.train.thermal import ThermalGuard
 
 log = logging.getLogger("backpropagate.train")
 
@@ -30,6 +35,9 @@ def run(spec: TrainSpec, emit) -> dict:
 
     folder = RunFolder(Path(spec.run_dir))
     log.debug("spec %s", json.dumps(to_dict(spec), sort_keys=True))
+    faults = Faults.from_env()
+    if faults.active:
+        emit(events.Warning(code="fault_injection", message=f"test faults injected: {faults.plan}"))
     check_model_ref(spec.model)
     device = model.resolve_device(spec.training.device, spec.lora)
     _seed_everything(spec.training.seed)
@@ -41,8 +49,8 @@ def run(spec: TrainSpec, emit) -> dict:
                             message=f"{spec.model} has no chat template; using ChatML"))
         tokenizer.chat_template = data.CHATML_TEMPLATE
     examples = _tokenize(dataset, tokenizer, spec, emit)
-    stream = data.BatchStream(examples, spec.training.batch_size, spec.training.max_seq_length,
-                              spec.training.packing, tokenizer.pad_token_id, spec.training.seed)
+    stream = data.BatchStream(examples, spec.training.max_seq_length, spec.training.packing,
+                              tokenizer.pad_token_id, spec.training.seed)
     emit(events.Metric(key="examples", value=len(examples)))
     emit(events.Metric(key="rows", value=len(stream.rows)))
 
@@ -52,21 +60,43 @@ def run(spec: TrainSpec, emit) -> dict:
     # Seed again right before the adapter is created, so its initial weights depend on the seed alone.
     _seed_everything(spec.training.seed)
     lora_model = model.load_lora_model(spec.model, spec.lora, spec.training, device, backend)
-
-    from backpropagate_stages.train.loop import make_optimizer, train_loop
-
     optimizer, scheduler = make_optimizer(lora_model, spec.training)
-    spec_hash = hashlib.sha256(json.dumps(to_dict(spec), sort_keys=True).encode()).hexdigest()
 
-    def on_step(state):
+    # The resume flag is how the run is continued, not what it is: leave it out of the hash.
+    spec_hash = hashlib.sha256(json.dumps(to_dict(replace(spec, resume=False)), sort_keys=True).encode()).hexdigest()
+    state = LoopState(micro_batch=spec.training.batch_size, accumulation=spec.training.gradient_accumulation)
+    folder.checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoint.remove_partials(folder.checkpoints)
+    if spec.resume:
+        state = _resume(folder, lora_model, optimizer, scheduler, stream, spec_hash, emit) or state
+    resumed_from = state.step
+
+    def save(state: LoopState) -> None:
+        path = checkpoint.save_checkpoint(folder.checkpoints, lora_model, optimizer, scheduler, stream, state,
+                                          spec_hash, faults.during_checkpoint)
+        checkpoint.prune_checkpoints(folder.checkpoints, spec.training.keep_checkpoints)
+        emit(events.Checkpoint(step=state.step, path=str(path)))
+
+    def after_step(state: LoopState) -> None:
+        faults.after_step(state.step)
         every = spec.training.checkpoint_every
         if every and state.step % every == 0 and state.step < spec.training.steps:
-            path = checkpoint.save_checkpoint(folder.checkpoints, state.step, lora_model, optimizer, scheduler,
-                                              stream, state, spec_hash)
-            checkpoint.prune_checkpoints(folder.checkpoints, spec.training.keep_checkpoints)
-            emit(events.Checkpoint(step=state.step, path=str(path)))
+            save(state)
 
-    state = train_loop(lora_model, optimizer, scheduler, stream, spec.training, device, emit, on_step)
+    guard = _thermal_guard(spec, device, faults, emit)
+    hooks = Hooks(before_step=guard.check if guard else (lambda step: None),
+                  before_micro_batch=faults.before_micro_batch, after_step=after_step,
+                  stop_requested=lambda: STOP.requested)
+    STOP.listening = True
+    try:
+        state = train_loop(lora_model, optimizer, scheduler, stream, spec.training, device, emit, hooks, state)
+    finally:
+        STOP.listening = False
+    if state.step < spec.training.steps:  # a signal asked for a clean stop after the last step
+        every = spec.training.checkpoint_every
+        if spec.training.checkpoint_on_interrupt and not (every and state.step % every == 0) and state.step:
+            save(state)
+        raise KeyboardInterrupt
 
     adapter = checkpoint.save_adapter(lora_model, folder.adapter)
     artifact = checkpoint.describe("adapter", adapter, folder.root)
@@ -79,7 +109,12 @@ def run(spec: TrainSpec, emit) -> dict:
         "losses": state.losses,
         "learning_rates": state.learning_rates,
         "steps": state.step,
+        "resumed_from_step": resumed_from,
+        "tokens": state.tokens,
+        "train_seconds": round(state.seconds, 3),
         "tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
+        "oom_adjustments": state.oom_adjustments,
+        "thermal_pauses": guard.pauses if guard else [],
         "device": device.type,
         "backend": backend.name,
         "dataset_format": dataset.format,
@@ -89,16 +124,46 @@ def run(spec: TrainSpec, emit) -> dict:
     }
 
 
+def _resume(folder: RunFolder, lora_model, optimizer, scheduler, stream, spec_hash: str, emit) -> LoopState | None:
+    """Continue from the newest checkpoint that verifies; a damaged one is reported and skipped."""
+    for candidate in reversed(checkpoint.completed(folder.checkpoints)):
+        try:
+            checkpoint.verify(candidate)
+            state = checkpoint.restore(candidate, lora_model, optimizer, scheduler, stream)
+        except BackpropError as error:
+            emit(events.Warning(code=error.code, message=f"{error.message}; trying the previous checkpoint"))
+            continue
+        emit(events.Resumed(reason=f"from checkpoint {candidate.name}"))
+        return state
+    emit(events.Warning(code="no_checkpoint", message="no valid checkpoint to resume from; starting at step 0"))
+    return None
+
+
+def _thermal_guard(spec: TrainSpec, device, faults: Faults, emit) -> ThermalGuard | None:
+    sampler, why_off = thermal.open_sampler(device.type, faults.temperatures())
+    if sampler is None:
+        emit(events.Warning(code="thermal_guard_off", message=f"thermal guard off: {why_off}"))
+        return None
+    return ThermalGuard(sampler, spec.training, emit, spec.run_id)
+
+
 def _load_data(spec: TrainSpec, emit):
     path = Path(spec.data.path)
+    shown = spec.data.source or str(path)  # the user's path, redacted; `path` may be a link to it
     if spec.data.sha256 and path.exists() and sha256_file(path) != spec.data.sha256:
-        raise BackpropError("INPUT_DATASET_INVALID", location=f"{path}:1",
+        raise BackpropError("INPUT_DATASET_INVALID", location=f"{shown}:1",
                             reason="the file changed after the run was planned (sha256 differs)")
-    dataset = load_dataset(path, spec.data.format, spec.data.skip_invalid)
+    try:
+        dataset = load_dataset(path, spec.data.format, spec.data.skip_invalid)
+    except BackpropError as error:
+        if error.code != "INPUT_DATASET_INVALID":
+            raise
+        raise BackpropError(error.code, location=str(error.context["location"]).replace(str(path), shown),
+                            reason=error.context["reason"]) from None
     if dataset.dropped:
         first = dataset.dropped[0]
         emit(events.Warning(code="rows_dropped", message=f"skipped {len(dataset.dropped)} of {dataset.total_rows} "
-                                                         f"rows; first at {path}:{first.line}: {first.reason}"))
+                                                         f"rows; first at {shown}:{first.line}: {first.reason}"))
     return dataset
 
 

@@ -1,0 +1,24 @@
+"""Running a planned training run and reporting it: shared by `train` and `resume`."""
+
+from pathlib import Path
+
+from backpropagate.output import Output
+from backpropagate.runs.execute import execute_train
+from backpropagate.runs.plan import TrainPlan
+from backpropagate.runtimes import get_runtime
+
+
+def run_and_report(out: Output, plan: TrainPlan) -> None:
+    """Run the plan on the local runtime, render its events, print where the adapter is."""
+    verb = "run_resumed" if plan.resume else "run_started"
+    out.note(f"{verb} run_id={plan.spec.run_id}")
+    out.note(f"dataset {Path(plan.spec.data.source).name}: {plan.dataset.format}, "
+             f"{len(plan.dataset.examples)} examples"
+             + (f", {len(plan.dataset.dropped)} invalid rows skipped" if plan.dataset.dropped else ""))
+    outcome = execute_train(plan, get_runtime("local"), out.event)
+    result = outcome.outputs
+    out.result(
+        f"adapter: {result['adapter']}\nrun id: {outcome.run_id}\nloss: {result['losses'][0]:.4f} -> "
+        f"{result['final_loss']:.4f} over {result['steps']} steps ({result['tokens_per_s']:,.0f} tokens/s)",
+        {"run_id": outcome.run_id, "run_dir": outcome.run_dir, **result},
+    )

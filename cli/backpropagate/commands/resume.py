@@ -1,0 +1,29 @@
+"""`backprop resume`: continue a failed or interrupted run from its newest valid checkpoint."""
+
+from typing import Annotated
+
+import typer
+
+from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.commands._run import run_and_report
+from backpropagate.config import load_settings, output_dir
+from backpropagate.output import Output
+from backpropagate.runs.plan import plan_resume
+
+EXAMPLES = """
+Examples:
+
+  backprop resume 3f2a
+
+  backprop resume 3f2a9c1e --output runs --json
+"""
+
+
+def resume(
+    run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
+    output: OutputOpt = None,
+    json_output: JsonOpt = None,
+) -> None:
+    """Continue a failed or interrupted run with the same settings and data order."""
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    run_and_report(Output(json_mode=settings.log_json), plan_resume(output_dir(settings), run))
