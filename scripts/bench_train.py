@@ -84,26 +84,9 @@ def run_ours(args, model: Path, data: Path, work: Path) -> dict:
         sys.exit(f"backprop train failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     result = lines[-1]["result"]
-    rows = next(line["value"] for line in lines if line.get("event") == "metric" and line["key"] == "rows")
-    # The stage reports only the rate; replaying its batch stream (same code, same seed) gives the count.
-    tokens, replayed_rows = our_tokens(args, model, data)
-    if replayed_rows != rows:
-        sys.exit(f"replayed {replayed_rows} packed rows but the stage packed {rows}: the replay is out of date")
-    return {"name": "backpropagate", "tokens": tokens, "seconds": tokens / result["tokens_per_s"],
+    # The stage reports the tokens it fed (padding excluded) and the seconds its optimizer steps took.
+    return {"name": "backpropagate", "tokens": result["tokens"], "seconds": result["train_seconds"],
             "steps": result["steps"], "wall_s": wall, "mean_loss": sum(result["losses"]) / len(result["losses"])}
-
-
-def our_tokens(args, model: Path, data: Path) -> tuple[int, int]:
-    from backpropagate.dataset import load_dataset
-    from backpropagate_stages.train import data as train_data
-    from backpropagate_stages.train.model import load_tokenizer
-
-    tokenizer = load_tokenizer(str(model))
-    examples = [train_data.tokenize(e, tokenizer, args.max_length, False) for e in load_dataset(data).examples]
-    examples = [e for e in examples if e.trained_tokens]  # run._tokenize leaves these out too
-    stream = train_data.BatchStream(examples, args.batch_size, args.max_length, True, tokenizer.pad_token_id,
-                                    args.seed)
-    return sum(stream.next().real_tokens for _ in range(args.steps)), len(stream.rows)
 
 
 def run_trl(args, model: Path, data: Path, work: Path) -> dict:
