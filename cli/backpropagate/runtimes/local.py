@@ -41,33 +41,29 @@ class LocalRuntime:
         stderr_tail: deque[str] = deque(maxlen=40)
         reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
         reader.start()
-        try:
-            for line in process.stdout:
-                try:
-                    on_event(parse_line(line))
-                except EventParseError as exc:
-                    log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
-            code = process.wait()
-        except KeyboardInterrupt:
-            _stop(process)
-            raise
+        interrupts = 0
+        while True:
+            try:
+                for line in process.stdout:
+                    try:
+                        on_event(parse_line(line))
+                    except EventParseError as exc:
+                        log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
+                break
+            except KeyboardInterrupt:
+                # Keep reading: the stage reports how it stopped (checkpoint, error, finished).
+                interrupts += 1
+                _interrupt(process, interrupts)
+        code = process.wait()
         reader.join(timeout=5)
         return StageExit(code=code, stderr_tail="".join(stderr_tail))
 
 
-def _stop(process: subprocess.Popen, grace_s: float = 300) -> None:
-    """Ask the stage to stop after its current step; a second Ctrl-C, or the grace period, stops it now."""
+def _interrupt(process: subprocess.Popen, count: int) -> None:
+    """First Ctrl-C: the stage finishes its step and stops; second: it stops now; third: kill."""
     if process.poll() is not None:
         return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=grace_s)
-    except KeyboardInterrupt:
+    if count <= 2:
         process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    except subprocess.TimeoutExpired:
+    else:
         process.kill()
-    process.wait()
