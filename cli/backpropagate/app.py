@@ -12,7 +12,8 @@ import click
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import info, list_runs, resume, train, validate
+from backpropagate.commands import (diff_runs, export_runs, info, list_runs, replay, resume, show_run, train,
+                                    validate)
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
@@ -27,6 +28,10 @@ app.command("train", epilog=train.EXAMPLES)(train.train)
 app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
 app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
+app.command("show-run", epilog=show_run.EXAMPLES)(show_run.show_run)
+app.command("diff-runs", epilog=diff_runs.EXAMPLES)(diff_runs.diff_runs)
+app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
+app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
 app.command("info")(info.info)
 
 _verbose = {"on": False}

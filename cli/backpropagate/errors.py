@@ -65,6 +65,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "fix that row, or pass --skip-invalid to train on the valid rows only",
         ),
         _kind(
+            "INPUT_DATASET_CHANGED",
+            "dataset {path} has changed since run {run_id} (sha256 {old} then, {new} now)",
+            "restore the file, or pass --allow-changed-data to replay on it as it is now",
+        ),
+        _kind(
             "INPUT_MODEL_NOT_FOUND",
             "model {model} is neither a local folder nor a hub id",
             "pass a folder made with save_pretrained, or a hub id such as Qwen/Qwen2.5-0.5B-Instruct",
@@ -93,6 +98,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "DEP_LOCAL_STACK_MISSING",
             "the local runtime needs {package}, which is not importable: {reason}",
             "pip install 'backpropagate[local]' (torch==2.13.0 for the CPU build)",
+        ),
+        _kind(
+            "DEP_PLOT_UNAVAILABLE",
+            "--plot needs matplotlib, which is not importable: {reason}",
+            "pip install 'backpropagate[plot]'",
         ),
         _kind(
             "DEP_UNSLOTH_UNAVAILABLE",

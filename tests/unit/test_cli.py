@@ -31,7 +31,8 @@ def test_help_lists_exactly_the_built_commands():
     result = run_cli("--help")
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"train", "resume", "validate", "list-runs", "info"}
+    assert listed == {"train", "resume", "validate", "list-runs", "show-run", "diff-runs", "replay", "export-runs",
+                      "info"}
 
 
 def test_version_prints_the_package_version():

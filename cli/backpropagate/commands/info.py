@@ -25,6 +25,14 @@ import json, torch
 gpus = [{"name": torch.cuda.get_device_name(i),
          "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
         for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+try:
+    import pynvml
+    pynvml.nvmlInit()
+    for i, gpu in enumerate(gpus):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        gpu["temperature_c"] = pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+except Exception:
+    pass  # no NVML: temperatures are simply not reported
 print(json.dumps({"torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(), "gpus": gpus}))
 """
 
@@ -32,12 +40,15 @@ print(json.dumps({"torch_cuda": torch.version.cuda, "cuda_available": torch.cuda
 def info(output: OutputOpt = None, json_output: JsonOpt = None) -> None:
     """Show versions, runtimes and devices."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    runtimes = {name: _runtime_status(cls()) for name, cls in RUNTIMES.items()}
     report = {
         "backpropagate": __version__,
         "python": f"{platform.python_version()} ({sys.executable})",
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},
-        "runtimes": {name: _runtime_status(cls()) for name, cls in RUNTIMES.items()},
+        "runtimes": runtimes,
+        "runtime_auto": _auto_choice(runtimes),
+        "docker": _docker(),
         "devices": _devices(),
         "output": str(output_dir(settings).resolve()),
     }
@@ -59,6 +70,30 @@ def _runtime_status(runtime) -> str:
     return "available"
 
 
+def _auto_choice(runtimes: dict) -> dict:
+    usable = [name for name, status in runtimes.items() if status == "available"]
+    if usable:
+        return {"choice": usable[0], "why": f"{usable[0]} is available; this version has only the "
+                                            f"{', '.join(RUNTIMES)} runtime"}
+    return {"choice": None, "why": "no runtime is available: pip install 'backpropagate[local]'"}
+
+
+def _docker() -> dict:
+    """The engine, when the Docker SDK is installed and one answers; stages do not run in it yet."""
+    note = "this version runs stages with the local runtime only; stage images are not built yet"
+    try:
+        import docker
+    except ImportError:
+        return {"engine": None, "note": "the docker Python SDK is not installed; " + note}
+    try:
+        client = docker.from_env(timeout=3)
+        version = client.version()
+    except Exception as exc:  # DockerException, connection refused, permission denied: no usable engine
+        return {"engine": None, "note": f"no engine answered ({str(exc).splitlines()[0]}); " + note}
+    return {"engine": version.get("Version"), "api": version.get("ApiVersion"),
+            "host": client.api.base_url, "note": note}
+
+
 def _devices() -> dict:
     if _version("torch") is None:
         return {"cpu": True, "gpus": [], "note": "torch is not installed, so GPUs were not probed"}
@@ -75,8 +110,13 @@ def _text(report: dict) -> str:
              f"platform      {report['platform']}", f"output        {report['output']}", "", "packages:"]
     lines += [f"  {name:<14}{version or '-'}" for name, version in report["packages"].items()]
     lines += ["", "runtimes:"] + [f"  {name:<14}{status}" for name, status in report["runtimes"].items()]
+    lines.append(f"  auto          {report['runtime_auto']['choice']}: {report['runtime_auto']['why']}")
+    docker = report["docker"]
+    lines += ["", f"docker:         {docker['engine'] or '-'}" + (f" at {docker['host']}" if docker.get("host") else ""),
+              f"  note          {docker['note']}"]
     devices = report["devices"]
-    gpus = ", ".join(f"{g['name']} ({g['memory_gb']} GB)" for g in devices.get("gpus", [])) or "none"
+    gpus = ", ".join(f"{g['name']} ({g['memory_gb']} GB" + (f", {g['temperature_c']}°C" if "temperature_c" in g else "")
+                     + ")" for g in devices.get("gpus", [])) or "none"
     lines += ["", "devices:", "  cpu           yes", f"  gpus          {gpus}"]
     if devices.get("note"):
         lines.append(f"  note          {devices['note']}")

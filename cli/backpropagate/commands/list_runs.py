@@ -15,6 +15,8 @@ Examples:
   backprop list-runs
 
   backprop list-runs --status completed --limit 5 --json
+
+  backprop list-runs --model Qwen
 """
 
 COLUMNS = ("run", "status", "model", "dataset", "steps", "final loss", "duration", "runtime", "started")
@@ -25,6 +27,7 @@ def list_runs(
     json_output: JsonOpt = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status (running, completed, failed, "
                                                     "interrupted).")] = None,
+    model: Annotated[str | None, typer.Option(help="Only runs whose model contains this text.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many runs.")] = None,
 ) -> None:
     """List recorded runs, newest first."""
@@ -32,6 +35,8 @@ def list_runs(
     rows = list(reversed(RunHistory(output_dir(settings)).rows()))
     if status:
         rows = [row for row in rows if row.get("status") == status]
+    if model:
+        rows = [row for row in rows if model in row.get("model", "")]
     rows = rows[:limit] if limit else rows
     out = Output(json_mode=settings.log_json)
     if out.json_mode:

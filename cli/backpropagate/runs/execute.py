@@ -34,6 +34,7 @@ def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelop
             "run_id": spec.run_id, "status": "running", "stage": "train", "runtime": runtime.name,
             "model": spec.model, "dataset": spec.data.source, "dataset_sha256": spec.data.sha256,
             "steps": spec.training.steps, "run_dir": spec.run_dir, "started_at": _iso(started),
+            **({"replay_of": plan.replay_of} if plan.replay_of else {}),
         })
     seen: dict[str, Any] = {}
     incidents: dict[str, list] = {"oom_adjustments": [], "thermal_pauses": []}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backpropagate import __version__
-from backpropagate.config import Settings, output_dir
+from backpropagate.config import ModelSettings, Settings, output_dir
 from backpropagate.dataset import Dataset, load_dataset
 from backpropagate.errors import BackpropError
 from backpropagate.model_ref import check_model_ref
@@ -28,6 +28,7 @@ class TrainPlan:
     output: Path
     dataset: Dataset  # as read on the host, for the summary shown before training
     resume: bool = False
+    replay_of: str | None = None
 
 
 def check_conflicts(settings: Settings) -> None:
@@ -81,6 +82,25 @@ def plan_resume(output: Path, run: str) -> TrainPlan:
     dataset = load_dataset(spec.data.path, spec.data.format, spec.data.skip_invalid)
     write_spec(spec, folder.spec)
     return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset, resume=True)
+
+
+def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_data: bool = False) -> TrainPlan:
+    """A new run with the resolved spec of an earlier one, on the same (unchanged) data file."""
+    output = Path(output).resolve()
+    row = RunHistory(output).find(run)
+    old = read_spec(TrainSpec, RunFolder.of(output, row["run_id"]).spec)
+    data_path = Path(old.data.path).resolve()  # the run folder's link leads to the user's file
+    if not data_path.exists():
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=old.data.source or data_path)
+    now = sha256_file(data_path)
+    if now != old.data.sha256 and not allow_changed_data:
+        raise BackpropError("INPUT_DATASET_CHANGED", path=old.data.source or data_path, run_id=row["run_id"],
+                            old=old.data.sha256[:12], new=now[:12])
+    training = replace(old.training, steps=steps) if steps is not None else old.training
+    settings = Settings(log_level=old.log_level, output=str(output), model=ModelSettings(name=old.model),
+                        training=training, lora=old.lora)
+    plan = plan_train(settings, data_path, old.data.format, old.data.skip_invalid)
+    return replace(plan, replay_of=row["run_id"])
 
 
 def _link_data(data_path: Path, folder: RunFolder) -> Path:

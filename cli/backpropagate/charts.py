@@ -1,0 +1,51 @@
+"""Loss curves: drawn in the terminal with text, or written as a PNG (matplotlib, imported on use)."""
+
+import os
+from pathlib import Path
+
+from backpropagate.errors import BackpropError
+
+_LEVELS = " ▁▂▃▄▅▆▇█"
+
+
+def text_curve(values: list[float], width: int = 60, height: int = 8) -> str:
+    """A block-character chart of ``values``, resampled to ``width`` columns, with its range."""
+    if not values:
+        return "(no steps recorded)"
+    columns = values if len(values) <= width else [values[int(i * len(values) / width)] for i in range(width)]
+    low, high = min(columns), max(columns)
+    span = (high - low) or 1.0
+    levels = [(v - low) / span * height for v in columns]
+    rows = []
+    for row in range(height - 1, -1, -1):
+        cells = [_LEVELS[max(0, min(8, round((level - row) * 8)))] for level in levels]
+        rows.append("".join(cells))
+    return "\n".join([f"{high:.4f} ┐", *rows, f"{low:.4f} ┘ steps 1-{len(values)}"])
+
+
+def write_png(path: Path, steps: list[int], losses: list[float], learning_rates: list[float], title: str) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise BackpropError("DEP_PLOT_UNAVAILABLE", reason=str(exc)) from None
+    figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
+    loss_axis.plot(steps, losses, color="tab:blue", label="loss")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("loss", color="tab:blue")
+    lr_axis = loss_axis.twinx()
+    lr_axis.plot(steps, learning_rates, color="tab:orange", linestyle="--", label="learning rate")
+    lr_axis.set_ylabel("learning rate", color="tab:orange")
+    loss_axis.set_title(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        figure.savefig(partial, format="png")
+        os.replace(partial, path)  # a reader never sees half a picture
+    finally:
+        plt.close(figure)
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,33 @@
+"""`backprop replay`: run an earlier run again, with its resolved settings and the same data."""
+
+from typing import Annotated
+
+import typer
+
+from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.commands._run import run_and_report
+from backpropagate.config import load_settings, output_dir
+from backpropagate.output import Output
+from backpropagate.runs.plan import plan_replay
+
+EXAMPLES = """
+Examples:
+
+  backprop replay 3f2a
+
+  backprop replay 3f2a --steps 500 --allow-changed-data
+"""
+
+
+def replay(
+    run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
+    steps: Annotated[int | None, typer.Option(min=1, help="Train this many steps instead of the run's.")] = None,
+    allow_changed_data: Annotated[bool, typer.Option("--allow-changed-data",
+                                                     help="Replay even if the dataset file changed since.")] = False,
+    output: OutputOpt = None,
+    json_output: JsonOpt = None,
+) -> None:
+    """Start a new run with the same model, data file (checked by sha256) and settings as RUN."""
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    plan = plan_replay(output_dir(settings), run, steps, allow_changed_data)
+    run_and_report(Output(json_mode=settings.log_json), plan)

@@ -1,0 +1,66 @@
+"""`backprop show-run`: everything recorded about one run, with its loss curve."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backpropagate.charts import text_curve, write_png
+from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.config import load_settings, output_dir
+from backpropagate.output import Output
+from backpropagate.runs.record import RunRecord, flatten, load_record
+
+EXAMPLES = """
+Examples:
+
+  backprop show-run 3f2a
+
+  backprop show-run 3f2a --plot loss.png --json
+"""
+
+
+def show_run(
+    run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
+    plot: Annotated[Path | None, typer.Option(help="Also write the loss and learning-rate curves to this PNG.")
+                    ] = None,
+    output: OutputOpt = None,
+    json_output: JsonOpt = None,
+) -> None:
+    """Show a run's settings, data, versions, status, incidents, checkpoints, artifacts and loss curve."""
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    record = load_record(output_dir(settings), run)
+    data = record.to_dict()
+    if plot is not None:
+        steps = sorted(record.losses)
+        data["plot"] = str(write_png(plot, steps, [record.losses[s] for s in steps],
+                                     [record.learning_rates[s] for s in steps], f"run {record.row['run_id'][:8]}"))
+    Output(json_mode=settings.log_json).result(_text(record, data.get("plot")), data)
+
+
+def _text(record: RunRecord, plot: str | None) -> str:
+    row, spec = record.row, record.spec
+    lines = [f"run {row['run_id']}  {row.get('status')}" + (f"  {row['error_code']}" if row.get("error_code") else "")]
+    for key in ("model", "dataset", "dataset_sha256", "runtime", "device", "started_at", "finished_at",
+                "duration_s", "steps", "steps_done", "final_loss", "adapter", "replay_of", "resumed_at"):
+        if row.get(key) is not None:
+            lines.append(f"  {key:<16}{row[key]}")
+    settings = {k: v for k, v in flatten({"training": spec.get("training", {}), "lora": spec.get("lora", {})}).items()}
+    if settings:
+        lines.append("settings:")
+        lines += [f"  {key:<32}{json.dumps(value)}" for key, value in settings.items()]
+    versions = {**spec.get("versions", {}), **record.manifest.get("versions", {})}
+    if versions:
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    for key in ("oom_adjustments", "thermal_pauses"):
+        for item in row.get(key) or []:
+            lines.append(f"{key[:-1].replace('_', ' ')}: {item}")
+    lines.append("checkpoints: " + (", ".join(record.checkpoints) or "none"))
+    for artifact in record.manifest.get("artifacts", []):
+        lines.append(f"artifact {artifact['kind']}: {artifact['path']} ({artifact['bytes']:,} bytes, "
+                     f"sha256 {artifact['sha256']})")
+    lines += ["loss:", text_curve([record.losses[s] for s in sorted(record.losses)])]
+    if plot:
+        lines.append(f"plot: {plot}")
+    return "\n".join(lines)
