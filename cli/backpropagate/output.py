@@ -37,7 +37,7 @@ class Output:
         if isinstance(event, events.Progress):
             self._advance(event)
         elif isinstance(event, events.Warning):
-            self.note(f"[yellow]warning[/yellow] {event.message}")
+            self.warn(event.message)
         elif isinstance(event, events.Checkpoint):
             self.note(f"checkpoint step {event.step}: {event.path}")
         elif isinstance(event, events.Artifact):
@@ -51,6 +51,13 @@ class Output:
         """A line for people, on stderr; nothing in json mode."""
         if not self.json_mode:
             self._console().print(text)
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr in both modes: stdout may be JSON, but a warning must not be lost."""
+        if self.json_mode:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+        else:
+            self._console().print(f"[yellow]warning[/yellow] {text}")
 
     def result(self, human: str, data: dict[str, Any]) -> None:
         """The command's result on stdout: text for people, one JSON object in json mode."""

@@ -254,3 +254,14 @@ def test_planted_secrets_appear_in_no_file_the_run_writes(tiny_model, chat_data,
         assert SECRET not in path.read_text(), path
     assert SECRET not in result.stdout + result.stderr
     assert "upload refused for token ***" in named(events, "error")[0].message
+
+
+def test_flags_given_with_resume_are_reported_as_ignored(tiny_model, chat_data, tmp_path):
+    killed, events = train(tiny_model, chat_data, tmp_path, faults={"kill_at_step": 3})
+    result = run_cli("train", "--resume", events[0].run_id, "--lora-r", "4", "--data", str(chat_data),
+                     "--output", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert ("warning: resuming uses the run's own settings and data; ignored: --lora-r, --data"
+            in result.stderr)
+    run_dir = tmp_path / events[0].run_id
+    assert json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["r"] == 16

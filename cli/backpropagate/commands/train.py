@@ -98,8 +98,9 @@ def train(
     if resume:
         given = sorted(flag_name(name) for name, key in OVERRIDES.items()
                        if arguments.get(name) is not None and name not in ("output",))
+        given += ["--data"] if data is not None else []
         if given:
-            out.note(f"[yellow]warning[/yellow] resuming uses the run's own settings; ignored: {', '.join(given)}")
+            out.warn(f"resuming uses the run's own settings and data; ignored: {', '.join(given)}")
         run_and_report(out, plan_resume(output_dir(settings), resume))
         return
     if data is None:
