@@ -70,6 +70,21 @@ CATALOG: dict[str, ErrorKind] = dict(
             "restore the file, or pass --allow-changed-data to replay on it as it is now",
         ),
         _kind(
+            "INPUT_ADAPTER_UNSUPPORTED",
+            "adapter {path} cannot be merged here: {reason}",
+            "retrain it with `backprop train`, which writes plain LoRA or DoRA adapters",
+        ),
+        _kind(
+            "INPUT_ADAPTER_MISMATCH",
+            "adapter {adapter} changes weights that base model {base} does not have: {names}",
+            "merge it into the model it was trained on (see base_model_name_or_path in adapter_config.json)",
+        ),
+        _kind(
+            "INPUT_MODEL_NOT_SAFETENSORS",
+            "model {path} has no model.safetensors or model.safetensors.index.json",
+            "save the base model with save_pretrained(safe_serialization=True)",
+        ),
+        _kind(
             "INPUT_MODEL_NOT_FOUND",
             "model {model} is neither a local folder nor a hub id",
             "pass a folder made with save_pretrained, or a hub id such as Qwen/Qwen2.5-0.5B-Instruct",

@@ -39,7 +39,18 @@ class TrainSpec:
     stage: Literal["train"] = field("train")
 
 
-STAGE_SPECS = {"train": TrainSpec}
+@dataclass(frozen=True)
+class MergeSpec:
+    run_id: str
+    run_dir: str
+    base_model: str  # hub id or local folder: the unquantized weights the adapter was trained on
+    adapter: str  # folder with adapter_config.json and adapter_model.safetensors
+    dtype: Literal["float16", "bfloat16", "float32"] = field("float16")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
+    stage: Literal["merge"] = field("merge")
+
+
+STAGE_SPECS = {"train": TrainSpec, "merge": MergeSpec}
 
 
 def write_spec(spec, path: Path) -> None:

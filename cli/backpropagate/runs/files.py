@@ -37,3 +37,17 @@ def sha256_file(path: Path) -> str:
     """Hex sha256, streamed so that a large file is never held whole."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def publish_folder(partial: Path, final: Path) -> None:
+    """Move a completed ``<name>.partial`` folder into place: fsync its files, replace, fsync the parent."""
+    import shutil
+
+    for file in partial.rglob("*"):
+        if file.is_file():
+            with open(file, "rb+") as handle:
+                os.fsync(handle.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+    fsync_dir(final.parent)

@@ -1,4 +1,4 @@
-"""Saving what a run produces, never half of it: checkpoints, the final adapter, the manifest.
+"""Saving what a run produces, never half of it: checkpoints and the final adapter.
 
 Every folder is written as ``<name>.partial`` and renamed when complete, so a
 crash leaves either the whole thing or a ``.partial`` that is ignored and removed
@@ -10,7 +10,6 @@ files do not match is refused.
 
 import errno
 import json
-import os
 import random
 import shutil
 from dataclasses import asdict
@@ -19,23 +18,11 @@ from pathlib import Path
 import torch
 
 from backpropagate.errors import BackpropError
-from backpropagate.runs.files import atomic_write_text, fsync_dir, sha256_file
+from backpropagate.runs.files import atomic_write_text, publish_folder, sha256_file
 from backpropagate_stages.train.data import BatchStream
 from backpropagate_stages.train.loop import LoopState
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-
-def publish(partial: Path, final: Path) -> None:
-    """Rename a completed ``.partial`` folder into place, replacing an older one."""
-    for file in partial.rglob("*"):
-        if file.is_file():
-            with open(file, "rb+") as handle:
-                os.fsync(handle.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    partial.rename(final)
-    fsync_dir(final.parent)
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, stream: BatchStream, state: LoopState,
@@ -63,7 +50,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, stream: BatchStre
         atomic_write_text(partial / "checkpoint.json",
                           json.dumps({"run_id": folder.parent.name, "step": state.step, "loss": loss,
                                       "files": files}, indent=1) + "\n")
-        publish(partial, final)
+        publish_folder(partial, final)
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
@@ -135,20 +122,8 @@ def save_adapter(model, target: Path) -> Path:
     if partial.exists():
         shutil.rmtree(partial)
     model.save_pretrained(partial)
-    publish(partial, target)
+    publish_folder(partial, target)
     return target
-
-
-def write_manifest(path: Path, run_id: str, artifacts: list[dict], versions: dict) -> None:
-    atomic_write_text(path, json.dumps({"run_id": run_id, "parent_run": None, "versions": versions,
-                                        "artifacts": artifacts}, indent=1) + "\n")
-
-
-def describe(kind: str, path: Path, root: Path) -> dict:
-    """An artifact row: the main file's size and sha256 (the safetensors for an adapter)."""
-    main = path / ADAPTER_WEIGHTS if path.is_dir() else path
-    return {"kind": kind, "path": str(main.relative_to(root)), "bytes": main.stat().st_size,
-            "sha256": sha256_file(main)}
 
 
 def _loss_of(checkpoint: Path) -> float | None:

@@ -19,6 +19,7 @@ from backpropagate.errors import BackpropError
 from backpropagate.model_ref import check_model_ref
 from backpropagate.runs.files import sha256_file
 from backpropagate.runs.folder import RunFolder
+from backpropagate.runs.manifest import describe, record_artifacts
 from backpropagate.schema import to_dict
 from backpropagate.specs import TrainSpec
 from backpropagate_stages.harness import STOP
@@ -99,10 +100,10 @@ def run(spec: TrainSpec, emit) -> dict:
         raise KeyboardInterrupt
 
     adapter = checkpoint.save_adapter(lora_model, folder.adapter)
-    artifact = checkpoint.describe("adapter", adapter, folder.root)
+    artifact = describe("adapter", adapter / checkpoint.ADAPTER_WEIGHTS, folder.root)
     emit(events.Artifact(kind="adapter", path=str(adapter), bytes=artifact["bytes"], sha256=artifact["sha256"]))
     versions = _versions(torch)
-    checkpoint.write_manifest(folder.manifest, spec.run_id, [artifact], versions)
+    record_artifacts(folder.manifest, spec.run_id, {"adapter"}, [artifact], versions)
     return {
         "adapter": str(adapter),
         "final_loss": state.losses[-1],

@@ -1,0 +1,23 @@
+"""manifest.json: every artifact a run has produced, with its size and sha256, and the versions that made it."""
+
+import json
+from pathlib import Path
+
+from backpropagate.runs.files import atomic_write_text, sha256_file
+
+
+def describe(kind: str, file: Path, root: Path) -> dict:
+    """One artifact row for ``file``, its path relative to the run folder."""
+    return {"kind": kind, "path": str(file.relative_to(root)), "bytes": file.stat().st_size,
+            "sha256": sha256_file(file)}
+
+
+def record_artifacts(path: Path, run_id: str, kinds: set[str], artifacts: list[dict], versions: dict) -> None:
+    """Replace the rows of ``kinds`` with ``artifacts``, keeping what other stages recorded."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        manifest = {"run_id": run_id, "parent_run": None, "versions": {}, "artifacts": []}
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["kind"] not in kinds] + artifacts
+    manifest["versions"] = {**manifest.get("versions", {}), **versions}
+    atomic_write_text(path, json.dumps(manifest, indent=1) + "\n")

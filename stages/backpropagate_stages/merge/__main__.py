@@ -1,0 +1,10 @@
+"""Entry point: ``python -m backpropagate_stages.merge --spec PATH``; exits with the run's code."""
+
+import sys
+
+from backpropagate.specs import MergeSpec
+from backpropagate_stages.harness import stage_main
+from backpropagate_stages.merge.run import run
+
+if __name__ == "__main__":
+    sys.exit(stage_main("merge", MergeSpec, run))

@@ -1,0 +1,94 @@
+"""The merge stage as a recipe: find the base weights, merge shard by shard, copy the rest, publish.
+
+    python -m backpropagate_stages.merge --spec output/<run_id>/merge.spec.json
+
+writes ``merged/`` into the run folder: safetensors shards (and their index when
+there are several), config.json with the output dtype, and every tokenizer file of
+the base (``tokenizer.model`` included), so the folder loads with transformers and
+converts with llama.cpp.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from backpropagate import events
+from backpropagate.errors import BackpropError
+from backpropagate.model_ref import check_model_ref
+from backpropagate.runs.files import atomic_write_text, publish_folder
+from backpropagate.runs.folder import RunFolder
+from backpropagate.runs.manifest import describe, record_artifacts
+from backpropagate.specs import MergeSpec
+from backpropagate_stages.merge.streaming import merge_shards
+
+# Weight files of other formats are not copied: the merged safetensors replace them.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".ckpt")
+
+
+def run(spec: MergeSpec, emit) -> dict:
+    folder = RunFolder(Path(spec.run_dir))
+    adapter = Path(spec.adapter)
+    if not (adapter / "adapter_config.json").exists():
+        raise BackpropError("INPUT_ADAPTER_UNSUPPORTED", path=adapter, reason="it has no adapter_config.json")
+    base = _base_folder(spec.base_model)
+    partial = folder.merged.with_name("merged.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+
+    def on_shard(number: int, total: int, name: str) -> None:
+        emit(events.Metric(key="merge_shard", value=f"{number}/{total} {name}"))
+
+    try:
+        shard_files = _write_merged(base, adapter, partial, spec.dtype, on_shard)
+        publish_folder(partial, folder.merged)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed merge leaves no half-written folder
+        raise
+    artifacts = [describe("merged", folder.merged / name, folder.root) for name in shard_files]
+    for artifact in artifacts:
+        emit(events.Artifact(kind="merged", path=str(folder.root / artifact["path"]), bytes=artifact["bytes"],
+                             sha256=artifact["sha256"]))
+    record_artifacts(folder.manifest, spec.run_id, {"merged"}, artifacts, _versions())
+    return {"merged": str(folder.merged), "shards": len(shard_files), "dtype": spec.dtype,
+            "bytes": sum(a["bytes"] for a in artifacts)}
+
+
+def _versions() -> dict:
+    import safetensors
+    import torch
+
+    from backpropagate import __version__
+
+    return {"backpropagate": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}
+
+
+def _write_merged(base: Path, adapter: Path, partial: Path, dtype: str, on_shard) -> list[str]:
+    weight_map = merge_shards(base, adapter, partial, dtype, on_shard)
+    shard_files = sorted(set(weight_map.values()))
+    if len(shard_files) > 1:
+        atomic_write_text(partial / "model.safetensors.index.json",
+                          json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1) + "\n")
+    for source in sorted(base.iterdir()):
+        if source.is_file() and not source.name.endswith(_WEIGHT_SUFFIXES) and \
+                source.name != "model.safetensors.index.json":
+            shutil.copy2(source, partial / source.name)
+    config = json.loads((partial / "config.json").read_text())
+    config["dtype"] = dtype
+    atomic_write_text(partial / "config.json", json.dumps(config, indent=2) + "\n")
+    return shard_files
+
+
+def _base_folder(name: str) -> Path:
+    """A local folder as is; a hub id through the Hugging Face cache (downloaded once)."""
+    check_model_ref(name)
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.safetensors", "*.json", "*.model", "*.jinja",
+                                                            "*.txt"]))
+    except Exception as exc:  # offline, gated, missing: all mean the base cannot be read
+        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=str(exc).splitlines()[0]) from None
