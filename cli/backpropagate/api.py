@@ -17,6 +17,7 @@ from typing import Any
 from backpropagate.config import OVERRIDES, load_settings, output_dir
 from backpropagate.output import Output
 from backpropagate.runs.execute import execute_train
+from backpropagate.runs.export import execute_export, plan_export
 from backpropagate.runs.plan import plan_resume, plan_train
 from backpropagate.runtimes import get_runtime
 
@@ -29,6 +30,14 @@ class TrainResult:
     final_loss: float
     loss_history: list[float] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # everything the stage reported
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    run_id: str
+    format: str
+    path: Path
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -67,6 +76,20 @@ class Trainer:
                                        adapter_path=Path(outputs["adapter"]), final_loss=outputs["final_loss"],
                                        loss_history=list(outputs["losses"]), outputs=outputs)
         return self.last_result
+
+    def export(self, format: str = "merged", *, dtype: str = "float16", run: str | None = None,
+               output: str | Path | None = None) -> ExportResult:
+        """Export the last trained run (or ``run``): ``"merged"`` folds the adapter into the base model."""
+        if format != "merged":
+            raise ValueError(f"export format {format!r} is not built; this version exports 'merged'")
+        target = run or (self.last_result.run_id if self.last_result else None)
+        if target is None:
+            raise TypeError("export() needs a trained run: call train() first or pass run=RUN")
+        settings = load_settings(overrides={"output": str(output or self.settings.get("output") or "") or None})
+        plan = plan_export(output_dir(settings), target, dtype)
+        out = Output(json_mode=False)
+        outputs = execute_export(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)
+        return ExportResult(run_id=plan.spec.run_id, format=format, path=Path(outputs["merged"]), outputs=outputs)
 
 
 def _check_names(arguments: dict[str, Any]) -> None:

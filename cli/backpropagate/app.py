@@ -8,12 +8,11 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import (diff_runs, export_runs, info, list_runs, replay, resume, show_run, train,
-                                    validate)
+from backpropagate.commands import (diff_runs, export, export_runs, info, list_runs, replay, resume, show_run,
+                                    train, validate)
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
@@ -26,6 +25,7 @@ app = typer.Typer(
 )
 app.command("train", epilog=train.EXAMPLES)(train.train)
 app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
+app.command("export", epilog=export.EXAMPLES)(export.export)
 app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
 app.command("show-run", epilog=show_run.EXAMPLES)(show_run.show_run)
@@ -53,18 +53,14 @@ def _global_options(
 
 
 def main() -> None:
+    # Typer (standalone mode) prints usage errors itself and exits 2; our coded errors come out here.
     try:
-        app(standalone_mode=False)
+        app()
     except BackpropError as error:
         if _verbose["on"]:
             traceback.print_exc()
         print(error.render(), file=sys.stderr)
         sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -166,6 +166,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "start a new run with `backprop train`",
         ),
         _kind(
+            "STATE_NO_ADAPTER",
+            "run {run_id} has no adapter in {run_dir}",
+            "export a run that completed (`backprop list-runs --status completed`), or resume this one",
+        ),
+        _kind(
             "STATE_HISTORY_CORRUPT",
             "run history {path} is not readable: {reason}",
             "a copy is kept at {backup}; repair or remove {path}, then run again",

@@ -31,7 +31,8 @@ def test_help_lists_exactly_the_built_commands():
     result = run_cli("--help")
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"train", "resume", "validate", "list-runs", "show-run", "diff-runs", "replay", "export-runs",
+    assert listed == {"train", "resume", "export", "validate", "list-runs", "show-run", "diff-runs", "replay",
+                      "export-runs",
                       "info"}
 
 
@@ -137,3 +138,15 @@ def test_a_corrupt_history_stops_training_before_a_run_folder_is_made(tmp_path):
     assert result.stderr.startswith("[STATE_HISTORY_CORRUPT]")
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("run_history.json")) == []
     assert (out / "run_history.json").read_text() == "[broken"
+
+
+def test_an_unknown_flag_is_a_usage_error_without_traceback():
+    result = run_cli("train", "--bogus")
+    assert result.returncode == 2
+    assert "No such option: --bogus" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_choice_outside_the_list_is_a_usage_error_naming_the_choices():
+    result = run_cli("export", "abc", "--format", "onnx")
+    assert result.returncode == 2
+    assert "'onnx' is not one of 'merged'" in result.stderr and "Traceback" not in result.stderr

@@ -28,12 +28,12 @@ def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelop
     spec = plan.spec
     started = time.time()
     if plan.resume:
-        history.update(spec.run_id, status="running", resumed_at=_iso(started), error_code=None)
+        history.update(spec.run_id, status="running", resumed_at=iso_time(started), error_code=None)
     else:
         history.append({
             "run_id": spec.run_id, "status": "running", "stage": "train", "runtime": runtime.name,
             "model": spec.model, "dataset": spec.data.source, "dataset_sha256": spec.data.sha256,
-            "steps": spec.training.steps, "run_dir": spec.run_dir, "started_at": _iso(started),
+            "steps": spec.training.steps, "run_dir": spec.run_dir, "started_at": iso_time(started),
             **({"replay_of": plan.replay_of} if plan.replay_of else {}),
         })
     seen: dict[str, Any] = {}
@@ -50,7 +50,7 @@ def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelop
         on_event(envelope)
 
     def close(status: str, **fields: Any) -> None:
-        history.update(spec.run_id, status=status, finished_at=_iso(time.time()),
+        history.update(spec.run_id, status=status, finished_at=iso_time(time.time()),
                        duration_s=round(time.time() - started, 2), **incidents, **fields)
 
     try:
@@ -59,23 +59,42 @@ def execute_train(plan: TrainPlan, runtime: Runtime, on_event: Callable[[Envelop
         close("interrupted", error_code="RUNTIME_INTERRUPTED")
         raise BackpropError("RUNTIME_INTERRUPTED", run_id=spec.run_id) from None
 
-    error = seen.get("error")
-    finished = seen.get("finished")
-    if error is not None:
-        status = finished.status if finished else "failed"
-        close(status, error_code=error.code)
-        raise BackpropError.from_event(error.code, error.message, error.fix)
-    if ended.code != 0 or finished is None:
-        close("failed", error_code="RUNTIME_STAGE_FAILED")
-        tail = ended.stderr_tail.strip().splitlines()
-        reason = tail[-1] if tail else f"the stage ended with exit code {ended.code} before it finished"
-        raise BackpropError("RUNTIME_STAGE_FAILED", stage="train", reason=reason, log=plan.folder.log)
-
+    try:
+        finished = ending(ended, seen, "train", plan.folder.log)
+    except BackpropError as error:
+        close(getattr(seen.get("finished"), "status", "failed"), error_code=error.code)
+        raise
     outputs = finished.outputs
     close("completed", steps_done=outputs.get("steps"), final_loss=outputs.get("final_loss"),
           adapter=outputs.get("adapter"), device=outputs.get("device"))
     return RunOutcome(run_id=spec.run_id, run_dir=spec.run_dir, outputs=outputs)
 
 
-def _iso(timestamp: float) -> str:
+def ending(ended, seen: dict[str, Any], stage: str, log) -> events.Finished:
+    """The stage's finished event, or its coded error: the one it reported, else RUNTIME_STAGE_FAILED."""
+    error, finished = seen.get("error"), seen.get("finished")
+    if error is not None:
+        raise BackpropError.from_event(error.code, error.message, error.fix)
+    if ended.code != 0 or finished is None:
+        tail = ended.stderr_tail.strip().splitlines()
+        reason = tail[-1] if tail else f"the stage ended with exit code {ended.code} before it finished"
+        raise BackpropError("RUNTIME_STAGE_FAILED", stage=stage, reason=reason, log=log)
+    return finished
+
+
+def execute_stage(runtime: Runtime, stage: str, spec_path, log, on_event: Callable[[Envelope], None]
+                  ) -> dict[str, Any]:
+    """Run one stage to its end; returns its outputs or raises its coded error."""
+    runtime.check()
+    seen: dict[str, Any] = {}
+
+    def follow(envelope: Envelope) -> None:
+        if isinstance(envelope.event, (events.Error, events.Finished)):
+            seen[envelope.event.name] = envelope.event
+        on_event(envelope)
+
+    return ending(runtime.run(stage, spec_path, follow), seen, stage, log).outputs
+
+
+def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")

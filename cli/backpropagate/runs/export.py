@@ -1,0 +1,82 @@
+"""Planning and running an export: which adapter, which base, where the result goes.
+
+The target is a run id (or prefix), a run folder, or an adapter folder. A run's
+export lands in its own folder and is recorded on its history row; a bare adapter
+folder gets a new run folder of its own.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backpropagate import __version__
+from backpropagate.errors import BackpropError
+from backpropagate.events import Envelope
+from backpropagate.runs.execute import execute_stage, iso_time
+from backpropagate.runs.folder import RunFolder
+from backpropagate.runs.history import RunHistory
+from backpropagate.runs.ids import new_run_id
+from backpropagate.runtimes import Runtime
+from backpropagate.specs import MergeSpec, TrainSpec, read_spec, write_spec
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    spec: MergeSpec
+    folder: RunFolder
+    output: Path
+    new_run: bool  # a bare adapter folder: the export is a run of its own
+
+
+def plan_export(output: Path, target: str, dtype: str = "float16") -> ExportPlan:
+    output = Path(output).resolve()
+    path = Path(target).expanduser()
+    if (path / "adapter_config.json").exists() and not (path.parent / "spec.json").exists():
+        return _plan_for_bare_adapter(output, path.resolve(), dtype)
+    if (path / "spec.json").exists():
+        folder = RunFolder(path.resolve())
+    elif (path / "adapter_config.json").exists():
+        folder = RunFolder(path.resolve().parent)
+    else:
+        folder = RunFolder.of(output, RunHistory(output).find(target)["run_id"])
+    train = read_spec(TrainSpec, folder.spec)
+    if not (folder.adapter / "adapter_config.json").exists():
+        raise BackpropError("STATE_NO_ADAPTER", run_id=train.run_id, run_dir=folder.root)
+    spec = MergeSpec(run_id=train.run_id, run_dir=str(folder.root), base_model=train.model,
+                     adapter=str(folder.adapter), dtype=dtype, log_level=train.log_level)
+    write_spec(spec, folder.root / "merge.spec.json")
+    return ExportPlan(spec=spec, folder=folder, output=folder.root.parent, new_run=False)
+
+
+def _plan_for_bare_adapter(output: Path, adapter: Path, dtype: str) -> ExportPlan:
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise BackpropError("INPUT_ADAPTER_UNSUPPORTED", path=adapter,
+                            reason="adapter_config.json does not name its base_model_name_or_path")
+    run_id = new_run_id()
+    folder = RunFolder.of(output, run_id)
+    folder.root.mkdir(parents=True)
+    spec = MergeSpec(run_id=run_id, run_dir=str(folder.root), base_model=base, adapter=str(adapter), dtype=dtype)
+    write_spec(spec, folder.root / "merge.spec.json")
+    return ExportPlan(spec=spec, folder=folder, output=output, new_run=True)
+
+
+def execute_export(plan: ExportPlan, runtime: Runtime, on_event: Callable[[Envelope], None]) -> dict[str, Any]:
+    history = RunHistory(plan.output)
+    if plan.new_run:
+        history.append({"run_id": plan.spec.run_id, "status": "running", "stage": "export", "runtime": runtime.name,
+                        "model": plan.spec.base_model, "adapter": plan.spec.adapter, "run_dir": plan.spec.run_dir,
+                        "started_at": iso_time(time.time()), "versions": {"backpropagate": __version__}})
+    try:
+        outputs = execute_stage(runtime, "merge", plan.folder.root / "merge.spec.json", plan.folder.log, on_event)
+    except BackpropError as error:
+        if plan.new_run:
+            history.update(plan.spec.run_id, status="failed", error_code=error.code)
+        raise
+    history.update(plan.spec.run_id, merged=outputs["merged"],
+                   **({"status": "completed"} if plan.new_run else {}))
+    return outputs
