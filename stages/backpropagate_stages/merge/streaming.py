@@ -1,9 +1,9 @@
 """Folding a LoRA adapter into its base weights one shard at a time.
 
-Only one base shard (and the adapter, which is small) is in memory at once: each
-tensor is read from the base safetensors, merged in fp32 if an adapter targets it,
-cast to the output dtype and collected into the output shard, which is written
-before the next base shard is opened. The base is always the original unquantized
+Only one tensor of the base (and the adapter, which is small) is in memory at
+once: each tensor is read from the base safetensors, merged in fp32 if an adapter
+targets it, cast to the output dtype and written to the output shard straight away
+(see tensor_files.py). The base is always the original unquantized
 checkpoint, so a QLoRA adapter is merged into full-precision weights, never into
 dequantized 4-bit ones.
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from backpropagate.errors import BackpropError
+from backpropagate_stages.merge import tensor_files
+from backpropagate_stages.merge.tensor_files import TensorFileWriter, iter_tensors, read_header
 
 ADAPTER_PREFIX = "base_model.model."
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -108,17 +109,20 @@ def merge_shards(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str,
     merged_names: set[str] = set()
     for number, shard in enumerate(shards, start=1):
         name = shard.name if len(shards) > 1 else "model.safetensors"
-        merged: dict[str, torch.Tensor] = {}
-        with safe_open(shard, "pt") as tensors:
-            for key in tensors.keys():
-                tensor = tensors.get_tensor(key)
+        header, _ = read_header(shard)
+        stored = sorted(header.items(), key=lambda item: item[1]["data_offsets"][0])
+        layout = {key: (target if tensor_files.DTYPES[entry["dtype"]].is_floating_point else
+                        tensor_files.DTYPES[entry["dtype"]], entry["shape"]) for key, entry in stored}
+        writer = TensorFileWriter(out_dir / name, layout, metadata={"format": "pt"})
+        try:
+            for key, tensor in iter_tensors(shard):
                 if key in pairs:
                     tensor = merge_weight(tensor, pairs[key], config)
                     merged_names.add(key)
-                merged[key] = tensor.to(target) if tensor.is_floating_point() else tensor
+                writer.write(key, tensor.to(layout[key][0]))
                 weight_map[key] = name
-        save_file(merged, out_dir / name, metadata={"format": "pt"})
-        del merged
+        finally:
+            writer.close()
         on_shard(number, len(shards), name)
     missing = sorted(set(pairs) - merged_names)
     if missing:

@@ -1,0 +1,42 @@
+"""Streaming safetensors files are real safetensors: the library reads what we write, and we read what it writes."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from backpropagate_stages.merge.tensor_files import TensorFileWriter, iter_tensors
+
+TENSORS = {
+    "embed": torch.randn(7, 5, dtype=torch.bfloat16),
+    "weight": torch.randn(3, 4),
+    "half": torch.randn(2, 2, dtype=torch.float16),
+    "ids": torch.arange(6, dtype=torch.int64).reshape(2, 3),
+    "mask": torch.tensor([True, False, True]),
+    "empty": torch.empty(0, 4),
+}
+
+
+def test_the_library_reads_a_file_we_wrote(tmp_path):
+    path = tmp_path / "ours.safetensors"
+    writer = TensorFileWriter(path, {k: (v.dtype, list(v.shape)) for k, v in TENSORS.items()}, {"format": "pt"})
+    for name, tensor in TENSORS.items():
+        writer.write(name, tensor)
+    writer.close()
+    loaded = load_file(path)
+    for name, tensor in TENSORS.items():
+        assert torch.equal(loaded[name], tensor), name
+
+
+def test_we_read_a_file_the_library_wrote(tmp_path):
+    path = tmp_path / "theirs.safetensors"
+    save_file(TENSORS, path)
+    ours = dict(iter_tensors(path))
+    assert ours.keys() == TENSORS.keys()
+    for name, tensor in TENSORS.items():
+        assert torch.equal(ours[name], tensor), name
+
+
+def test_a_tensor_that_differs_from_the_declared_layout_is_refused(tmp_path):
+    writer = TensorFileWriter(tmp_path / "x.safetensors", {"w": (torch.float16, [2, 2])}, {})
+    with pytest.raises(ValueError, match="does not match the declared"):
+        writer.write("w", torch.zeros(2, 2))
