@@ -121,6 +121,7 @@ def merge_shards(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str,
                     merged_names.add(key)
                 writer.write(key, tensor.to(layout[key][0]))
                 weight_map[key] = name
+                del tensor  # before the next one is read, so two large tensors never overlap
         finally:
             writer.close()
         on_shard(number, len(shards), name)

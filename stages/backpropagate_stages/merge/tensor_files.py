@@ -41,10 +41,13 @@ def iter_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
         for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
             begin, end = entry["data_offsets"]
             handle.seek(start + begin)
-            data = bytearray(handle.read(end - begin))
+            data = bytearray(end - begin)
+            handle.readinto(data)  # straight into the tensor's buffer: no second copy of the bytes
             tensor = torch.frombuffer(data, dtype=DTYPES[entry["dtype"]]) if data else \
                 torch.empty(0, dtype=DTYPES[entry["dtype"]])
+            del data
             yield name, tensor.reshape(entry["shape"])
+            del tensor
 
 
 class TensorFileWriter:
