@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Give the local runtime a pinned llama.cpp: converter, quantizer and runtime from one source.
+#
+#   bash scripts/setup_llama_cpp.sh            needs .venv with the `local` extra (bash scripts/setup.sh local)
+#   bash scripts/setup_llama_cpp.sh --force    redo everything, even if already set up
+#
+# The llama-cpp-python sdist vendors the whole llama.cpp tree. This script downloads it into
+# .cache/llama-cpp/, copies convert_hf_to_gguf.py, convert_lora_to_gguf.py, their `conversion` package
+# and gguf-py into .venv/share/llama.cpp/ (the converters put the gguf-py beside them first on sys.path,
+# so PyPI's gguf never mixes in; PYTHONPATH=.venv/share/llama.cpp/gguf-py gives other code the same one),
+# and builds llama-cpp-python (llama_cpp.Llama, llama_cpp.llama_model_quantize) from that same sdist.
+# The build is portable: a -march=native build on CPUs with AMX segfaulted on every quantized model
+# (llama.cpp issue 20824). It takes about 5 minutes on 2 cores; a second run checks and skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VERSION=0.3.36
+SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e  # of the sdist on PyPI
+name="llama_cpp_python-$VERSION"
+cache=.cache/llama-cpp
+share=.venv/share/llama.cpp
+python=.venv/bin/python
+
+force="${1:-}"
+if [ $# -gt 1 ] || { [ -n "$force" ] && [ "$force" != "--force" ]; }; then
+    echo "usage: bash scripts/setup_llama_cpp.sh [--force]" >&2
+    exit 2
+fi
+if [ ! -x "$python" ]; then
+    echo "no .venv: run 'bash scripts/setup.sh local' first" >&2
+    exit 1
+fi
+
+# The installed version, with "+amx" appended when the build has AMX (a plain `pip install` builds with
+# -march=native): such a build counts as missing.
+installed_version() {
+    "$python" -c "import llama_cpp as l; print(l.__version__ + ('+amx' if b'AMX' in l.llama_print_system_info() else ''))" \
+        2>/dev/null || true
+}
+
+if [ "$force" != "--force" ] && [ "$(installed_version)" = "$VERSION" ] \
+    && grep -qx "llama-cpp-python==$VERSION" "$share/VERSION" 2>/dev/null \
+    && [ -f "$share/convert_hf_to_gguf.py" ] && [ -f "$share/convert_lora_to_gguf.py" ] \
+    && [ -d "$share/conversion" ] && [ -d "$share/gguf-py/gguf" ]; then
+    echo "llama.cpp already set up: llama-cpp-python $VERSION, converters in $share"
+    exit 0
+fi
+
+"$python" -c "import torch" 2>/dev/null || { echo "torch missing: run 'bash scripts/setup.sh local' first" >&2; exit 1; }
+# The converters' other imports; gguf-py itself needs tqdm, pyyaml and requests.
+"$python" -m pip install --quiet numpy sentencepiece safetensors protobuf tqdm pyyaml requests
+
+mkdir -p "$cache"
+"$python" -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$VERSION" -d "$cache"
+sdist="$cache/$name.tar.gz"
+echo "$SHA256  $sdist" | sha256sum --check --quiet || { echo "unexpected sha256 for $sdist" >&2; exit 1; }
+
+# Only the converter files are unpacked; pip builds from the sdist itself.
+rm -rf "${cache:?}/$name" "$share"
+tar -xzf "$sdist" -C "$cache" "$name/vendor/llama.cpp/"{convert_hf_to_gguf.py,convert_lora_to_gguf.py,conversion,gguf-py}
+mkdir -p "$share"
+cp -r "$cache/$name/vendor/llama.cpp/"{convert_hf_to_gguf.py,convert_lora_to_gguf.py,conversion,gguf-py} "$share/"
+printf 'llama-cpp-python==%s\nsha256 %s\n' "$VERSION" "$SHA256" > "$share/VERSION"
+
+# Portable x86-64: AVX2/FMA/F16C on, AVX512 and AMX off, no -march=native. LLAVA_BUILD=OFF skips the
+# multimodal library, which text models never load. --no-cache-dir keeps pip from reusing a wheel it
+# built earlier with other flags; --no-deps keeps it from reinstalling numpy.
+if [ "$force" = "--force" ] || [ "$(installed_version)" != "$VERSION" ]; then
+    echo "building llama-cpp-python $VERSION (portable, about 5 minutes on 2 cores)"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+        -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAVA_BUILD=OFF" \
+    FORCE_CMAKE=1 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+        nice -n 10 "$python" -m pip install --quiet --no-cache-dir --force-reinstall --no-deps "$sdist"
+    "$python" -m pip install --quiet typing-extensions diskcache jinja2 numpy  # its own imports
+fi
+
+echo "llama.cpp ready: llama-cpp-python $(installed_version), converters in $share"
