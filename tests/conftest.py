@@ -21,18 +21,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ("torch", "transformers", "peft")
+# Files that need more than the ML stack: the pinned llama.cpp (bash scripts/setup_llama_cpp.sh).
+EXTRA = {"test_gguf.py": ("llama_cpp",)}
 
 
 def pytest_collection_modifyitems(config, items):
-    missing = [name for name in STACK if importlib.util.find_spec(name) is None]
     for item in items:
         if "tests/local" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.local)
+            needed = STACK + EXTRA.get(item.path.name, ())
+            missing = [name for name in needed if importlib.util.find_spec(name) is None]
             if missing:
                 if os.environ.get("REQUIRE_LOCAL_TIER") == "1":
                     raise pytest.UsageError(f"local tier required but {', '.join(missing)} missing")
                 item.add_marker(pytest.mark.skip(reason=f"local tier needs {', '.join(missing)} "
-                                                        "(pip install -e '.[local,dev]')"))
+                                                        "(bash scripts/test.sh sets it up)"))
 
 
 @pytest.fixture(scope="session")

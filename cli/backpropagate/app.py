@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import (diff_runs, export, export_runs, info, list_runs, replay, resume, show_run,
-                                    train, validate)
+from backpropagate.commands import (chat, diff_runs, export, export_runs, info, list_runs, replay, resume,
+                                    show_run, train, validate)
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
 app.command("train", epilog=train.EXAMPLES)(train.train)
 app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
 app.command("export", epilog=export.EXAMPLES)(export.export)
+app.command("chat", epilog=chat.EXAMPLES)(chat.chat)
 app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
 app.command("show-run", epilog=show_run.EXAMPLES)(show_run.show_run)

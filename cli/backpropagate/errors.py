@@ -85,6 +85,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "save the base model with save_pretrained(safe_serialization=True)",
         ),
         _kind(
+            "INPUT_GGUF_NOT_FOUND",
+            "no exported GGUF for {target}",
+            "export one with `backprop export RUN --format gguf`, or give the path of a .gguf file",
+        ),
+        _kind(
+            "INPUT_GGUF_NO_TEMPLATE",
+            "{path} carries no chat template, so its prompts would be guessed",
+            "export it again with `backprop export RUN --format gguf` from a model whose tokenizer has one",
+        ),
+        _kind(
             "INPUT_MODEL_NOT_FOUND",
             "model {model} is neither a local folder nor a hub id",
             "pass a folder made with save_pretrained, or a hub id such as Qwen/Qwen2.5-0.5B-Instruct",
@@ -120,6 +130,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "pip install 'backpropagate[plot]'",
         ),
         _kind(
+            "DEP_LLAMA_CPP_MISSING",
+            "the pinned llama.cpp tools are not set up: {reason}",
+            "bash scripts/setup_llama_cpp.sh",
+        ),
+        _kind(
             "DEP_UNSLOTH_UNAVAILABLE",
             "--unsloth on was asked for, but {reason}",
             "use --unsloth auto to fall back to PEFT when Unsloth cannot run",
@@ -143,6 +158,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "RUNTIME_DISK_FULL",
             "no space left on the device while writing {path}",
             "free some space (older runs in {output} can go), then `backprop resume {run_id}`",
+        ),
+        _kind(
+            "RUNTIME_GGUF_EXPORT_FAILED",
+            "llama.cpp could not {step} {model}: {reason}",
+            "check that the architecture is one llama.cpp's convert_hf_to_gguf.py supports; see {log}",
+        ),
+        _kind(
+            "RUNTIME_GGUF_VERIFY_FAILED",
+            "the {quantization} GGUF disagrees with the merged model: {details}",
+            "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway",
         ),
         _kind(
             "RUNTIME_STAGE_FAILED",

@@ -43,7 +43,7 @@ class Output:
         elif isinstance(event, events.Artifact):
             self.note(f"saved {event.kind} ({event.bytes:,} bytes, sha256 {event.sha256[:12]})")
         elif isinstance(event, events.Metric) and event.step is None:
-            self.note(f"{event.key}: {event.value}")
+            self.note(f"{event.key.replace('_', ' ')}: {event.value}")
         elif isinstance(event, events.Finished):
             self._stop_progress()
 

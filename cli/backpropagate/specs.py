@@ -50,7 +50,22 @@ class MergeSpec:
     stage: Literal["merge"] = field("merge")
 
 
-STAGE_SPECS = {"train": TrainSpec, "merge": MergeSpec}
+QUANTIZATIONS = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0")
+
+
+@dataclass(frozen=True)
+class GgufSpec:
+    run_id: str
+    run_dir: str
+    merged: str  # the merged model folder to convert
+    quantization: Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0"] = field("q4_k_m")
+    verify: bool = field(True)
+    data: str = field("", help="dataset whose rows give the verification sequences; built-in text when empty")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
+    stage: Literal["gguf"] = field("gguf")
+
+
+STAGE_SPECS = {"train": TrainSpec, "merge": MergeSpec, "gguf": GgufSpec}
 
 
 def write_spec(spec, path: Path) -> None:

@@ -7,14 +7,18 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
+from backpropagate.errors import BackpropError
 from backpropagate.output import Output
 from backpropagate.runs.export import execute_export, plan_export
 from backpropagate.runtimes import get_runtime
+from backpropagate.specs import QUANTIZATIONS
 
 EXAMPLES = """
 Examples:
 
   backprop export 3f2a --format merged
+
+  backprop export 3f2a --format gguf --quantization q4_k_m
 
   backprop export output/3f2a9c1e-.../adapter --format merged --dtype bfloat16
 """
@@ -22,19 +26,32 @@ Examples:
 
 def export(
     run: Annotated[str, typer.Argument(help="Run id or prefix, run folder, or adapter folder.")],
-    export_format: Annotated[Literal["merged"], typer.Option("--format", help="merged: the adapter folded into "
-                                                                              "the base, as safetensors.")
-                             ] = "merged",
+    export_format: Annotated[Literal["merged", "gguf"], typer.Option(
+        "--format", help="merged: the adapter folded into the base, as safetensors; gguf: that, converted and "
+                         "quantized with the pinned llama.cpp, then verified.")] = "merged",
+    quantization: Annotated[str, typer.Option(help="GGUF type: " + ", ".join(QUANTIZATIONS) + ".")] = "q4_k_m",
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the GGUF against the merged model "
+                                                                      "(tokens, top-1 agreement, perplexity).")
+                      ] = True,
     dtype: Annotated[Literal["float16", "bfloat16", "float32"], typer.Option(help="Weights of the merged model.")
                      ] = "float16",
     output: OutputOpt = None,
     json_output: JsonOpt = None,
 ) -> None:
-    """Merge a run's adapter into its base model, shard by shard, never holding the whole model in memory."""
+    """Merge a run's adapter into its base model (one tensor at a time), and optionally convert it to GGUF."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    if quantization not in QUANTIZATIONS:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--quantization", value=quantization,
+                            reason="not a GGUF type this export makes", allowed="one of " + ", ".join(QUANTIZATIONS))
     out = Output(json_mode=settings.log_json)
-    plan = plan_export(output_dir(settings), run, dtype)
+    plan = plan_export(output_dir(settings), run, dtype, export_format, quantization, verify)
     out.note(f"export run_id={plan.spec.run_id}: merge {Path(plan.spec.adapter)} into {plan.spec.base_model}")
     outputs = execute_export(plan, get_runtime("local"), out.event)
-    out.result(f"merged: {outputs['merged']} ({outputs['shards']} shard(s), {outputs['dtype']})",
-               {"run_id": plan.spec.run_id, "format": export_format, **outputs})
+    text = f"merged: {outputs['merged']} ({outputs['shards']} shard(s), {outputs['dtype']})"
+    if "gguf" in outputs:
+        check = outputs["verify"]
+        text += f"\ngguf: {outputs['gguf']}" + (f" (verified: top-1 agreement {check['top1_agreement']:.1%}, "
+                                               f"perplexity {check['perplexity_gguf']} vs "
+                                               f"{check['perplexity_merged']})" if check.get("verified") else
+                                               " (not verified)")
+    out.result(text, {"run_id": plan.spec.run_id, "format": export_format, **outputs})

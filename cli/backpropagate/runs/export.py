@@ -8,7 +8,7 @@ folder gets a new run folder of its own.
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from backpropagate.runs.folder import RunFolder
 from backpropagate.runs.history import RunHistory
 from backpropagate.runs.ids import new_run_id
 from backpropagate.runtimes import Runtime
-from backpropagate.specs import MergeSpec, TrainSpec, read_spec, write_spec
+from backpropagate.specs import GgufSpec, MergeSpec, TrainSpec, read_spec, write_spec
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,24 @@ class ExportPlan:
     folder: RunFolder
     output: Path
     new_run: bool  # a bare adapter folder: the export is a run of its own
+    gguf: GgufSpec | None = None  # set for --format gguf: converted after the merge
 
 
-def plan_export(output: Path, target: str, dtype: str = "float16") -> ExportPlan:
+def plan_export(output: Path, target: str, dtype: str = "float16", export_format: str = "merged",
+                quantization: str = "q4_k_m", verify: bool = True) -> ExportPlan:
+    plan = _plan_merge(output, target, dtype)
+    if export_format == "merged":
+        return plan
+    data = ""
+    if plan.folder.spec.exists():
+        data = read_spec(TrainSpec, plan.folder.spec).data.path
+    gguf = GgufSpec(run_id=plan.spec.run_id, run_dir=plan.spec.run_dir, merged=str(plan.folder.merged),
+                    quantization=quantization, verify=verify, data=data, log_level=plan.spec.log_level)
+    write_spec(gguf, plan.folder.root / "gguf.spec.json")
+    return replace(plan, gguf=gguf)
+
+
+def _plan_merge(output: Path, target: str, dtype: str) -> ExportPlan:
     output = Path(output).resolve()
     path = Path(target).expanduser()
     if (path / "adapter_config.json").exists() and not (path.parent / "spec.json").exists():
@@ -73,10 +88,14 @@ def execute_export(plan: ExportPlan, runtime: Runtime, on_event: Callable[[Envel
                         "started_at": iso_time(time.time()), "versions": {"backpropagate": __version__}})
     try:
         outputs = execute_stage(runtime, "merge", plan.folder.root / "merge.spec.json", plan.folder.log, on_event)
+        if plan.gguf is not None:
+            outputs |= execute_stage(runtime, "gguf", plan.folder.root / "gguf.spec.json", plan.folder.log,
+                                     on_event)
     except BackpropError as error:
         if plan.new_run:
             history.update(plan.spec.run_id, status="failed", error_code=error.code)
         raise
     history.update(plan.spec.run_id, merged=outputs["merged"],
+                   **({"gguf": outputs["gguf"], "verify": outputs["verify"]} if plan.gguf else {}),
                    **({"status": "completed"} if plan.new_run else {}))
     return outputs

@@ -1,0 +1,10 @@
+"""Entry point: ``python -m backpropagate_stages.gguf --spec PATH``; exits with the run's code."""
+
+import sys
+
+from backpropagate.specs import GgufSpec
+from backpropagate_stages.gguf.run import run
+from backpropagate_stages.harness import stage_main
+
+if __name__ == "__main__":
+    sys.exit(stage_main("gguf", GgufSpec, run))

@@ -1,0 +1,83 @@
+"""The pinned llama.cpp: its converter (a script beside the venv) and its quantizer (llama-cpp-python).
+
+scripts/setup_llama_cpp.sh puts both in place from one llama-cpp-python sdist, so
+converter, quantizer and the runtime that verifies agree on the GGUF format.
+"""
+
+import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from backpropagate.errors import BackpropError
+
+# The converter writes f16, bf16 and q8_0 itself; the other types are quantized from f16.
+CONVERTER_TYPES = ("f16", "bf16", "q8_0")
+FTYPES = {"q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
+          "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
+
+
+def tools_dir() -> Path:
+    folder = Path(os.environ.get("LLAMA_CPP_DIR") or Path(sys.prefix) / "share" / "llama.cpp")
+    if not (folder / "convert_hf_to_gguf.py").exists():
+        raise BackpropError("DEP_LLAMA_CPP_MISSING", reason=f"no convert_hf_to_gguf.py in {folder}")
+    return folder
+
+
+def llama_cpp():
+    try:
+        import llama_cpp as module
+    except ImportError as exc:
+        raise BackpropError("DEP_LLAMA_CPP_MISSING", reason=f"llama_cpp does not import ({exc})") from None
+    return module
+
+
+def convert(model_dir: Path, out_file: Path, outtype: str, log) -> None:
+    command = [sys.executable, str(tools_dir() / "convert_hf_to_gguf.py"), str(model_dir), "--outfile",
+               str(out_file), "--outtype", outtype]
+    done = subprocess.run(command, capture_output=True, text=True)
+    log.info("convert_hf_to_gguf.py exit %s\n%s", done.returncode, done.stdout[-4000:] + done.stderr[-4000:])
+    if done.returncode != 0 or not out_file.exists():
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step="convert", model=model_dir,
+                            reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
+
+
+def quantize(source: Path, target: Path, quantization: str) -> None:
+    module = llama_cpp()
+    params = module.llama_model_quantize_default_params()
+    params.ftype = getattr(module, FTYPES[quantization])
+    params.nthread = os.cpu_count() or 1
+    if module.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
+        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step=f"quantize to {quantization}", model=source,
+                            reason="llama_model_quantize returned an error", log="log.txt")
+
+
+def set_no_space_prefix(source: Path, target: Path) -> None:
+    """Copy a GGUF with tokenizer.ggml.add_space_prefix = false.
+
+    For a SentencePiece vocabulary the converter writes this key only for some
+    architectures (not Qwen2), and llama.cpp then assumes true: every prompt would
+    gain a leading space and the tokens would differ from the model's own tokenizer.
+    """
+    sys.path.insert(0, str(tools_dir() / "gguf-py"))
+    import gguf
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(target, arch=reader.get_field(gguf.Keys.General.ARCHITECTURE).contents(),
+                             endianess=reader.endianess)
+    alignment = reader.get_field(gguf.Keys.General.ALIGNMENT)
+    if alignment is not None:
+        writer.data_alignment = alignment.contents()
+    copy_with_new_metadata(reader, writer, {gguf.Keys.Tokenizer.ADD_PREFIX:
+                                            MetadataDetails(gguf.GGUFValueType.BOOL, False)}, [])
+
+
+def read_field(path: Path, key: str):
+    sys.path.insert(0, str(tools_dir() / "gguf-py"))
+    import gguf
+
+    field = gguf.GGUFReader(path).get_field(key)
+    return None if field is None else field.contents()

@@ -1,0 +1,90 @@
+"""Checking a GGUF against the merged model it came from: same tokens, same predictions.
+
+Both models read the same token sequences (rows of the training data, rendered
+with the chat template). Recorded: top-1 next-token agreement, the perplexity of
+each, and tokenizer parity (llama.cpp's tokenizer against the model's own on the
+same texts, special tokens included). Below the thresholds for its type the export
+fails; quantizing loses a little, so the thresholds loosen with fewer bits.
+"""
+
+import math
+
+import numpy as np
+
+# type: (minimum top-1 agreement, maximum relative perplexity change). Measured on the tiny
+# models: f16 agrees 100%, q8_0 99.6%, q6_k 99%, q5 98%, q4 96-97%; these leave room for real ones.
+THRESHOLDS = {
+    "f16": (0.98, 0.02), "bf16": (0.97, 0.03), "q8_0": (0.95, 0.03), "q6_k": (0.93, 0.05),
+    "q5_k_m": (0.90, 0.08), "q5_0": (0.90, 0.08), "q4_k_m": (0.85, 0.12), "q4_0": (0.85, 0.12),
+}
+FALLBACK_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Training data is where a model learns what to say; the template is how it learns when to stop.",
+]
+
+
+def verification_texts(tokenizer, examples, limit: int = 16) -> list[str]:
+    texts = []
+    for example in examples[:limit]:
+        if example.text is not None:
+            texts.append(example.text)
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in example.messages]
+            texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
+    return texts or FALLBACK_TEXTS
+
+
+def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_tokens: int = 128) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from backpropagate_stages.gguf.llama_tools import llama_cpp
+
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    sequences = [ids[:max_tokens] for ids in (tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts)
+                 if len(ids) >= 2]
+    llm = llama_cpp().Llama(model_path=str(gguf_path), logits_all=True, n_ctx=max_tokens, n_batch=max_tokens,
+                            verbose=False)
+    try:
+        mismatched = [t for t in texts
+                      if llm.tokenize(t.encode(), add_bos=False, special=True)
+                      != tokenizer(t, add_special_tokens=False)["input_ids"]]
+        agree = total = 0
+        nll_gguf = nll_hf = 0.0
+        for ids in sequences:
+            with torch.no_grad():
+                reference = model(torch.tensor([ids])).logits[0].float().numpy()
+            llm.reset()
+            llm.eval(ids)
+            ours = np.array(llm.scores[: len(ids)], dtype=np.float32)
+            agree += int((ours[:-1].argmax(-1) == reference[:-1].argmax(-1)).sum())
+            total += len(ids) - 1
+            nll_gguf += _nll(ours, ids)
+            nll_hf += _nll(reference, ids)
+    finally:
+        llm.close()
+    min_agreement, max_ppl_change = THRESHOLDS[quantization]
+    ppl_gguf, ppl_hf = math.exp(nll_gguf / total), math.exp(nll_hf / total)
+    result = {
+        "quantization": quantization, "sequences": len(sequences), "predictions": total,
+        "top1_agreement": round(agree / total, 4), "perplexity_gguf": round(ppl_gguf, 4),
+        "perplexity_merged": round(ppl_hf, 4), "tokenizer_mismatches": len(mismatched),
+        "thresholds": {"min_top1_agreement": min_agreement, "max_relative_perplexity_change": max_ppl_change},
+    }
+    problems = []
+    if mismatched:
+        problems.append(f"llama.cpp tokenizes {len(mismatched)} of {len(texts)} texts differently "
+                        f"(first: {mismatched[0][:60]!r})")
+    if result["top1_agreement"] < min_agreement:
+        problems.append(f"top-1 agreement {result['top1_agreement']:.1%} is below {min_agreement:.0%}")
+    if abs(ppl_gguf / ppl_hf - 1) > max_ppl_change:
+        problems.append(f"perplexity {ppl_gguf:.3f} against {ppl_hf:.3f} changes more than {max_ppl_change:.0%}")
+    result["passed"], result["problems"] = not problems, problems
+    return result
+
+
+def _nll(logits: np.ndarray, ids: list[int]) -> float:
+    shifted = logits[:-1] - logits[:-1].max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(-log_probs[np.arange(len(ids) - 1), ids[1:]].sum())

@@ -1,0 +1,123 @@
+"""GGUF export through the pinned llama.cpp: convert, quantize, verify, chat; and defects it catches."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from backpropagate.events import parse_line
+from backpropagate.runs.history import RunHistory
+from tests.conftest import ROOT, run_cli
+
+QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--device", "cpu", "--steps",
+                     "5", "--checkpoint-every", "0", "--output", str(output), "--json")
+    assert result.returncode == 0, result.stderr
+    return output, json.loads(result.stdout.splitlines()[-1])["result"]["run_id"]
+
+
+def gguf_field(path, key):
+    from backpropagate_stages.gguf.llama_tools import read_field
+
+    return read_field(path, key)
+
+
+def test_train_export_q4_k_m_verify_and_chat_end_to_end(tiny_model, trained):
+    output, run_id = trained
+    result = run_cli("export", run_id, "--format", "gguf", "--quantization", "q4_k_m", "--output", str(output),
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout.splitlines()[-1])["result"]
+    gguf = output / run_id / "gguf" / "model-q4_k_m.gguf"
+    assert outputs["gguf"] == str(gguf)
+    steps = [parse_line(line).event.value for line in result.stdout.splitlines()
+             if '"export_step"' in line]
+    assert steps == ["convert (f16)", "quantize (q4_k_m)", "verify"]
+
+    check = json.loads((output / run_id / "gguf" / "verify.json").read_text())
+    assert check["passed"] and check["tokenizer_mismatches"] == 0 and check["top1_agreement"] >= 0.85
+    from transformers import AutoTokenizer
+
+    assert gguf_field(gguf, "tokenizer.chat_template") == AutoTokenizer.from_pretrained(tiny_model).chat_template
+    assert gguf_field(gguf, "general.file_type") == 15  # MOSTLY_Q4_K_M
+    manifest = json.loads((output / run_id / "manifest.json").read_text())
+    assert {a["kind"] for a in manifest["artifacts"]} == {"adapter", "merged", "gguf"}
+    assert RunHistory(output).find(run_id)["gguf"] == str(gguf)
+
+    answer = run_cli("chat", run_id, "--prompt", "What do bees make?", "--max-tokens", "16",
+                     "--output", str(output))
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+
+
+def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_path):
+    from backpropagate_stages.gguf import llama_tools, verify
+
+    other = tmp_path / "other"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "llama", "--out",
+                    str(other), "--seed", "1"], check=True, capture_output=True)
+    impostor = tmp_path / "other-f16.gguf"
+    llama_tools.convert(other, impostor, "f16", logging.getLogger("test"))
+    result = verify.compare(impostor, tiny_model, verify.FALLBACK_TEXTS * 4, "f16")
+    assert not result["passed"]
+    assert any("top-1 agreement" in problem for problem in result["problems"])
+
+
+def test_a_corrupted_tokenizer_fails_verification_and_leaves_no_gguf(trained, tmp_path):
+    output, run_id = trained
+    run_dir = output / run_id
+    merged = tmp_path / "merged"
+    assert run_cli("export", run_id, "--format", "merged", "--output", str(output)).returncode == 0
+    subprocess.run(["cp", "-r", str(run_dir / "merged"), str(merged)], check=True)
+    tokenizer = json.loads((merged / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    pieces = [k for k in vocab if len(k) > 2 and not k.startswith("<")][:2]
+    vocab[pieces[0]], vocab[pieces[1]] = vocab[pieces[1]], vocab[pieces[0]]
+    (merged / "tokenizer.json").write_text(json.dumps(tokenizer))
+    spec = tmp_path / "gguf.spec.json"
+    spec.write_text(json.dumps({"run_id": "planted", "run_dir": str(tmp_path / "run"), "merged": str(merged),
+                                "quantization": "q8_0", "data": str(QUICKSTART)}))
+    done = subprocess.run([sys.executable, "-m", "backpropagate_stages.gguf", "--spec", str(spec)],
+                          capture_output=True, text=True)
+    assert done.returncode == 5, done.stdout
+    error = [parse_line(line).event for line in done.stdout.splitlines()][-2]
+    assert error.code == "RUNTIME_GGUF_VERIFY_FAILED"
+    assert "tokenizes" in error.message
+    assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
+
+
+def test_an_unknown_quantization_lists_the_valid_ones(trained):
+    output, run_id = trained
+    result = run_cli("export", run_id, "--format", "gguf", "--quantization", "q3_x", "--output", str(output))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "[CONFIG_VALUE_INVALID]: --quantization='q3_x' is not valid: not a GGUF type this export makes",
+        "  fix: use one of f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_k_m, q4_0",
+    ]
+
+
+def test_an_architecture_the_converter_does_not_know_is_gguf_export_failed(trained, tmp_path):
+    output, run_id = trained
+    assert run_cli("export", run_id, "--format", "merged", "--output", str(output)).returncode == 0
+    merged = tmp_path / "merged"
+    subprocess.run(["cp", "-r", str(output / run_id / "merged"), str(merged)], check=True)
+    config = json.loads((merged / "config.json").read_text())
+    config["architectures"] = ["MadeUpForCausalLM"]
+    (merged / "config.json").write_text(json.dumps(config))
+    spec = tmp_path / "gguf.spec.json"
+    spec.write_text(json.dumps({"run_id": "arch", "run_dir": str(tmp_path / "run"), "merged": str(merged),
+                                "quantization": "q4_k_m"}))
+    done = subprocess.run([sys.executable, "-m", "backpropagate_stages.gguf", "--spec", str(spec)],
+                          capture_output=True, text=True)
+    assert done.returncode == 5
+    error = [parse_line(line).event for line in done.stdout.splitlines()][-2]
+    assert error.code == "RUNTIME_GGUF_EXPORT_FAILED"
+    assert "MadeUpForCausalLM" in error.message
+    assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
