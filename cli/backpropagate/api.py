@@ -20,6 +20,7 @@ from backpropagate.runs.execute import execute_train
 from backpropagate.runs.export import execute_export, plan_export
 from backpropagate.runs.plan import plan_resume, plan_train
 from backpropagate.runtimes import get_runtime
+from backpropagate.specs import QUANTIZATIONS
 
 
 @dataclass(frozen=True)
@@ -77,19 +78,23 @@ class Trainer:
                                        loss_history=list(outputs["losses"]), outputs=outputs)
         return self.last_result
 
-    def export(self, format: str = "merged", *, dtype: str = "float16", run: str | None = None,
-               output: str | Path | None = None) -> ExportResult:
-        """Export the last trained run (or ``run``): ``"merged"`` folds the adapter into the base model."""
-        if format != "merged":
-            raise ValueError(f"export format {format!r} is not built; this version exports 'merged'")
+    def export(self, format: str = "merged", *, quantization: str = "q4_k_m", verify: bool = True,
+               dtype: str = "float16", run: str | None = None, output: str | Path | None = None) -> ExportResult:
+        """Export the last trained run (or ``run``): ``"merged"`` folds the adapter into the base model;
+        ``"gguf"`` also converts and quantizes it with llama.cpp and verifies it against the merged model."""
+        if format not in ("merged", "gguf"):
+            raise ValueError(f"export format {format!r} is not built; choose 'merged' or 'gguf'")
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
         target = run or (self.last_result.run_id if self.last_result else None)
         if target is None:
             raise TypeError("export() needs a trained run: call train() first or pass run=RUN")
         settings = load_settings(overrides={"output": str(output or self.settings.get("output") or "") or None})
-        plan = plan_export(output_dir(settings), target, dtype)
+        plan = plan_export(output_dir(settings), target, dtype, format, quantization, verify)
         out = Output(json_mode=False)
         outputs = execute_export(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)
-        return ExportResult(run_id=plan.spec.run_id, format=format, path=Path(outputs["merged"]), outputs=outputs)
+        return ExportResult(run_id=plan.spec.run_id, format=format, path=Path(outputs.get("gguf") or outputs["merged"]),
+                            outputs=outputs)
 
 
 def _check_names(arguments: dict[str, Any]) -> None:

@@ -121,3 +121,13 @@ def test_an_architecture_the_converter_does_not_know_is_gguf_export_failed(train
     assert error.code == "RUNTIME_GGUF_EXPORT_FAILED"
     assert "MadeUpForCausalLM" in error.message
     assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
+
+
+def test_the_python_api_exports_a_verified_gguf(tiny_model, tmp_path):
+    from backpropagate import Trainer
+
+    trainer = Trainer(str(tiny_model), device="cpu", output=tmp_path, progress=False)
+    trainer.train(QUICKSTART, steps=3)
+    exported = trainer.export("gguf", quantization="q8_0")
+    assert exported.path == tmp_path / trainer.last_result.run_id / "gguf" / "model-q8_0.gguf"
+    assert exported.outputs["verify"]["passed"]
