@@ -57,7 +57,10 @@ QUANTIZATIONS = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_
 class GgufSpec:
     run_id: str
     run_dir: str
-    merged: str  # the merged model folder to convert
+    merged: str = field("", help="the merged model folder to convert (kind model)")
+    kind: Literal["model", "lora"] = field("model", help="lora: the adapter alone, for a base the user has")
+    adapter: str = field("", help="the adapter folder (kind lora)")
+    base_model: str = field("", help="hub id or folder of the adapter's base (kind lora)")
     quantization: Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0"] = field("q4_k_m")
     verify: bool = field(True)
     data: str = field("", help="dataset whose rows give the verification sequences; built-in text when empty")

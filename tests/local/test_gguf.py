@@ -41,7 +41,7 @@ def test_train_export_q4_k_m_verify_and_chat_end_to_end(tiny_model, trained):
              if '"export_step"' in line]
     assert steps == ["convert (f16)", "quantize (q4_k_m)", "verify"]
 
-    check = json.loads((output / run_id / "gguf" / "verify.json").read_text())
+    check = json.loads((output / run_id / "gguf" / "verify.json").read_text())["model-q4_k_m.gguf"]
     assert check["passed"] and check["tokenizer_mismatches"] == 0 and check["top1_agreement"] >= 0.85
     from transformers import AutoTokenizer
 
@@ -49,12 +49,19 @@ def test_train_export_q4_k_m_verify_and_chat_end_to_end(tiny_model, trained):
     assert gguf_field(gguf, "general.file_type") == 15  # MOSTLY_Q4_K_M
     manifest = json.loads((output / run_id / "manifest.json").read_text())
     assert {a["kind"] for a in manifest["artifacts"]} == {"adapter", "merged", "gguf"}
+    assert next(a for a in manifest["artifacts"] if a["kind"] == "gguf")["verify"]["passed"] is True
     assert RunHistory(output).find(run_id)["gguf"] == str(gguf)
 
     answer = run_cli("chat", run_id, "--prompt", "What do bees make?", "--max-tokens", "16",
                      "--output", str(output))
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip()
+
+    interactive = subprocess.run([sys.executable, "-m", "backpropagate", "chat", run_id, "--max-tokens", "8",
+                                  "--output", str(output)], input="Hello\nAnd again?\n\n", capture_output=True,
+                                 text=True)
+    assert interactive.returncode == 0, interactive.stderr
+    assert interactive.stdout.count("model> ") == 2
 
 
 def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_path):
@@ -131,3 +138,16 @@ def test_the_python_api_exports_a_verified_gguf(tiny_model, tmp_path):
     exported = trainer.export("gguf", quantization="q8_0")
     assert exported.path == tmp_path / trainer.last_result.run_id / "gguf" / "model-q8_0.gguf"
     assert exported.outputs["verify"]["passed"]
+
+
+def test_lora_gguf_exports_the_adapter_alone_and_llama_cpp_applies_it_like_peft(trained):
+    output, run_id = trained
+    result = run_cli("export", run_id, "--format", "lora-gguf", "--output", str(output), "--json")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout.splitlines()[-1])["result"]
+    adapter = output / run_id / "gguf" / "adapter-f16.gguf"
+    assert outputs["gguf"] == str(adapter) and adapter.exists()
+    assert gguf_field(adapter, "general.type") == "adapter"
+    checks = json.loads((output / run_id / "gguf" / "verify.json").read_text())
+    assert checks["adapter-f16.gguf"]["passed"] and checks["adapter-f16.gguf"]["top1_agreement"] >= 0.98
+    assert not list((output / run_id / "gguf").glob("*.verify.gguf"))  # the scratch base is not kept

@@ -20,15 +20,18 @@ Examples:
 
   backprop export 3f2a --format gguf --quantization q4_k_m
 
+  backprop export 3f2a --format lora-gguf
+
   backprop export output/3f2a9c1e-.../adapter --format merged --dtype bfloat16
 """
 
 
 def export(
     run: Annotated[str, typer.Argument(help="Run id or prefix, run folder, or adapter folder.")],
-    export_format: Annotated[Literal["merged", "gguf"], typer.Option(
+    export_format: Annotated[Literal["merged", "gguf", "lora-gguf"], typer.Option(
         "--format", help="merged: the adapter folded into the base, as safetensors; gguf: that, converted and "
-                         "quantized with the pinned llama.cpp, then verified.")] = "merged",
+                         "quantized with the pinned llama.cpp, then verified; lora-gguf: the adapter alone "
+                         "(f16), for llama.cpp's --lora on the base.")] = "merged",
     quantization: Annotated[str, typer.Option(help="GGUF type: " + ", ".join(QUANTIZATIONS) + ".")] = "q4_k_m",
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the GGUF against the merged model "
                                                                       "(tokens, top-1 agreement, perplexity).")
@@ -47,11 +50,12 @@ def export(
     plan = plan_export(output_dir(settings), run, dtype, export_format, quantization, verify)
     out.note(f"export run_id={plan.spec.run_id}: merge {Path(plan.spec.adapter)} into {plan.spec.base_model}")
     outputs = execute_export(plan, get_runtime("local"), out.event)
-    text = f"merged: {outputs['merged']} ({outputs['shards']} shard(s), {outputs['dtype']})"
+    lines = [f"merged: {outputs['merged']} ({outputs['shards']} shard(s), {outputs['dtype']})"] \
+        if "merged" in outputs else []
     if "gguf" in outputs:
         check = outputs["verify"]
-        text += f"\ngguf: {outputs['gguf']}" + (f" (verified: top-1 agreement {check['top1_agreement']:.1%}, "
-                                               f"perplexity {check['perplexity_gguf']} vs "
-                                               f"{check['perplexity_merged']})" if check.get("verified") else
-                                               " (not verified)")
+        lines.append(f"gguf: {outputs['gguf']} " + (
+            f"(verified: top-1 agreement {check['top1_agreement']:.1%}, perplexity {check['perplexity_gguf']} "
+            f"vs {check['perplexity_merged']})" if check.get("verified") else "(not verified)"))
+    text = "\n".join(lines)
     out.result(text, {"run_id": plan.spec.run_id, "format": export_format, **outputs})

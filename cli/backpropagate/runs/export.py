@@ -29,7 +29,8 @@ class ExportPlan:
     folder: RunFolder
     output: Path
     new_run: bool  # a bare adapter folder: the export is a run of its own
-    gguf: GgufSpec | None = None  # set for --format gguf: converted after the merge
+    gguf: GgufSpec | None = None  # set for --format gguf (after the merge) and lora-gguf (no merge)
+    merge: bool = True
 
 
 def plan_export(output: Path, target: str, dtype: str = "float16", export_format: str = "merged",
@@ -40,10 +41,15 @@ def plan_export(output: Path, target: str, dtype: str = "float16", export_format
     data = ""
     if plan.folder.spec.exists():
         data = read_spec(TrainSpec, plan.folder.spec).data.path
-    gguf = GgufSpec(run_id=plan.spec.run_id, run_dir=plan.spec.run_dir, merged=str(plan.folder.merged),
-                    quantization=quantization, verify=verify, data=data, log_level=plan.spec.log_level)
+    if export_format == "lora-gguf":
+        gguf = GgufSpec(run_id=plan.spec.run_id, run_dir=plan.spec.run_dir, kind="lora", adapter=plan.spec.adapter,
+                        base_model=plan.spec.base_model, quantization="f16", verify=verify, data=data,
+                        log_level=plan.spec.log_level)
+    else:
+        gguf = GgufSpec(run_id=plan.spec.run_id, run_dir=plan.spec.run_dir, merged=str(plan.folder.merged),
+                        quantization=quantization, verify=verify, data=data, log_level=plan.spec.log_level)
     write_spec(gguf, plan.folder.root / "gguf.spec.json")
-    return replace(plan, gguf=gguf)
+    return replace(plan, gguf=gguf, merge=export_format != "lora-gguf")
 
 
 def _plan_merge(output: Path, target: str, dtype: str) -> ExportPlan:
@@ -87,7 +93,10 @@ def execute_export(plan: ExportPlan, runtime: Runtime, on_event: Callable[[Envel
                         "model": plan.spec.base_model, "adapter": plan.spec.adapter, "run_dir": plan.spec.run_dir,
                         "started_at": iso_time(time.time()), "versions": {"backpropagate": __version__}})
     try:
-        outputs = execute_stage(runtime, "merge", plan.folder.root / "merge.spec.json", plan.folder.log, on_event)
+        outputs = {}
+        if plan.merge:
+            outputs |= execute_stage(runtime, "merge", plan.folder.root / "merge.spec.json", plan.folder.log,
+                                     on_event)
         if plan.gguf is not None:
             outputs |= execute_stage(runtime, "gguf", plan.folder.root / "gguf.spec.json", plan.folder.log,
                                      on_event)
@@ -95,7 +104,8 @@ def execute_export(plan: ExportPlan, runtime: Runtime, on_event: Callable[[Envel
         if plan.new_run:
             history.update(plan.spec.run_id, status="failed", error_code=error.code)
         raise
-    history.update(plan.spec.run_id, merged=outputs["merged"],
-                   **({"gguf": outputs["gguf"], "verify": outputs["verify"]} if plan.gguf else {}),
+    key = "lora_gguf" if plan.gguf and plan.gguf.kind == "lora" else "gguf"
+    history.update(plan.spec.run_id, **({"merged": outputs["merged"]} if plan.merge else {}),
+                   **({key: outputs["gguf"], f"{key}_verify": outputs["verify"]} if plan.gguf else {}),
                    **({"status": "completed"} if plan.new_run else {}))
     return outputs

@@ -44,6 +44,17 @@ def convert(model_dir: Path, out_file: Path, outtype: str, log) -> None:
                             reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
 
 
+def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, log) -> None:
+    command = [sys.executable, str(tools_dir() / "convert_lora_to_gguf.py"), str(adapter_dir), "--base",
+               str(base_dir), "--outfile", str(out_file), "--outtype", "f16"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    log.info("convert_lora_to_gguf.py exit %s\n%s", done.returncode, done.stdout[-4000:] + done.stderr[-4000:])
+    if done.returncode != 0 or not out_file.exists():
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step="convert the adapter of", model=base_dir,
+                            reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
+
+
 def quantize(source: Path, target: Path, quantization: str) -> None:
     module = llama_cpp()
     params = module.llama_model_quantize_default_params()

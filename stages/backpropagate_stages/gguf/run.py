@@ -2,23 +2,26 @@
 
     python -m backpropagate_stages.gguf --spec output/<run_id>/gguf.spec.json
 
-writes ``gguf/model-<type>.gguf`` and ``gguf/verify.json`` into the run folder.
-Everything is built in ``gguf.partial/`` and renamed at the end, so a failed
-conversion or verification leaves nothing behind.
+writes ``gguf/model-<type>.gguf`` (or, for kind lora, ``gguf/adapter-f16.gguf``) and
+its entry in ``gguf/verify.json`` into the run folder. Everything is built in
+``gguf.partial/`` and only the finished file is moved into ``gguf/``, so a failed
+conversion or verification leaves nothing behind and earlier exports stay.
 """
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 from backpropagate import events
 from backpropagate.dataset import load_dataset
 from backpropagate.errors import BackpropError
-from backpropagate.runs.files import atomic_write_text, publish_folder
+from backpropagate.runs.files import atomic_write_text, fsync_dir
 from backpropagate.runs.folder import RunFolder
 from backpropagate.runs.manifest import describe, record_artifacts
 from backpropagate.specs import GgufSpec
+from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.gguf import llama_tools, verify
 
 log = logging.getLogger("backpropagate.gguf")
@@ -34,30 +37,42 @@ def run(spec: GgufSpec, emit) -> dict:
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     try:
-        result = _build(spec, merged, partial, emit)
-        publish_folder(partial, folder.gguf)
-    except BaseException:
+        if spec.kind == "lora":
+            name, result = _build_lora(spec, partial, emit)
+        else:
+            name, result = _build(spec, merged, partial, emit)
+        _publish(partial, folder.gguf, name, result)
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
-        raise
-    model_file = folder.gguf / f"model-{spec.quantization}.gguf"
-    artifact = describe("gguf", model_file, folder.root)
-    emit(events.Artifact(kind="gguf", path=str(model_file), bytes=artifact["bytes"], sha256=artifact["sha256"]))
-    record_artifacts(folder.manifest, spec.run_id, {"gguf"}, [artifact], _versions())
-    return {"gguf": str(model_file), "quantization": spec.quantization, "verify": result,
+    gguf_file = folder.gguf / name
+    kind = "lora-gguf" if spec.kind == "lora" else "gguf"
+    artifact = describe(kind, gguf_file, folder.root)
+    if result.get("verified"):
+        artifact["verify"] = {key: result[key] for key in ("passed", "top1_agreement", "perplexity_gguf",
+                                                           "perplexity_merged", "tokenizer_mismatches")}
+    emit(events.Artifact(kind=kind, path=str(gguf_file), bytes=artifact["bytes"], sha256=artifact["sha256"]))
+    record_artifacts(folder.manifest, spec.run_id, {kind}, [artifact], _versions())
+    return {"gguf": str(gguf_file), "kind": spec.kind, "quantization": spec.quantization, "verify": result,
             "chat_template": result.get("chat_template", False)}
 
 
-def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> dict:
+def _publish(partial: Path, target: Path, name: str, result: dict) -> None:
+    """Move the finished GGUF into gguf/ beside earlier exports; verify.json keeps one entry per file."""
+    target.mkdir(exist_ok=True)
+    checks = json.loads((target / "verify.json").read_text()) if (target / "verify.json").exists() else {}
+    if result.get("verified"):
+        checks[name] = result
+        atomic_write_text(target / "verify.json", json.dumps(checks, indent=1) + "\n")
+    os.replace(partial / name, target / name)
+    fsync_dir(target)
+
+
+def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> tuple[str, dict]:
     step = lambda name: emit(events.Metric(key="export_step", value=name))  # noqa: E731
     outtype = spec.quantization if spec.quantization in llama_tools.CONVERTER_TYPES else "f16"
     converted = partial / f"converted-{outtype}.gguf"
     step(f"convert ({outtype})")
-    llama_tools.convert(merged, converted, outtype, log)
-    if llama_tools.read_field(converted, "tokenizer.ggml.add_space_prefix") is None and not _hf_adds_space(merged):
-        fixed = partial / f"fixed-{outtype}.gguf"
-        llama_tools.set_no_space_prefix(converted, fixed)
-        converted.unlink()
-        converted = fixed
+    _convert_fixed(merged, converted, outtype, partial)
     final = partial / f"model-{spec.quantization}.gguf"
     if spec.quantization in llama_tools.CONVERTER_TYPES:
         converted.rename(final)
@@ -71,12 +86,47 @@ def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> dict:
         step("verify")
         result |= verify.compare(final, merged, _texts(spec, merged), spec.quantization)
         result["verified"] = True
-        atomic_write_text(partial / "verify.json", json.dumps(result, indent=1) + "\n")
-        emit(events.Metric(key="top1_agreement", value=result["top1_agreement"]))
-        if not result["passed"]:
-            raise BackpropError("RUNTIME_GGUF_VERIFY_FAILED", quantization=spec.quantization,
-                                details="; ".join(result["problems"]))
-    return result
+        _check(result, spec.quantization, emit)
+    return final.name, result
+
+
+def _check(result: dict, quantization: str, emit) -> None:
+    emit(events.Metric(key="top1_agreement", value=result["top1_agreement"]))
+    if not result["passed"]:
+        raise BackpropError("RUNTIME_GGUF_VERIFY_FAILED", quantization=quantization,
+                            details="; ".join(result["problems"]))
+
+
+def _build_lora(spec: GgufSpec, partial: Path, emit) -> tuple[str, dict]:
+    """The adapter alone as a LoRA GGUF; verified by applying it in llama.cpp to an f16 base."""
+    step = lambda name: emit(events.Metric(key="export_step", value=name))  # noqa: E731
+    base = base_folder(spec.base_model)
+    adapter_file = partial / "adapter-f16.gguf"
+    step("convert adapter (f16)")
+    llama_tools.convert_lora(Path(spec.adapter), base, adapter_file, log)
+    result: dict = {"verified": False}
+    if spec.verify:
+        step("convert base for verification (f16)")
+        base_gguf = partial / "base-f16.verify.gguf"
+        _convert_fixed(base, base_gguf, "f16", partial)
+        step("verify")
+        result |= verify.compare(base_gguf, base, _texts(spec, base), "f16", lora_path=adapter_file,
+                                 adapter_dir=spec.adapter)
+        result["verified"] = True
+        base_gguf.unlink()
+        _check(result, "f16 LoRA", emit)
+    return adapter_file.name, result
+
+
+def _convert_fixed(model_dir: Path, target: Path, outtype: str, partial: Path) -> None:
+    """Convert, then set the space-prefix flag where the model's tokenizer adds no leading space."""
+    raw = partial / f"raw-{target.name}"
+    llama_tools.convert(model_dir, raw, outtype, log)
+    if llama_tools.read_field(raw, "tokenizer.ggml.add_space_prefix") is None and not _hf_adds_space(model_dir):
+        llama_tools.set_no_space_prefix(raw, target)
+        raw.unlink()
+    else:
+        raw.rename(target)
 
 
 def _texts(spec: GgufSpec, merged: Path) -> list[str]:

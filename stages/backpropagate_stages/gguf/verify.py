@@ -34,7 +34,10 @@ def verification_texts(tokenizer, examples, limit: int = 16) -> list[str]:
     return texts or FALLBACK_TEXTS
 
 
-def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_tokens: int = 128) -> dict:
+def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_tokens: int = 128,
+            lora_path=None, adapter_dir=None) -> dict:
+    """With ``lora_path`` the GGUF is a base and llama.cpp applies the LoRA GGUF; the reference is
+    then the base in transformers with the PEFT adapter at ``adapter_dir``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -42,10 +45,15 @@ def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_toke
 
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir).eval()
     sequences = [ids[:max_tokens] for ids in (tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts)
                  if len(ids) >= 2]
+    extra = {"lora_path": str(lora_path)} if lora_path else {}
     llm = llama_cpp().Llama(model_path=str(gguf_path), logits_all=True, n_ctx=max_tokens, n_batch=max_tokens,
-                            verbose=False)
+                            verbose=False, **extra)
     try:
         mismatched = [t for t in texts
                       if llm.tokenize(t.encode(), add_bos=False, special=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from backpropagate import events
 from backpropagate.errors import BackpropError
-from backpropagate.model_ref import check_model_ref
 from backpropagate.runs.files import atomic_write_text, publish_folder
 from backpropagate.runs.folder import RunFolder
 from backpropagate.runs.manifest import describe, record_artifacts
 from backpropagate.specs import MergeSpec
+from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.merge.streaming import merge_shards
 
 # Weight files of other formats are not copied: the merged safetensors replace them.
@@ -30,7 +30,7 @@ def run(spec: MergeSpec, emit) -> dict:
     adapter = Path(spec.adapter)
     if not (adapter / "adapter_config.json").exists():
         raise BackpropError("INPUT_ADAPTER_UNSUPPORTED", path=adapter, reason="it has no adapter_config.json")
-    base = _base_folder(spec.base_model)
+    base = base_folder(spec.base_model)
     partial = folder.merged.with_name("merged.partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -79,16 +79,3 @@ def _write_merged(base: Path, adapter: Path, partial: Path, dtype: str, on_shard
     return shard_files
 
 
-def _base_folder(name: str) -> Path:
-    """A local folder as is; a hub id through the Hugging Face cache (downloaded once)."""
-    check_model_ref(name)
-    path = Path(name).expanduser()
-    if path.exists():
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, allow_patterns=["*.safetensors", "*.json", "*.model", "*.jinja",
-                                                            "*.txt"]))
-    except Exception as exc:  # offline, gated, missing: all mean the base cannot be read
-        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=str(exc).splitlines()[0]) from None
