@@ -151,3 +151,21 @@ def test_lora_gguf_exports_the_adapter_alone_and_llama_cpp_applies_it_like_peft(
     checks = json.loads((output / run_id / "gguf" / "verify.json").read_text())
     assert checks["adapter-f16.gguf"]["passed"] and checks["adapter-f16.gguf"]["top1_agreement"] >= 0.98
     assert not list((output / run_id / "gguf").glob("*.verify.gguf"))  # the scratch base is not kept
+
+
+@pytest.mark.parametrize("quantization", ["q4_k_m", "q8_0"])
+def test_a_qwen2_export_gets_the_space_prefix_flag_and_tokenizes_like_transformers(tmp_path, quantization):
+    """The converter writes no add_space_prefix for Qwen2; llama.cpp would then add a leading space."""
+    model = tmp_path / "qwen2"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "qwen2", "--out",
+                    str(model)], check=True, capture_output=True)
+    trained = run_cli("train", "--data", str(QUICKSTART), "--model", str(model), "--device", "cpu", "--steps", "2",
+                      "--checkpoint-every", "0", "--output", str(tmp_path / "runs"), "--json")
+    run_id = json.loads(trained.stdout.splitlines()[-1])["result"]["run_id"]
+    result = run_cli("export", run_id, "--format", "gguf", "--quantization", quantization, "--output",
+                     str(tmp_path / "runs"), "--json")
+    assert result.returncode == 0, result.stderr
+    gguf = tmp_path / "runs" / run_id / "gguf" / f"model-{quantization}.gguf"
+    assert gguf_field(gguf, "tokenizer.ggml.add_space_prefix") is False
+    check = json.loads(gguf.with_name("verify.json").read_text())[gguf.name]
+    assert check["tokenizer_mismatches"] == 0 and check["passed"]

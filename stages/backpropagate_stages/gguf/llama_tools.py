@@ -55,11 +55,19 @@ def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, log) -> None
                             reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
 
 
-def quantize(source: Path, target: Path, quantization: str) -> None:
+def quantize(source: Path, target: Path, quantization: str, no_space_prefix: bool = False) -> None:
+    """Quantize ``source`` into ``target``; ``no_space_prefix`` also writes add_space_prefix=false
+    (the quantizer applies metadata overrides as it copies, saving a rewrite of the file)."""
     module = llama_cpp()
     params = module.llama_model_quantize_default_params()
     params.ftype = getattr(module, FTYPES[quantization])
     params.nthread = os.cpu_count() or 1
+    if no_space_prefix:
+        overrides = (module.llama_model_kv_override * 2)()  # the zeroed second entry ends the list
+        overrides[0].tag = module.LLAMA_KV_OVERRIDE_TYPE_BOOL
+        overrides[0].key = b"tokenizer.ggml.add_space_prefix"
+        overrides[0].value.val_bool = False
+        params.kv_overrides = ctypes.cast(overrides, ctypes.POINTER(module.llama_model_kv_override))
     if module.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
         raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step=f"quantize to {quantization}", model=source,
                             reason="llama_model_quantize returned an error", log="log.txt")

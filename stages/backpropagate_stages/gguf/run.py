@@ -72,13 +72,13 @@ def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> tuple[str, dict
     outtype = spec.quantization if spec.quantization in llama_tools.CONVERTER_TYPES else "f16"
     converted = partial / f"converted-{outtype}.gguf"
     step(f"convert ({outtype})")
-    _convert_fixed(merged, converted, outtype, partial)
+    llama_tools.convert(merged, converted, outtype, log)
     final = partial / f"model-{spec.quantization}.gguf"
     if spec.quantization in llama_tools.CONVERTER_TYPES:
-        converted.rename(final)
+        _fix_space_prefix(converted, final, merged)
     else:
         step(f"quantize ({spec.quantization})")
-        llama_tools.quantize(converted, final, spec.quantization)
+        llama_tools.quantize(converted, final, spec.quantization, no_space_prefix=_needs_space_fix(converted, merged))
         converted.unlink()
     result: dict = {"verified": False,
                     "chat_template": llama_tools.read_field(final, "tokenizer.chat_template") is not None}
@@ -119,14 +119,19 @@ def _build_lora(spec: GgufSpec, partial: Path, emit) -> tuple[str, dict]:
 
 
 def _convert_fixed(model_dir: Path, target: Path, outtype: str, partial: Path) -> None:
-    """Convert, then set the space-prefix flag where the model's tokenizer adds no leading space."""
     raw = partial / f"raw-{target.name}"
     llama_tools.convert(model_dir, raw, outtype, log)
-    if llama_tools.read_field(raw, "tokenizer.ggml.add_space_prefix") is None and not _hf_adds_space(model_dir):
-        llama_tools.set_no_space_prefix(raw, target)
-        raw.unlink()
+    _fix_space_prefix(raw, target, model_dir)
+
+
+def _fix_space_prefix(source: Path, target: Path, model_dir: Path) -> None:
+    """Move ``source`` to ``target``, setting add_space_prefix=false where the model's own tokenizer
+    adds no leading space and the converter left the key out (llama.cpp would assume true)."""
+    if _needs_space_fix(source, model_dir):
+        llama_tools.set_no_space_prefix(source, target)
+        source.unlink()
     else:
-        raw.rename(target)
+        source.rename(target)
 
 
 def _texts(spec: GgufSpec, merged: Path) -> list[str]:
@@ -137,13 +142,39 @@ def _texts(spec: GgufSpec, merged: Path) -> list[str]:
     return verify.verification_texts(tokenizer, examples)
 
 
-def _hf_adds_space(merged: Path) -> bool:
-    """Whether the model's own tokenizer puts a word-start marker before the first word."""
-    from transformers import AutoTokenizer
+def _needs_space_fix(gguf_file: Path, model_dir: Path) -> bool:
+    return llama_tools.read_field(gguf_file, "tokenizer.ggml.add_space_prefix") is None and \
+        not _hf_adds_space(model_dir)
 
-    tokenizer = AutoTokenizer.from_pretrained(merged)
-    first = tokenizer.convert_ids_to_tokens(tokenizer("Hello", add_special_tokens=False)["input_ids"])[0]
-    return first.startswith("▁")
+
+def _hf_adds_space(merged: Path) -> bool:
+    """Whether the model's own tokenizer puts a word-start marker before the first word.
+
+    Read from tokenizer.json (a Prepend normalizer, or a Metaspace pre-tokenizer that
+    prepends) so that an export without verification need not import transformers.
+    """
+    path = merged / "tokenizer.json"
+    if not path.exists():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(merged)
+        first = tokenizer.convert_ids_to_tokens(tokenizer("Hello", add_special_tokens=False)["input_ids"])[0]
+        return first.startswith("▁")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    nodes = list(_walk(data.get("normalizer"))) + list(_walk(data.get("pre_tokenizer")))
+    return any(node.get("type") == "Prepend" or
+               (node.get("type") == "Metaspace" and node.get("prepend_scheme", "always") != "never")
+               for node in nodes)
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
 
 
 def _versions() -> dict:
