@@ -34,24 +34,23 @@ def llama_cpp():
 
 
 def convert(model_dir: Path, out_file: Path, outtype: str, log) -> None:
-    command = [sys.executable, str(tools_dir() / "convert_hf_to_gguf.py"), str(model_dir), "--outfile",
-               str(out_file), "--outtype", outtype]
-    done = subprocess.run(command, capture_output=True, text=True)
-    log.info("convert_hf_to_gguf.py exit %s\n%s", done.returncode, done.stdout[-4000:] + done.stderr[-4000:])
-    if done.returncode != 0 or not out_file.exists():
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step="convert", model=model_dir,
-                            reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
+    _run_converter(["convert_hf_to_gguf.py", str(model_dir), "--outfile", str(out_file), "--outtype", outtype],
+                   out_file, "convert", model_dir, log)
 
 
 def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, log) -> None:
-    command = [sys.executable, str(tools_dir() / "convert_lora_to_gguf.py"), str(adapter_dir), "--base",
-               str(base_dir), "--outfile", str(out_file), "--outtype", "f16"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    log.info("convert_lora_to_gguf.py exit %s\n%s", done.returncode, done.stdout[-4000:] + done.stderr[-4000:])
+    _run_converter(["convert_lora_to_gguf.py", str(adapter_dir), "--base", str(base_dir), "--outfile",
+                    str(out_file), "--outtype", "f16"], out_file, "convert the adapter of", base_dir, log)
+
+
+def _run_converter(arguments: list[str], out_file: Path, step: str, model: Path, log) -> None:
+    """Run one of llama.cpp's converter scripts; its last error line becomes the coded error's reason."""
+    script, *rest = arguments
+    done = subprocess.run([sys.executable, str(tools_dir() / script), *rest], capture_output=True, text=True)
+    log.info("%s exit %s\n%s", script, done.returncode, done.stdout[-4000:] + done.stderr[-4000:])
     if done.returncode != 0 or not out_file.exists():
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step="convert the adapter of", model=base_dir,
+        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step=step, model=model,
                             reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
 
 
