@@ -89,7 +89,8 @@ class Trainer:
         target = run or (self.last_result.run_id if self.last_result else None)
         if target is None:
             raise TypeError("export() needs a trained run: call train() first or pass run=RUN")
-        settings = load_settings(overrides={"output": str(output or self.settings.get("output") or "") or None})
+        output = output or self.settings.get("output")
+        settings = load_settings(overrides={"output": str(output) if output else None})
         plan = plan_export(output_dir(settings), target, dtype, format, quantization, verify)
         out = Output(json_mode=False)
         outputs = execute_export(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)

@@ -97,7 +97,7 @@ def from_dict(cls, data: Any, where: str = "") -> tuple[Any, list[str]]:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 problems.append(f"{where}{name}: missing")
             continue
-        value, errors = _convert(_resolved_type(f, cls), data[name], f"{where}{name}")
+        value, errors = _convert(_resolved_type(f), data[name], f"{where}{name}")
         problems += errors
         if not errors:
             reason = f.metadata.get("check") and value is not None and f.metadata["check"](value)
@@ -163,7 +163,7 @@ def _is_instance(value, tp) -> bool:
     return isinstance(value, tp)
 
 
-def _resolved_type(f: dataclasses.Field, owner=None):
+def _resolved_type(f: dataclasses.Field):
     # Settings and spec modules do not use postponed annotations, so field types are real types.
     if isinstance(f.type, str):
         raise TypeError(f"field {f.name} has a string annotation; drop `from __future__ import annotations`")

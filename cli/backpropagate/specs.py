@@ -61,7 +61,7 @@ class GgufSpec:
     kind: Literal["model", "lora"] = field("model", help="lora: the adapter alone, for a base the user has")
     adapter: str = field("", help="the adapter folder (kind lora)")
     base_model: str = field("", help="hub id or folder of the adapter's base (kind lora)")
-    quantization: Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0"] = field("q4_k_m")
+    quantization: Literal[QUANTIZATIONS] = field("q4_k_m")
     verify: bool = field(True)
     data: str = field("", help="dataset whose rows give the verification sequences; built-in text when empty")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")

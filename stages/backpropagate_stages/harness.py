@@ -120,7 +120,7 @@ def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) 
 
 
 def _fail(emit: Emitter, code: str, message: str, fix: str, exit_code: int, status: str) -> int:
-    emit(events.Error(code=code, message=redact(message), fix=fix))
+    emit(events.Error(code=code, message=message, fix=fix))  # the emitter redacts every event
     emit(events.Finished(status=status))
     return exit_code
 

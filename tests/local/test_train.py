@@ -201,6 +201,7 @@ def test_dora_and_no_packing_are_applied(tiny_model, tmp_path):
 
 def test_packing_puts_several_examples_in_one_row(tiny_model, tmp_path):
     result, events = train(tiny_model, tmp_path, "--steps", "1", "--packing")
+    assert result.returncode == 0, result.stderr
     metrics = {e.event.key: e.event.value for e in events if e.event.name == "metric"}
     assert metrics["rows"] < metrics["examples"]
 

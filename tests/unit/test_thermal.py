@@ -41,5 +41,7 @@ def test_a_gpu_that_never_cools_is_a_coded_error():
 def test_without_nvml_the_guard_reports_itself_off():
     sampler, why = open_sampler("cpu", None)
     assert sampler is None and why == "training on the CPU: no GPU temperature to watch"
-    sampler, why = open_sampler("cuda", None)  # no NVIDIA driver on these machines
-    assert sampler is None and why.startswith("NVML is not available")
+    sampler, why = open_sampler("cuda", None)
+    if sampler is not None:
+        pytest.skip("this machine has NVML; the no-NVML half of the behaviour cannot be shown here")
+    assert why.startswith("NVML is not available")
