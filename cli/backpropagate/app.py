@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import (chat, diff_runs, export, export_runs, info, list_runs, replay, resume,
+from backpropagate.commands import (chat, diff_runs, export, export_runs, info, list_runs, ollama, replay, resume,
                                     show_run, train, validate)
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
 
@@ -34,6 +34,7 @@ app.command("diff-runs", epilog=diff_runs.EXAMPLES)(diff_runs.diff_runs)
 app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
 app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
 app.command("info")(info.info)
+app.add_typer(ollama.app, name="ollama")
 
 _verbose = {"on": False}
 

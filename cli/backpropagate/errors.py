@@ -55,6 +55,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "drop --qlora to train in full precision on the CPU, or run on a machine with an NVIDIA GPU",
         ),
         _kind(
+            "CONFIG_OLLAMA_NEEDS_GGUF",
+            "--ollama registers a GGUF with Ollama, but --format is {export_format}",
+            "add --format gguf, or register an existing GGUF with `backprop ollama register RUN --name NAME`",
+        ),
+        _kind(
             "INPUT_DATASET_NOT_FOUND",
             "dataset {path} does not exist",
             "check the path given to --data",
@@ -95,6 +100,21 @@ CATALOG: dict[str, ErrorKind] = dict(
             "export it again with `backprop export RUN --format gguf` from a model whose tokenizer has one",
         ),
         _kind(
+            "INPUT_GGUF_INVALID",
+            "{path} is not a readable GGUF file: {reason}",
+            "export it again with `backprop export RUN --format gguf`",
+        ),
+        _kind(
+            "INPUT_CHAT_TEMPLATE_UNKNOWN",
+            "no Ollama template can be derived from the chat template of {source}: {reason}",
+            "pass --template FILE (an Ollama Go template) and --stop TOKEN for each stop token",
+        ),
+        _kind(
+            "INPUT_OLLAMA_MODEL_NOT_FOUND",
+            "Ollama at {host} has no model {name}",
+            "see the models this tool registered with `backprop ollama list`",
+        ),
+        _kind(
             "INPUT_MODEL_NOT_FOUND",
             "model {model} is neither a local folder nor a hub id",
             "pass a folder made with save_pretrained, or a hub id such as Qwen/Qwen2.5-0.5B-Instruct",
@@ -133,6 +153,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "DEP_LLAMA_CPP_MISSING",
             "the pinned llama.cpp tools are not set up: {reason}",
             "bash scripts/setup_llama_cpp.sh",
+        ),
+        _kind(
+            "DEP_OLLAMA_REGISTRATION_FAILED",
+            "no Ollama server answers at {host} ({reason})",
+            "start it with `ollama serve` (or set OLLAMA_HOST to where it listens), or pass --ollama-container",
+        ),
+        _kind(
+            "DEP_OLLAMA_CONTAINER_FAILED",
+            "could not start the Ollama container {image}: {reason}",
+            "check that Docker runs (`docker info`) and can pull {image}, or start Ollama yourself with `ollama serve`",
         ),
         _kind(
             "DEP_NPM_MISSING",
@@ -178,6 +208,21 @@ CATALOG: dict[str, ErrorKind] = dict(
             "RUNTIME_GGUF_VERIFY_FAILED",
             "the {quantization} GGUF disagrees with the merged model: {details}",
             "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway",
+        ),
+        _kind(
+            "RUNTIME_OLLAMA_DIGEST_MISMATCH",
+            "Ollama refused {path}: its content does not have sha256 {digest} ({reason})",
+            "the file changed while it was uploaded; export it again, then register it",
+        ),
+        _kind(
+            "RUNTIME_OLLAMA_CREATE_FAILED",
+            "Ollama could not create model {name}: {reason}",
+            "check the name (lowercase letters, digits, - _ . and one :tag) and the --template given, then register again",
+        ),
+        _kind(
+            "RUNTIME_OLLAMA_TIMEOUT",
+            "Ollama at {host} did not answer {request} within {timeout_s}s",
+            "the server is busy or stuck: check it with `ollama ps`, or pass a larger --timeout",
         ),
         _kind(
             "RUNTIME_STAGE_FAILED",

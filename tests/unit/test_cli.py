@@ -6,7 +6,7 @@ import sys
 
 from tests.conftest import run_cli
 
-HEAVY = ("torch", "transformers", "peft", "docker", "datasets", "rich.progress")
+HEAVY = ("torch", "transformers", "peft", "docker", "datasets", "rich.progress", "jinja2")
 
 
 def test_help_imports_no_heavy_library():
@@ -33,7 +33,7 @@ def test_help_lists_exactly_the_built_commands():
     listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
     assert listed == {"train", "resume", "export", "chat", "validate", "list-runs", "show-run", "diff-runs", "replay",
                       "export-runs",
-                      "info"}
+                      "info", "ollama"}
 
 
 def test_version_prints_the_package_version():
