@@ -6,6 +6,13 @@ tokenizer.model for GGUF converters). The same arguments give the same bytes. Ne
 
     python scripts/make_tiny_model.py --arch llama --out models/tiny-llama
     python scripts/make_tiny_model.py --arch qwen2 --out models/tiny-qwen2 --seed 1 --pretrain-steps 0
+
+With --tokenizer the model is built around a real tokenizer instead (tiny_real_tokenizer.py): qwen3 or
+llama3 (fetched by fetch_tokenizers.py) with their own architecture, or any folder holding tokenizer.json
+and tokenizer_config.json, with --arch llama or qwen3.
+
+    python scripts/make_tiny_model.py --tokenizer qwen3 --out models/tiny-qwen3
+    python scripts/make_tiny_model.py --tokenizer path/to/tokenizer-folder --arch llama --out models/tiny-mine
 """
 
 import argparse
@@ -70,19 +77,23 @@ def make_exchange(rng: random.Random, names: list[str], colors: dict[str, str]) 
     return f"Who is {name}?", f"{name} is a {colors[name]} {rng.choice(NOUNS)}."
 
 
-def make_corpus(seed: int, sentences: int = 3000, chats: int = 1500) -> list[str]:
-    """Plain paragraphs and ChatML conversations, one document per string."""
+def render_chatml(messages: list[dict]) -> str:
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+
+def make_corpus(seed: int, sentences: int = 3000, chats: int = 1500, render=render_chatml) -> list[str]:
+    """Plain paragraphs and conversations rendered by ``render`` (ChatML by default), one document per string."""
     rng = random.Random(seed)
     names = make_names(rng, 200)
     # A fixed answer per noun and name gives the model facts it can become sure of.
     colors = {key: rng.choice(COLORS) for key in NOUNS + names}
     docs = [" ".join(make_sentence(rng, names) for _ in range(rng.randint(1, 4))) for _ in range(sentences)]
     for _ in range(chats):
-        text = f"<|im_start|>system\n{rng.choice(SYSTEM_PROMPTS)}<|im_end|>\n" if rng.random() < 0.5 else ""
+        messages = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.5 else []
         for _ in range(rng.randint(1, 2)):
             question, answer = make_exchange(rng, names, colors)
-            text += f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
-        docs.append(text)
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        docs.append(render(messages))
     rng.shuffle(docs)
     return docs
 
@@ -226,23 +237,32 @@ def replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def make_tiny_model(arch: str, out: Path, seed: int = 0, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS) -> Path:
-    """Build the tiny `arch` model into `out`, replacing it only once the build succeeded; return `out`."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+def make_tiny_model(arch: str, out: Path, seed: int = 0, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS,
+                    tokenizer_dir: Path | None = None) -> Path:
+    """Build the tiny `arch` model into `out`, replacing it only once the build succeeded; return `out`.
+
+    With ``tokenizer_dir`` the model is built around that folder's real tokenizer (tiny_real_tokenizer.py)."""
+    from tiny_real_tokenizer import REAL_ARCHS, build_around_tokenizer
+
+    allowed = REAL_ARCHS if tokenizer_dir else ARCHS
+    if arch not in allowed:
+        raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(allowed)}")
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        docs = make_corpus(seed)
-        spm_model = train_sentencepiece(docs, seed)
-        tokenizer = build_tokenizer(spm_model, arch)
-        model = build_model(arch, tokenizer, seed)
-        loss = pretrain(model, tokenizer, docs, pretrain_steps, seed)
+        if tokenizer_dir:
+            loss = build_around_tokenizer(Path(tokenizer_dir), arch, partial, seed, pretrain_steps)
+        else:
+            docs = make_corpus(seed)
+            spm_model = train_sentencepiece(docs, seed)
+            tokenizer = build_tokenizer(spm_model, arch)
+            model = build_model(arch, tokenizer, seed)
+            loss = pretrain(model, tokenizer, docs, pretrain_steps, seed)
+            save(model, tokenizer, spm_model, partial)
         if loss is not None:
             print(f"pretrained {pretrain_steps} steps, last loss {loss:.3f}", file=sys.stderr)
-        save(model, tokenizer, spm_model, partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -251,16 +271,33 @@ def make_tiny_model(arch: str, out: Path, seed: int = 0, pretrain_steps: int = D
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fetch_tokenizers import FAMILIES, fetch_tokenizer
+    from tiny_real_tokenizer import REAL_ARCHS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", required=True, choices=ARCHS)
+    parser.add_argument("--arch", choices=sorted(set(ARCHS + REAL_ARCHS)),
+                        help=f"{' or '.join(ARCHS)} for the SentencePiece tokenizer; with a --tokenizer folder, "
+                             f"{' or '.join(REAL_ARCHS)} (a family brings its own)")
+    parser.add_argument("--tokenizer", default="sentencepiece",
+                        help=f"sentencepiece (trained here, the default), {', '.join(FAMILIES)}, or a folder "
+                             "with tokenizer.json and tokenizer_config.json")
     parser.add_argument("--out", required=True, type=Path, help="output folder, replaced on success")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-steps", type=int, default=DEFAULT_PRETRAIN_STEPS)
     args = parser.parse_args(argv)
+    tokenizer_dir, arch = None, args.arch
+    if args.tokenizer in FAMILIES:
+        tokenizer_dir, arch = fetch_tokenizer(args.tokenizer), arch or FAMILIES[args.tokenizer].arch
+    elif args.tokenizer != "sentencepiece":
+        tokenizer_dir = Path(args.tokenizer)
+        if not all((tokenizer_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            parser.error(f"--tokenizer {tokenizer_dir} holds no tokenizer.json and tokenizer_config.json")
+    if arch is None:
+        parser.error("--arch is needed unless --tokenizer names a family")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    print(make_tiny_model(args.arch, args.out, args.seed, args.pretrain_steps))
+    print(make_tiny_model(arch, args.out, args.seed, args.pretrain_steps, tokenizer_dir))
     return 0
 
 

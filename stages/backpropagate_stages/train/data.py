@@ -1,10 +1,10 @@
 """From normalised examples to training batches: chat template, loss mask, packing.
 
 - Conversations are rendered with the tokenizer's own chat template (ChatML when it
-  has none, with a warning), and only assistant turns carry loss unless
-  ``train_on_inputs``. Assistant spans are found by rendering the conversation
-  turn by turn, so they follow whatever the template wraps around a reply,
-  including its end-of-turn token, which teaches the model to stop.
+  has none, with a warning), and only each assistant reply, as the template renders
+  it, and the end-of-turn token after it carry loss unless ``train_on_inputs``;
+  chat_tokens.py says how the replies are found in any template. The end-of-turn
+  token is what teaches the model to stop.
 - Packing places whole examples into rows of ``max_seq_length`` (best-fit
   decreasing). Position ids restart at 0 for each example and no attention mask is
   passed, so transformers builds a block-diagonal causal mask: no example attends
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from backpropagate.dataset import Example
+from backpropagate_stages.chat_tokens import encode, hf_tokenize, render_segments
 
 IGNORE = -100  # label value that cross-entropy skips
 
@@ -53,47 +54,20 @@ class Batch:
 
 
 def tokenize(example: Example, tokenizer, max_seq_length: int, train_on_inputs: bool) -> Tokenized:
-    """Token ids and labels for one example, truncated to ``max_seq_length``."""
+    """Token ids and labels for one example, truncated to ``max_seq_length``.
+
+    Text from the data is tokenized with special tokens off, so "<|im_end|>" written in a row never
+    becomes the control token (chat_tokens.py); only the chat template's own text yields those.
+    """
     if example.text is not None:
-        ids = tokenizer(example.text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
-        ids = ids[:max_seq_length]
+        ids = tokenizer(example.text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
+        ids = (ids + [tokenizer.eos_token_id])[:max_seq_length]
         return Tokenized(ids, list(ids))
 
     messages = [{"role": m.role, "content": m.content} for m in example.messages]
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    # The template renders special tokens such as <bos> itself; adding them again would double them.
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = encoded["input_ids"]
-    if train_on_inputs:
-        labels = list(ids)
-    else:
-        spans = assistant_spans(messages, text, tokenizer)
-        labels = [
-            token if any(start < end_span and end > start_span for start_span, end_span in spans) else IGNORE
-            for token, (start, end) in zip(ids, encoded["offset_mapping"])
-        ]
+    ids, trained = encode(render_segments(messages, tokenizer), hf_tokenize(tokenizer))
+    labels = list(ids) if train_on_inputs else [i if t else IGNORE for i, t in zip(ids, trained)]
     return Tokenized(ids[:max_seq_length], labels[:max_seq_length])
-
-
-def assistant_spans(messages: list[dict], text: str, tokenizer) -> list[tuple[int, int]]:
-    """Character spans of ``text`` written by the assistant, end-of-turn markup included."""
-    spans, cursor = [], 0
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
-        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if text.startswith(through) and through.startswith(before):
-            spans.append((len(before), len(through)))
-        else:
-            # Templates that rewrite earlier turns (e.g. strip reasoning) break the prefix
-            # property; fall back to the reply text itself.
-            start = text.find(message["content"], cursor)
-            if start < 0:
-                continue
-            spans.append((start, start + len(message["content"])))
-        cursor = spans[-1][1]
-    return spans
 
 
 def pack(examples: list[Tokenized], max_seq_length: int) -> list[list[Tokenized]]:
