@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the tests: unit (host only) and local (stages on the tiny model, CPU).
+# Set up and run the tests: unit (host only), local (stages on the tiny model, CPU) and docker
+# (the stage images on a real engine, set up here by scripts/setup_docker.sh).
 # Extra arguments go to pytest, e.g. bash scripts/test.sh -k packing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +10,27 @@ bash scripts/setup_llama_cpp.sh  # the pinned llama.cpp for the GGUF tests (buil
 . .venv/bin/activate
 export REQUIRE_LOCAL_TIER=1  # a missing ML stack fails the run instead of skipping the local tier
 
+# The docker tier's engine and images. Where Docker cannot run, the tier is skipped with the reason
+# (printed here and by pytest); CI sets REQUIRE_DOCKER_TIER=1 to make that a failure.
+tiers=(tests/unit tests/local tests/docker)
+if docker_setup=$(bash scripts/setup_docker.sh 2>&1); then
+    echo "$docker_setup"
+    # Images for the tests: the local base (no registry needed), the host's CA certificate as a build
+    # secret when there is one, and torch's CPU wheel from the host's pip (a wheelhouse, so the build
+    # needs no second index).
+    export BACKPROPAGATE_DOCKER__BASE_IMAGE=backpropagate-base:bookworm
+    export BACKPROPAGATE_DOCKER__WHEELHOUSE="$PWD/.cache/wheelhouse"
+    ca=/etc/ssl/certs/ca-certificates.crt
+    [ -f "$ca" ] && export BACKPROPAGATE_DOCKER__CA_CERT="$ca"
+    python -m pip download --quiet --no-deps "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu \
+        -d "$BACKPROPAGATE_DOCKER__WHEELHOUSE"
+    backprop images build
+else
+    echo "docker tier will be skipped: $docker_setup" >&2
+fi
+
 set +e
-python -m pytest tests/unit tests/local "$@"
+python -m pytest "${tiers[@]}" "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

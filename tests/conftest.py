@@ -5,7 +5,11 @@
   ``scripts/make_tiny_model.py`` builds offline once per session. They need the
   ``local`` extra; without it they are skipped with the reason shown, unless
   REQUIRE_LOCAL_TIER=1 (set by scripts/test.sh), which turns that skip into a failure.
-- ``tests/docker`` (later): a real Docker engine.
+- ``tests/docker``: the stage images on a real Docker engine (scripts/test.sh sets one up; without
+  one the tier is skipped with the reason, unless REQUIRE_DOCKER_TIER=1).
+
+Outside tests/docker, runs use the local runtime: ``auto`` would pick Docker wherever an engine
+answers, and those tiers test the stages themselves.
 
 Nothing here mocks torch, transformers or PEFT. The only stand-ins are for what
 cannot run on these machines (a GPU, a model hub), and they are named as such.
@@ -50,14 +54,17 @@ def tiny_model(tmp_path_factory) -> Path:
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `backprop` entry point in a child process, as a user would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    full_env["BACKPROPAGATE_RUNTIME"] = "local"
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd)
 
 
 @pytest.fixture(autouse=True)
-def _clean_settings_environment(monkeypatch):
+def _clean_settings_environment(monkeypatch, request):
     """Tests start from the defaults, whatever BACKPROPAGATE_* the developer has exported."""
     for name in list(os.environ):
         if name.startswith("BACKPROPAGATE_"):
             monkeypatch.delenv(name)
+    if "tests/docker" not in str(request.node.path).replace(os.sep, "/"):
+        monkeypatch.setenv("BACKPROPAGATE_RUNTIME", "local")

@@ -71,7 +71,8 @@ class Trainer:
         else:
             plan = plan_train(settings, data, data_format, skip_invalid)
         out = Output(json_mode=False)
-        outcome = execute_train(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)
+        runtime = get_runtime(settings.runtime, settings.docker, note=out.note if self.progress else None)
+        outcome = execute_train(plan, runtime, out.event if self.progress else lambda envelope: None)
         outputs = outcome.outputs
         self.last_result = TrainResult(run_id=outcome.run_id, run_dir=Path(outcome.run_dir),
                                        adapter_path=Path(outputs["adapter"]), final_loss=outputs["final_loss"],
@@ -90,10 +91,13 @@ class Trainer:
         if target is None:
             raise TypeError("export() needs a trained run: call train() first or pass run=RUN")
         output = output or self.settings.get("output")
-        settings = load_settings(overrides={"output": str(output) if output else None})
+        settings = load_settings(overrides={"output": str(output) if output else None,
+                                            "runtime": self.settings.get("runtime"),
+                                            "docker.gpus": self.settings.get("gpus")})
         plan = plan_export(output_dir(settings), target, dtype, format, quantization, verify)
         out = Output(json_mode=False)
-        outputs = execute_export(plan, get_runtime("local"), out.event if self.progress else lambda envelope: None)
+        runtime = get_runtime(settings.runtime, settings.docker, note=out.note if self.progress else None)
+        outputs = execute_export(plan, runtime, out.event if self.progress else lambda envelope: None)
         return ExportResult(run_id=plan.spec.run_id, format=format, path=Path(outputs.get("gguf") or outputs["merged"]),
                             outputs=outputs)
 

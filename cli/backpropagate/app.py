@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import (chat, diff_runs, export, export_runs, info, list_runs, ollama, replay, resume,
-                                    show_run, train, validate)
+from backpropagate.commands import (chat, diff_runs, export, export_runs, images, info, list_runs, ollama,
+                                    replay, resume, show_run, train, validate)
 from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
 app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
 app.command("info")(info.info)
 app.add_typer(ollama.app, name="ollama")
+app.add_typer(images.app, name="images")
 
 _verbose = {"on": False}
 

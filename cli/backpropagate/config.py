@@ -74,16 +74,28 @@ class LoraSettings:
 
 
 @dataclass(frozen=True)
+class DockerSettings:
+    gpus: str = field("auto", help="GPUs for stage containers: auto, all, none, a count, or device ids such as 0,1")
+    base_image: str = field("", help="base image for image builds (default: the one each Dockerfile pins)")
+    ca_cert: str = field("", help="CA certificate file for image builds behind a TLS-intercepting proxy")
+    wheelhouse: str = field("", help="folder of wheels that image builds may install from")
+    registry: str = field("", help="registry to pull stage images from, such as ghcr.io/me")
+
+
+@dataclass(frozen=True)
 class Settings:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
     log_json: bool = field(False, help="print events as JSON lines instead of progress bars")
     output: str = field("./output", help="workspace folder that holds run folders and run_history.json")
+    runtime: Literal["auto", "docker", "local"] = field(
+        "auto", help="where stages run: docker when an engine answers, else local when the ML stack imports")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
+    docker: DockerSettings = field(DockerSettings())
 
 
-_SECTIONS = ("model", "training", "lora")
+_SECTIONS = ("model", "training", "lora", "docker")
 
 
 def env_variables() -> dict[str, tuple[str, str | None]]:
@@ -212,6 +224,8 @@ OVERRIDES: dict[str, str] = {
     "lora_targets": "lora.targets",
     "dora": "lora.dora",
     "qlora": "lora.qlora",
+    "runtime": "runtime",
+    "gpus": "docker.gpus",
 }
 
 

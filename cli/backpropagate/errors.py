@@ -137,12 +137,43 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "DEP_GPU_NOT_AVAILABLE",
             "no CUDA GPU is usable here ({reason})",
-            "pass --device cpu to train on the CPU (slow but works), or install the NVIDIA driver and a CUDA build of torch",
+            "pass --device cpu (or --gpus none) to run on the CPU; for a GPU install the NVIDIA driver and a CUDA "
+            "build of torch (local runtime), or the NVIDIA Container Toolkit and restart Docker (docker runtime)",
         ),
         _kind(
             "DEP_LOCAL_STACK_MISSING",
             "the local runtime needs {package}, which is not importable: {reason}",
             "pip install 'backpropagate[local]' (torch==2.13.0 for the CPU build)",
+        ),
+        _kind(
+            "DEP_DOCKER_UNAVAILABLE",
+            "no Docker engine answers ({reason})",
+            "start Docker (Docker Desktop, or `sudo systemctl start docker`), check DOCKER_HOST or "
+            "`docker context use`, or pass --runtime local",
+        ),
+        _kind(
+            "DEP_NO_RUNTIME",
+            "no runtime can run stages here: no Docker engine answers ({docker}) and the local ML stack is "
+            "missing ({local})",
+            "start a Docker engine (the stage images are built on first use), or install the ML stack: "
+            "pip install 'backpropagate[local]'",
+        ),
+        _kind(
+            "DEP_IMAGE_MISSING",
+            "the {stage} image {image} is not on this engine and {reason}",
+            "run `backprop images build {stage}` from a checkout of backpropagate, or set BACKPROPAGATE_REGISTRY "
+            "to a registry that has it",
+        ),
+        _kind(
+            "RUNTIME_IMAGE_BUILD_FAILED",
+            "building {image} failed: {reason}",
+            "read the build output above; behind a TLS-intercepting proxy pass --ca-cert FILE, offline pass "
+            "--wheelhouse DIR, without a registry pass --base-image IMAGE",
+        ),
+        _kind(
+            "RUNTIME_CONTAINER_FAILED",
+            "the {stage} container could not run: {reason}",
+            "check `docker info` and `backprop images ls`, then run again with --verbose",
         ),
         _kind(
             "DEP_PLOT_UNAVAILABLE",

@@ -32,8 +32,7 @@ def test_help_lists_exactly_the_built_commands():
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
     assert listed == {"train", "resume", "export", "chat", "validate", "list-runs", "show-run", "diff-runs", "replay",
-                      "export-runs",
-                      "info", "ollama"}
+                      "export-runs", "info", "ollama", "images"}
 
 
 def test_version_prints_the_package_version():
@@ -116,14 +115,15 @@ def test_log_json_in_the_environment_makes_json_the_default(tmp_path):
     assert flag_wins.stdout.startswith("no runs recorded")
 
 
-def test_info_reports_versions_and_the_local_runtime(tmp_path):
+def test_info_reports_versions_and_both_runtimes(tmp_path):
     result = run_cli("info", "--json", "--output", str(tmp_path))
     assert result.returncode == 0
     report = json.loads(result.stdout)["result"]
     from backpropagate import __version__
 
     assert report["backpropagate"] == __version__
-    assert set(report["runtimes"]) == {"local"}
+    assert set(report["runtimes"]) == {"docker", "local"}
+    assert report["runtime_auto"]["choice"] in ("docker", "local", None)
     assert report["devices"]["cpu"] is True
 
 

@@ -15,6 +15,17 @@ JsonOpt = Annotated[
     typer.Option("--json/--no-json", help="Machine-readable output: events and results as JSON lines on stdout "
                                           "[env BACKPROPAGATE_LOG_JSON]."),
 ]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option("--runtime", help="Where stages run: docker (the pinned stage images), local (this Python's ML "
+                                   "stack), or auto: docker when an engine answers, else local "
+                                   "[env BACKPROPAGATE_RUNTIME; default auto]."),
+]
+GpusOpt = Annotated[
+    str | None,
+    typer.Option("--gpus", help="GPUs for the train container: auto, all, none, a count, or device ids such as 0,1 "
+                                "[env BACKPROPAGATE_DOCKER__GPUS; default auto]."),
+]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset: JSONL or a JSON array (ShareGPT, OpenAI chat, "
                                                             "Alpaca or raw text).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Dataset format: auto, sharegpt, openai, alpaca or text.")]

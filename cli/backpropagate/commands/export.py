@@ -5,12 +5,12 @@ from typing import Annotated, Literal
 
 import typer
 
-from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.commands._options import JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.config import load_settings, output_dir
 from backpropagate.errors import BackpropError
+from backpropagate.commands._run import runtime_for
 from backpropagate.output import Output
 from backpropagate.runs.export import execute_export, plan_export
-from backpropagate.runtimes import get_runtime
 from backpropagate.specs import QUANTIZATIONS
 
 EXAMPLES = """
@@ -48,9 +48,11 @@ def export(
                                                    "start the pinned ollama/ollama image in Docker.")] = False,
     output: OutputOpt = None,
     json_output: JsonOpt = None,
+    runtime: RuntimeOpt = None,
 ) -> None:
     """Merge a run's adapter into its base model (one tensor at a time), and optionally convert it to GGUF."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
+                                        "runtime": runtime})
     if quantization not in QUANTIZATIONS:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--quantization", value=quantization,
                             reason="not a GGUF type this export makes", allowed="one of " + ", ".join(QUANTIZATIONS))
@@ -61,7 +63,7 @@ def export(
     out = Output(json_mode=settings.log_json)
     plan = plan_export(output_dir(settings), run, dtype, export_format, quantization, verify)
     out.note(f"export run_id={plan.spec.run_id}: merge {Path(plan.spec.adapter)} into {plan.spec.base_model}")
-    outputs = execute_export(plan, get_runtime("local"), out.event)
+    outputs = execute_export(plan, runtime_for(settings, out), out.event)
     lines = [f"merged: {outputs['merged']} ({outputs['shards']} shard(s), {outputs['dtype']})"] \
         if "merged" in outputs else []
     if "gguf" in outputs:

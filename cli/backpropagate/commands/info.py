@@ -15,7 +15,6 @@ from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
 from backpropagate.errors import BackpropError
 from backpropagate.output import Output
-from backpropagate.runtimes import RUNTIMES
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors", "sentencepiece", "bitsandbytes",
             "unsloth", "typer", "rich")
@@ -40,7 +39,10 @@ print(json.dumps({"torch_cuda": torch.version.cuda, "cuda_available": torch.cuda
 def info(output: OutputOpt = None, json_output: JsonOpt = None) -> None:
     """Show versions, runtimes and devices."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
-    runtimes = {name: _runtime_status(cls()) for name, cls in RUNTIMES.items()}
+    from backpropagate.runtimes.docker import DockerRuntime
+    from backpropagate.runtimes.local import LocalRuntime
+
+    runtimes = {"docker": _runtime_status(DockerRuntime()), "local": _runtime_status(LocalRuntime())}
     report = {
         "backpropagate": __version__,
         "python": f"{platform.python_version()} ({sys.executable})",
@@ -48,7 +50,7 @@ def info(output: OutputOpt = None, json_output: JsonOpt = None) -> None:
         "packages": {name: _version(name) for name in PACKAGES},
         "runtimes": runtimes,
         "runtime_auto": _auto_choice(runtimes),
-        "docker": _docker(),
+        "docker": _docker(settings),
         "devices": _devices(),
         "output": str(output_dir(settings).resolve()),
     }
@@ -73,25 +75,29 @@ def _runtime_status(runtime) -> str:
 def _auto_choice(runtimes: dict) -> dict:
     usable = [name for name, status in runtimes.items() if status == "available"]
     if usable:
-        return {"choice": usable[0], "why": f"{usable[0]} is available; this version has only the "
-                                            f"{', '.join(RUNTIMES)} runtime"}
-    return {"choice": None, "why": "no runtime is available: pip install 'backpropagate[local]'"}
+        return {"choice": usable[0], "why": "docker when an engine answers, else local when the ML stack imports"}
+    return {"choice": None, "why": "no runtime is available: start Docker, or pip install 'backpropagate[local]'"}
 
 
-def _docker() -> dict:
-    """The engine, when the Docker SDK is installed and one answers; stages do not run in it yet."""
-    note = "this version runs stages with the local runtime only; stage images are not built yet"
+def _docker(settings) -> dict:
+    """The engine when one answers, and each stage image of this version: present, stale or missing."""
+    from backpropagate.images.recipes import RECIPES, REPOSITORY, image_ref
+    from backpropagate.runtimes.engine import connect, engine_url
+
     try:
-        import docker
-    except ImportError:
-        return {"engine": None, "note": "the docker Python SDK is not installed; " + note}
-    try:
-        client = docker.from_env(timeout=3)
-        version = client.version()
-    except Exception as exc:  # DockerException, connection refused, permission denied: no usable engine
-        return {"engine": None, "note": f"no engine answered ({str(exc).splitlines()[0]}); " + note}
-    return {"engine": version.get("Version"), "api": version.get("ApiVersion"),
-            "host": client.api.base_url, "note": note}
+        client = connect(timeout=5)
+    except BackpropError as error:
+        return {"engine": None, "host": engine_url()[0], "note": error.message, "images": {}}
+    version = client.version()
+    images = {}
+    for recipe in RECIPES.values():
+        tags = {tag for image in client.images.list(name=REPOSITORY.format(name=recipe.name)) for tag in image.tags}
+        for variant in recipe.locks:
+            ref = image_ref(recipe, variant, settings.docker.base_image)
+            images[f"{recipe.name}:{variant}"] = "present" if ref in tags else (
+                "stale" if any(f"-{variant}" in tag for tag in tags) else "missing")
+    return {"engine": version.get("Version"), "api": version.get("ApiVersion"), "host": client.api.base_url,
+            "note": "stage images: backprop images ls", "images": images}
 
 
 def _devices() -> dict:
@@ -114,6 +120,7 @@ def _text(report: dict) -> str:
     docker = report["docker"]
     lines += ["", f"docker:         {docker['engine'] or '-'}" + (f" at {docker['host']}" if docker.get("host") else ""),
               f"  note          {docker['note']}"]
+    lines += [f"  {name:<18}{status}" for name, status in docker["images"].items()]
     devices = report["devices"]
     gpus = ", ".join(f"{g['name']} ({g['memory_gb']} GB" + (f", {g['temperature_c']}°C" if "temperature_c" in g else "")
                      + ")" for g in devices.get("gpus", [])) or "none"

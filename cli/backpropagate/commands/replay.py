@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import load_settings, output_dir
 from backpropagate.output import Output
@@ -26,8 +26,11 @@ def replay(
                                                      help="Replay even if the dataset file changed since.")] = False,
     output: OutputOpt = None,
     json_output: JsonOpt = None,
+    runtime: RuntimeOpt = None,
+    gpus: GpusOpt = None,
 ) -> None:
     """Start a new run with the same model, data file (checked by sha256) and settings as RUN."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
+                                        "runtime": runtime, "docker.gpus": gpus})
     plan = plan_replay(output_dir(settings), run, steps, allow_changed_data)
-    run_and_report(Output(json_mode=settings.log_json), plan)
+    run_and_report(Output(json_mode=settings.log_json), plan, settings)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import load_settings, output_dir
 from backpropagate.output import Output
@@ -23,7 +23,10 @@ def resume(
     run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
     output: OutputOpt = None,
     json_output: JsonOpt = None,
+    runtime: RuntimeOpt = None,
+    gpus: GpusOpt = None,
 ) -> None:
     """Continue a failed or interrupted run with the same settings and data order."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
-    run_and_report(Output(json_mode=settings.log_json), plan_resume(output_dir(settings), run))
+    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
+                                        "runtime": runtime, "docker.gpus": gpus})
+    run_and_report(Output(json_mode=settings.log_json), plan_resume(output_dir(settings), run), settings)

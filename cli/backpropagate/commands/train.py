@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import FormatOpt, JsonOpt, OutputOpt, SkipInvalidOpt
+from backpropagate.commands._options import FormatOpt, GpusOpt, JsonOpt, OutputOpt, RuntimeOpt, SkipInvalidOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import OVERRIDES, flag_name, load_settings, output_dir
 from backpropagate.errors import BackpropError
@@ -79,6 +79,8 @@ def train(
                                                                  "[default 900].")] = None,
     thermal_poll_s: Annotated[float | None, typer.Option(help="Seconds between readings while paused "
                                                               "[default 5].")] = None,
+    runtime: RuntimeOpt = None,
+    gpus: GpusOpt = None,
     resume: Annotated[str | None, typer.Option(help="Continue this failed or interrupted run (id or prefix) "
                                                     "from its newest valid checkpoint, with its own settings.")
                       ] = None,
@@ -97,13 +99,13 @@ def train(
     out = Output(json_mode=settings.log_json)
     if resume:
         given = sorted(flag_name(name) for name, key in OVERRIDES.items()
-                       if arguments.get(name) is not None and name not in ("output",))
+                       if arguments.get(name) is not None and name not in ("output", "runtime", "gpus"))
         given += ["--data"] if data is not None else []
         if given:
             out.warn(f"resuming uses the run's own settings and data; ignored: {', '.join(given)}")
-        run_and_report(out, plan_resume(output_dir(settings), resume))
+        run_and_report(out, plan_resume(output_dir(settings), resume), settings)
         return
     if data is None:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--data", value=None, reason="no dataset given",
                             allowed="a JSONL or JSON file (or --resume RUN to continue a run)")
-    run_and_report(out, plan_train(settings, data, data_format, skip_invalid))
+    run_and_report(out, plan_train(settings, data, data_format, skip_invalid), settings)

@@ -28,13 +28,12 @@ def container_settings(url: str) -> dict[str, Any]:
 
 def start_container(client: OllamaClient, wait_s: float = 60.0) -> None:
     """Start (or restart) the Ollama container and wait until its API answers."""
+    from backpropagate.runtimes.engine import connect
+
+    engine = connect()  # DOCKER_HOST, the current docker context, or the platform's default socket or pipe
+    from docker.errors import DockerException, ImageNotFound, NotFound
+
     try:
-        import docker
-        from docker.errors import DockerException, ImageNotFound, NotFound
-    except ImportError as exc:
-        raise BackpropError("DEP_OLLAMA_CONTAINER_FAILED", image=OLLAMA_IMAGE, reason=f"no docker SDK ({exc})") from None
-    try:
-        engine = docker.from_env()
         try:
             engine.containers.get(CONTAINER_NAME).start()
         except NotFound:

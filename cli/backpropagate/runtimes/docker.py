@@ -1,0 +1,177 @@
+"""The Docker runtime: the same stage program, in the stage's pinned image, through the Docker SDK.
+
+The container gets the run folder read-write and the other paths its spec names read-only, a
+named volume for the Hugging Face cache, the host's uid:gid (so what it writes is the user's),
+GPUs only where the train stage wants and can have them, no network for merge and gguf, and
+secrets only by environment. Its stdout (the events) streams live; it is removed however the
+run ends, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from backpropagate.config import DockerSettings
+from backpropagate.errors import BackpropError
+from backpropagate.events import Envelope, EventParseError, parse_line
+from backpropagate.runtimes.base import StageExit
+from backpropagate.runtimes.gpus import GpuChoice, device_requests, parse_gpus, probe, resolve
+from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts
+
+log = logging.getLogger("backpropagate.runtime")
+
+HF_CACHE_VOLUME = "backpropagate-hf-cache"
+HF_CACHE_TARGET = "/cache/huggingface"  # HF_HOME in every image
+SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # passed through by environment, never written
+PASSED_VARIABLES = ("BACKPROP_FAULTS",)  # test-only fault injection (stages/backpropagate_stages/train/faults.py)
+LABEL = "backpropagate.stage"
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, settings: DockerSettings | None = None, note: Callable[[str], None] = log.info,
+                 client=None):
+        self.settings = settings or DockerSettings()
+        self.note = note
+        self._client = client
+
+    def check(self) -> None:
+        self.client()
+
+    def client(self):
+        if self._client is None:
+            from backpropagate.runtimes.engine import connect
+
+            self._client = connect()
+        return self._client
+
+    def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
+        from backpropagate.images.ensure import ensure_image
+        from backpropagate.images.recipes import RECIPES, STAGE_IMAGES
+
+        client = self.client()
+        spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+        recipe = RECIPES[STAGE_IMAGES[stage]]
+        gpus = self._gpus(stage, spec)
+        variant = "cuda" if gpus.wants_gpu else "cpu"
+        image = ensure_image(client, recipe.name, variant, self.settings, self.note)
+        mounts = plan_mounts(spec_path, spec["run_dir"])
+        paths = PathMap([mount.host for mount in mounts])
+        inner_spec = self._container_spec(spec_path, spec, paths)
+        container = None
+        try:
+            container = client.containers.create(
+                image,
+                entrypoint=["python", "-m", f"backpropagate_stages.{stage}"],
+                command=["--spec", inner_spec],
+                user=_host_user(),
+                mounts=_sdk_mounts(mounts),
+                environment=_environment(recipe.network),
+                network_mode=None if recipe.network else "none",
+                device_requests=device_requests(gpus),
+                labels={LABEL: stage, "backpropagate.run_id": str(spec.get("run_id", ""))},
+                init=True,  # signals reach the stage, and the converters' child processes are reaped
+                working_dir="/workspace",
+            )
+            container.start()
+        except BackpropError:
+            raise
+        except Exception as exc:  # the SDK raises APIError and friends; all mean the same to the user
+            if container is not None:
+                container.remove(force=True)
+            raise BackpropError("RUNTIME_CONTAINER_FAILED", stage=stage,
+                                reason=str(getattr(exc, "explanation", None) or exc)) from None
+        try:
+            code = self._follow(container, on_event, paths)
+            stderr_tail = container.logs(stdout=False, stderr=True, tail=40).decode("utf-8", "replace")
+            return StageExit(code=code, stderr_tail=stderr_tail)
+        finally:
+            container.remove(force=True)
+
+    def _gpus(self, stage: str, spec: dict) -> GpuChoice:
+        if stage != "train":
+            return GpuChoice()
+        device = spec.get("training", {}).get("device", "auto")
+        return resolve(parse_gpus(self.settings.gpus), device, lambda: self._probe())
+
+    def _probe(self) -> str | None:
+        images = self.client().images.list()
+        if not images:
+            return "the engine has no image to probe with"
+        return probe(self.client(), images[0].id)
+
+    def _container_spec(self, spec_path: Path, spec: dict, paths: PathMap) -> str:
+        """The spec path the container reads: the same file, or a copy with container paths (Windows)."""
+        mapped = paths.to_container(spec)
+        if mapped == spec:
+            return container_path(str(spec_path))
+        copy = Path(spec_path).with_suffix(".container.json")
+        copy.write_text(json.dumps(mapped, indent=2) + "\n", encoding="utf-8")
+        return container_path(str(copy))
+
+    def _follow(self, container, on_event: Callable[[Envelope], None], paths: PathMap) -> int:
+        """Hand each event over as it arrives; Ctrl-C is passed on as SIGINT (twice), then kills."""
+        interrupts = 0
+        while True:
+            try:
+                pending = ""
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
+                    # Chunks are not line-aligned: re-split them.
+                    pending += chunk.decode("utf-8", "replace")
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        self._hand_over(line, on_event, paths)
+                if pending.strip():
+                    self._hand_over(pending, on_event, paths)
+                break
+            except KeyboardInterrupt:
+                interrupts += 1
+                _interrupt(container, interrupts)
+        return int(container.wait().get("StatusCode", 1))
+
+    @staticmethod
+    def _hand_over(line: str, on_event: Callable[[Envelope], None], paths: PathMap) -> None:
+        try:
+            envelope = parse_line(line)
+        except EventParseError as exc:
+            log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
+            return
+        mapped = paths.to_host(json.loads(line))
+        on_event(envelope if mapped == json.loads(line) else parse_line(json.dumps(mapped)))
+
+
+def _interrupt(container, count: int) -> None:
+    """Like the local runtime: SIGINT lets the stage finish its step; a second stops it; a third kills."""
+    try:
+        container.kill(signal="SIGINT" if count <= 2 else "SIGKILL")
+    except Exception as exc:  # already gone
+        log.debug("could not signal the container: %s", exc)
+
+
+def _host_user() -> str | None:
+    if hasattr(os, "getuid"):
+        return f"{os.getuid()}:{os.getgid()}"
+    return None  # Docker Desktop on Windows maps file ownership itself
+
+
+def _sdk_mounts(mounts) -> list:
+    from docker.types import Mount
+
+    result = [Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only) for m in mounts]
+    result.append(Mount(target=HF_CACHE_TARGET, source=HF_CACHE_VOLUME, type="volume"))
+    return result
+
+
+def _environment(network: bool) -> dict[str, str]:
+    environment = {"PYTHONUNBUFFERED": "1"}
+    if not network:
+        environment["HF_HUB_OFFLINE"] = "1"
+    for name in SECRET_VARIABLES + PASSED_VARIABLES:
+        if os.environ.get(name):
+            environment[name] = os.environ[name]
+    return environment
