@@ -68,3 +68,19 @@ def _clean_settings_environment(monkeypatch, request):
             monkeypatch.delenv(name)
     if "tests/docker" not in str(request.node.path).replace(os.sep, "/"):
         monkeypatch.setenv("BACKPROPAGATE_RUNTIME", "local")
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory):
+    """``family_model("qwen3" | "llama3")``: a tiny model around that family's real tokenizer, built once."""
+    built: dict[str, Path] = {}
+
+    def build(family: str) -> Path:
+        if family not in built:
+            out = tmp_path_factory.mktemp("families") / family
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--tokenizer", family,
+                            "--out", str(out)], check=True, capture_output=True, text=True)
+            built[family] = out
+        return built[family]
+
+    return build

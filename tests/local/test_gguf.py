@@ -72,7 +72,8 @@ def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_pat
                     str(other), "--seed", "1"], check=True, capture_output=True)
     impostor = tmp_path / "other-f16.gguf"
     llama_tools.convert(other, impostor, "f16", logging.getLogger("test"))
-    result = verify.compare(impostor, tiny_model, verify.FALLBACK_TEXTS * 4, "f16")
+    cases = [[verify.Segment(text, special=False)] for text in verify.FALLBACK_TEXTS * 4]
+    result = verify.compare(impostor, tiny_model, cases, "f16")
     assert not result["passed"]
     assert any("top-1 agreement" in problem for problem in result["problems"])
 

@@ -1,5 +1,6 @@
 """`backprop chat`: talk to an exported GGUF through llama.cpp, with the model's own chat template."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -80,4 +81,8 @@ def _load(path: Path):
 
 def _answer(llm, messages: list[dict], max_tokens: int) -> str:
     reply = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
-    return reply["choices"][0]["message"]["content"].strip()
+    choice = reply["choices"][0]
+    if choice["finish_reason"] == "length":
+        # A model that never emits its end-of-turn token is the classic broken export; say so.
+        print(f"(the answer was cut at --max-tokens {max_tokens}: the model did not end its turn)", file=sys.stderr)
+    return choice["message"]["content"].strip()

@@ -84,7 +84,7 @@ def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> tuple[str, dict
                     "chat_template": llama_tools.read_field(final, "tokenizer.chat_template") is not None}
     if spec.verify:
         step("verify")
-        result |= verify.compare(final, merged, _texts(spec, merged), spec.quantization)
+        result |= verify.compare(final, merged, _cases(spec, merged), spec.quantization)
         result["verified"] = True
         _check(result, spec.quantization, emit)
     return final.name, result
@@ -110,7 +110,7 @@ def _build_lora(spec: GgufSpec, partial: Path, emit) -> tuple[str, dict]:
         base_gguf = partial / "base-f16.verify.gguf"
         _convert_fixed(base, base_gguf, "f16", partial)
         step("verify")
-        result |= verify.compare(base_gguf, base, _texts(spec, base), "f16", lora_path=adapter_file,
+        result |= verify.compare(base_gguf, base, _cases(spec, base), "f16", lora_path=adapter_file,
                                  adapter_dir=spec.adapter)
         result["verified"] = True
         base_gguf.unlink()
@@ -134,12 +134,12 @@ def _fix_space_prefix(source: Path, target: Path, model_dir: Path) -> None:
         source.rename(target)
 
 
-def _texts(spec: GgufSpec, merged: Path) -> list[str]:
+def _cases(spec: GgufSpec, merged: Path) -> list:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(merged)
     examples = list(load_dataset(spec.data, skip_invalid=True).examples) if spec.data else []
-    return verify.verification_texts(tokenizer, examples)
+    return verify.verification_cases(tokenizer, examples)
 
 
 def _needs_space_fix(gguf_file: Path, model_dir: Path) -> bool:

@@ -1,15 +1,19 @@
 """Checking a GGUF against the merged model it came from: same tokens, same predictions.
 
 Both models read the same token sequences (rows of the training data, rendered
-with the chat template). Recorded: top-1 next-token agreement, the perplexity of
-each, and tokenizer parity (llama.cpp's tokenizer against the model's own on the
-same texts, special tokens included). Below the thresholds for its type the export
-fails; quantizing loses a little, so the thresholds loosen with fewer bits.
+with the chat template and tokenized as training does). Recorded: top-1 next-token
+agreement, the perplexity of each, and tokenizer parity (llama.cpp's tokenizer
+against the model's own on those rows and on parity.py's hard strings). Below the
+thresholds for its type the export fails; quantizing loses a little, so the
+thresholds loosen with fewer bits.
 """
 
 import math
 
 import numpy as np
+
+from backpropagate_stages.chat_tokens import Segment, encode, hf_tokenize, render_segments
+from backpropagate_stages.gguf import parity
 
 # type: (minimum top-1 agreement, maximum relative perplexity change). Measured on the tiny
 # models: f16 agrees 100%, q8_0 99.6%, q6_k 99%, q5 98%, q4 96-97%; these leave room for real ones.
@@ -23,18 +27,19 @@ FALLBACK_TEXTS = [
 ]
 
 
-def verification_texts(tokenizer, examples, limit: int = 16) -> list[str]:
-    texts = []
+def verification_cases(tokenizer, examples, limit: int = 16) -> list[list[Segment]]:
+    """Rows of the data as training reads them: conversations through the chat template, raw text as it is."""
+    cases = []
     for example in examples[:limit]:
         if example.text is not None:
-            texts.append(example.text)
+            cases.append([Segment(example.text, special=False)])
         else:
             messages = [{"role": m.role, "content": m.content} for m in example.messages]
-            texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
-    return texts or FALLBACK_TEXTS
+            cases.append(render_segments(messages, tokenizer))
+    return cases or [[Segment(text, special=False)] for text in FALLBACK_TEXTS]
 
 
-def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_tokens: int = 128,
+def compare(gguf_path, merged_dir, cases: list[list[Segment]], quantization: str, max_tokens: int = 128,
             lora_path=None, adapter_dir=None) -> dict:
     """With ``lora_path`` the GGUF is a base and llama.cpp applies the LoRA GGUF; the reference is
     then the base in transformers with the PEFT adapter at ``adapter_dir``."""
@@ -49,15 +54,14 @@ def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_toke
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter_dir).eval()
-    sequences = [ids[:max_tokens] for ids in (tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts)
+    sequences = [ids[:max_tokens] for ids in (encode(case, hf_tokenize(tokenizer))[0] for case in cases)
                  if len(ids) >= 2]
     extra = {"lora_path": str(lora_path)} if lora_path else {}
     llm = llama_cpp().Llama(model_path=str(gguf_path), logits_all=True, n_ctx=max_tokens, n_batch=max_tokens,
                             verbose=False, **extra)
     try:
-        mismatched = [t for t in texts
-                      if llm.tokenize(t.encode(), add_bos=False, special=True)
-                      != tokenizer(t, add_special_tokens=False)["input_ids"]]
+        checked = parity.parity_cases(tokenizer, cases)
+        mismatched = parity.mismatches(checked, tokenizer, llm)
         agree = total = 0
         nll_gguf = nll_hf = 0.0
         for ids in sequences:
@@ -77,12 +81,13 @@ def compare(gguf_path, merged_dir, texts: list[str], quantization: str, max_toke
     result = {
         "quantization": quantization, "sequences": len(sequences), "predictions": total,
         "top1_agreement": round(agree / total, 4), "perplexity_gguf": round(ppl_gguf, 4),
-        "perplexity_merged": round(ppl_hf, 4), "tokenizer_mismatches": len(mismatched),
+        "perplexity_merged": round(ppl_hf, 4), "tokenizer_cases": len(checked),
+        "tokenizer_mismatches": len(mismatched),
         "thresholds": {"min_top1_agreement": min_agreement, "max_relative_perplexity_change": max_ppl_change},
     }
     problems = []
     if mismatched:
-        problems.append(f"llama.cpp tokenizes {len(mismatched)} of {len(texts)} texts differently "
+        problems.append(f"llama.cpp tokenizes {len(mismatched)} of {len(checked)} texts differently "
                         f"(first: {mismatched[0][:60]!r})")
     if result["top1_agreement"] < min_agreement:
         problems.append(f"top-1 agreement {result['top1_agreement']:.1%} is below {min_agreement:.0%}")
