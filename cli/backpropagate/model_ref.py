@@ -10,7 +10,11 @@ def check_model_ref(name: str) -> None:
     if not name:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--model", value=name, reason="no model given",
                             allowed="a hub id or a local folder (or set BACKPROPAGATE_MODEL__NAME)")
-    if Path(name).expanduser().exists():
-        return
+    try:
+        if Path(name).expanduser().exists():
+            return
+    except PermissionError:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--model", value=name,
+                            reason="this user may not read that path", allowed="a folder you can read") from None
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise BackpropError("INPUT_MODEL_NOT_FOUND", model=name)

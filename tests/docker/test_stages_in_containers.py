@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,60 @@ def test_the_ca_certificate_of_the_build_is_nowhere_in_the_images(client):
                                   "-rlF", only_on_host[0], "/opt", "/etc", "/home", "/tmp", "/run", "/usr/local"],
                                  capture_output=True, text=True)
         assert listing.stdout.strip() == "", f"{ref} holds the build's CA certificate: {listing.stdout}"
+
+
+def test_a_non_root_user_gets_files_of_their_own_not_roots(tiny_model, no_leftover_containers):
+    """Run as root, the ownership check above cannot fail; so run the CLI as uid 1000 in the docker group."""
+    import grp
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user (as a non-root user the check above applies)")
+    docker_gid = grp.getgrnam("docker").gr_gid
+    home = Path(tempfile.mkdtemp(prefix="backprop-user-"))  # pytest's own tmp folders are root's alone
+    home.chmod(0o755)
+    try:
+        _train_as_uid_1000(home, tiny_model, docker_gid)
+    finally:
+        shutil.rmtree(home)
+
+
+def _train_as_uid_1000(home: Path, tiny_model: Path, docker_gid: int) -> None:
+    shutil.copytree(tiny_model, home / "model")
+    shutil.copy(DATA, home / "my.jsonl")
+    for path in [home, *home.rglob("*")]:
+        os.chown(path, 1000, docker_gid)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    env.update(DOCKER_SETTINGS, BACKPROPAGATE_RUNTIME="docker", HOME=str(home))
+    done = subprocess.run(["setpriv", "--reuid=1000", f"--regid={docker_gid}", "--clear-groups", sys.executable, "-m",
+                           "backpropagate", "train", "--data", str(home / "my.jsonl"), "--model", str(home / "model"),
+                           "--steps", "1", "--device", "cpu", "--max-seq-length", "128", "--output",
+                           str(home / "out")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = [home / "out", *(home / "out").rglob("*")]
+    assert len(written) > 10
+    assert {(path.lstat().st_uid, path.lstat().st_gid) for path in written} == {(1000, docker_gid)}
+
+
+def test_a_missing_image_is_built_on_first_use_with_its_steps_shown(tiny_model, tmp_path, client,
+                                                                     no_leftover_containers):
+    """The same base under another name gives other inputs, so another tag: built now, from the layer cache."""
+    base = DOCKER_SETTINGS.get("BACKPROPAGATE_DOCKER__BASE_IMAGE")
+    if not base:
+        pytest.skip("needs the local base image of scripts/test.sh")
+    from backpropagate.images.recipes import RECIPES, image_ref
+
+    alias = "backpropagate-base:first-use-test"
+    client.images.get(base).tag(alias)
+    ref = image_ref(RECIPES["train"], "cpu", alias)
+    assert not client.images.list(name=ref)
+    try:
+        result = docker_cli("train", "--data", str(DATA), "--model", str(tiny_model), "--steps", "1", "--device",
+                            "cpu", "--max-seq-length", "128", "--output", str(tmp_path),
+                            env={"BACKPROPAGATE_DOCKER__BASE_IMAGE": alias})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"building {ref}" in result.stderr and "[1/" in result.stderr  # the build's steps, as it goes
+        assert client.images.get(ref)
+    finally:
+        for tag in (ref, alias):
+            if client.images.list(name=tag):
+                client.images.remove(tag)

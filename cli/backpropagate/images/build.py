@@ -73,9 +73,10 @@ def build_image(root: Path, recipe: Recipe, variant: str, on_line: Callable[[str
         if ca_cert:
             arguments += ["--secret", f"id=ca,src={Path(ca_cert).resolve()}"]
         arguments.append(context)
-        log_path = Path(tempfile.gettempdir()) / f"backprop-build-{recipe.name}.log"
         tail: deque[str] = deque(maxlen=15)
-        with open(log_path, "w", encoding="utf-8") as log:
+        with tempfile.NamedTemporaryFile("w", prefix=f"backprop-build-{recipe.name}-", suffix=".log", delete=False,
+                                         encoding="utf-8") as log:
+            log_path = log.name
             process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        errors="replace", env={**os.environ, **env})
             for line in process.stdout:
