@@ -84,7 +84,8 @@ def main() -> int:
         return 0
     print(f"one LoRA step, sequence {args.seq} x batch {args.batch}, every position trained")
     for row in (chunked, full):
-        shown = row.get("error") or f"step peak +{row['step_peak_mb']:,.0f} MB (process {row['process_peak_mb']:,.0f} MB), loss {row['loss']}"
+        shown = row.get("error") or (f"step peak +{row['step_peak_mb']:,.0f} MB "
+                                     f"(process {row['process_peak_mb']:,.0f} MB), loss {row['loss']}")
         print(f"  {row['variant']:8s} {shown}")
     if "step_peak_ratio" in report:
         print(f"  chunked / full: {report['step_peak_ratio']:.2f}")

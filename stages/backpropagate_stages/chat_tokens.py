@@ -33,7 +33,9 @@ class Segment:
 
 def render_segments(messages: list[dict], tokenizer) -> list[Segment]:
     """The rendered conversation as consecutive segments whose texts join to the template's output."""
-    render = lambda conversation: tokenizer.apply_chat_template(conversation, tokenize=False)  # noqa: E731
+    def render(conversation: list[dict]) -> str:
+        return tokenizer.apply_chat_template(conversation, tokenize=False)
+
     text = render(messages)
     spans: list[tuple[int, int, bool]] = []
     for i, message in enumerate(messages):

@@ -50,7 +50,9 @@ def parity_cases(tokenizer, conversations: list[list[Segment]]) -> list[list[Seg
 
 def mismatches(cases: list[list[Segment]], tokenizer, llm) -> list[str]:
     """The texts of the cases that llama.cpp tokenizes differently from ``tokenizer``."""
+    def theirs(text: str, special: bool) -> list[int]:
+        return llm.tokenize(text.encode(), add_bos=False, special=special)
+
     ours = hf_tokenize(tokenizer)
-    theirs = lambda text, special: llm.tokenize(text.encode(), add_bos=False, special=special)  # noqa: E731
     return ["".join(segment.text for segment in case) for case in cases
             if encode(case, ours)[0] != encode(case, theirs)[0]]
