@@ -202,6 +202,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_finis
 def test_ctrl_c_finishes_the_step_saves_a_checkpoint_on_request_and_resume_completes(tiny_model, chat_data,
                                                                                       tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    env["BACKPROPAGATE_RUNTIME"] = "local"  # the stage itself, not an engine that may answer here
     process = subprocess.Popen(
         [sys.executable, "-m", "backpropagate", "train", "--data", str(chat_data), "--model", str(tiny_model),
          "--output", str(tmp_path), "--json", "--steps", "100000", *COMMON, "--checkpoint-every", "0",

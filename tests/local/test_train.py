@@ -208,6 +208,7 @@ def test_packing_puts_several_examples_in_one_row(tiny_model, tmp_path):
 
 def test_ctrl_c_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    env["BACKPROPAGATE_RUNTIME"] = "local"  # the stage itself, not an engine that may answer here
     process = subprocess.Popen(
         [sys.executable, "-m", "backpropagate", "train", "--data", str(QUICKSTART), "--model", str(tiny_model),
          "--device", "cpu", "--steps", "100000", "--output", str(tmp_path), "--json"],
