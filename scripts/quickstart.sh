@@ -8,4 +8,4 @@ bash scripts/setup.sh local
 if [ ! -d models/tiny-llama ]; then
     python scripts/make_tiny_model.py --arch llama --out models/tiny-llama
 fi
-backprop train --data examples/quickstart.jsonl --model models/tiny-llama --steps 30 --device cpu
+backprop train --data examples/quickstart.jsonl --model models/tiny-llama --steps 30 --device cpu --runtime local

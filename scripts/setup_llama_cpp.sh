@@ -14,8 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VERSION=0.3.36
-SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e  # of the sdist on PyPI
+# One pin for the local runtime and the gguf-convert image: version and sdist sha256 from its lock line.
+lock=images/gguf-convert/llama-cpp.lock
+VERSION=$(sed -n 's/^llama-cpp-python==\([^ ]*\) .*/\1/p' "$lock")
+SHA256=$(sed -n 's/.*--hash=sha256:\([0-9a-f]*\).*/\1/p' "$lock")
 name="llama_cpp_python-$VERSION"
 cache=.cache/llama-cpp
 share=.venv/share/llama.cpp

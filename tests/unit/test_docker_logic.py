@@ -120,7 +120,7 @@ def test_a_context_without_an_endpoint_is_a_coded_error(tmp_path):
     ("2", GpuChoice(count=2, explicit=True)),
     ("0,1", GpuChoice(device_ids=("0", "1"), explicit=True)),
     ("GPU-3f2a9c1e-aaaa", GpuChoice(device_ids=("GPU-3f2a9c1e-aaaa",), explicit=True)),
-    ("auto", GpuChoice(count=-1, auto=True)),
+    ("auto", GpuChoice(count=-1)),
 ])
 def test_gpus_takes_what_docker_run_gpus_takes(text, expected):
     assert parse_gpus(text) == expected

@@ -79,8 +79,6 @@ class DockerRuntime:
                 working_dir="/workspace",
             )
             container.start()
-        except BackpropError:
-            raise
         except Exception as exc:  # the SDK raises APIError and friends; all mean the same to the user
             if container is not None:
                 container.remove(force=True)

@@ -21,7 +21,6 @@ class GpuChoice:
     count: int = 0
     device_ids: tuple[str, ...] = ()
     explicit: bool = False  # the user asked for a GPU, so none being usable is an error
-    auto: bool = False
 
     @property
     def wants_gpu(self) -> bool:
@@ -31,7 +30,7 @@ class GpuChoice:
 def parse_gpus(value: str) -> GpuChoice:
     text = value.strip().lower()
     if text == "auto":
-        return GpuChoice(count=-1, auto=True)
+        return GpuChoice(count=-1)
     if text == "none" or text == "0":
         return GpuChoice()
     if text == "all":
