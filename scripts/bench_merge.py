@@ -10,9 +10,9 @@ twice, each in a fresh process whose peak RSS the kernel reports (wait4):
 - ours: the merge stage, `python -m backpropagate_stages.merge --spec ...`;
 - PEFT: from_pretrained, PeftModel.from_pretrained, merge_and_unload, save_pretrained.
 
-A third process that only imports torch, transformers and peft gives the floor
-both start from. The aim: the streaming merge peaks at no more than 1.5x the
-largest shard.
+Two more processes only import, giving the floors they start from: the merge
+stage's modules (torch, safetensors), and torch, transformers and peft. The aim:
+the streaming merge peaks at no more than 1.5x the largest shard.
 """
 
 import argparse
@@ -35,6 +35,7 @@ model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float16)
 PeftModel.from_pretrained(model, adapter).merge_and_unload().save_pretrained(out)
 """
 _IMPORTS_ONLY = "import torch, transformers, peft, safetensors"
+_STAGE_IMPORTS_ONLY = "import backpropagate_stages.merge.run"
 
 
 def build_base(folder: Path, hidden: int, intermediate: int, layers: int, vocab: int, shards: int) -> dict:
@@ -136,13 +137,15 @@ def main() -> None:
         spec.parent.mkdir()
         spec.write_text(json.dumps({"run_id": "bench", "run_dir": str(spec.parent), "base_model": str(work / "base"),
                                     "adapter": str(work / "adapter"), "dtype": "float16"}))
+        stage_floor = measure([sys.executable, "-c", _STAGE_IMPORTS_ONLY])
         floor = measure([sys.executable, "-c", _IMPORTS_ONLY])
         ours = measure([sys.executable, "-m", "backpropagate_stages.merge", "--spec", str(spec)])
         peft = measure([sys.executable, "-c", _PEFT_MERGE, str(work / "base"), str(work / "adapter"),
                         str(work / "peft-merged")])
 
     shard = model["largest_shard"]
-    figures = {"model": model, "imports_only": floor, "streaming": ours, "peft_merge_and_unload": peft,
+    figures = {"model": model, "stage_imports_only": stage_floor, "imports_only": floor, "streaming": ours,
+               "peft_merge_and_unload": peft,
                "streaming_peak_over_largest_shard": round(ours["peak_rss_bytes"] / shard, 2),
                "peft_peak_over_largest_shard": round(peft["peak_rss_bytes"] / shard, 2),
                "peft_over_streaming_peak": round(peft["peak_rss_bytes"] / ours["peak_rss_bytes"], 2)}
@@ -152,7 +155,8 @@ def main() -> None:
     mb = 2**20
     print(f"model {model['bytes'] / mb:,.0f} MB fp16 in {model['shards']} shards (largest {shard / mb:,.0f} MB), "
           f"{model['parameters'] / 1e6:,.0f}M parameters, LoRA r{args.rank} on {len(TARGETS)} projections")
-    for name, run in (("imports only", floor), ("streaming merge", ours), ("PEFT merge_and_unload", peft)):
+    for name, run in (("stage imports only", stage_floor), ("streaming merge", ours),
+                      ("torch+transformers+peft", floor), ("PEFT merge_and_unload", peft)):
         print(f"{name:24} peak RSS {run['peak_rss_bytes'] / mb:8,.0f} MB  "
               f"({run['peak_rss_bytes'] / shard:4.2f}x largest shard)  {run['seconds']:6.1f} s")
     print(f"PEFT peak / streaming peak: {figures['peft_over_streaming_peak']}x")

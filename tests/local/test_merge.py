@@ -114,3 +114,30 @@ def test_an_adapter_for_another_model_is_refused_and_leaves_nothing(base, tmp_pa
     assert result.returncode == 3
     assert events[-2].event.code == "INPUT_ADAPTER_MISMATCH"
     assert not (run_dir / "merged").exists() and not (run_dir / "merged.partial").exists()
+
+
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_a_fan_in_fan_out_weight_merges_as_peft_merges_it(dora):
+    """GPT-2 stores its projections as Conv1D, [in, out]: the adapter's B @ A goes in transposed."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from backpropagate_stages.merge.streaming import AdapterConfig, LoraPair, merge_weight
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16))
+    original = model.transformer.h[0].attn.c_attn.weight.detach().clone()
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True,
+                                                  use_dora=dora))
+    layer = peft_model.base_model.model.transformer.h[0].attn.c_attn
+    torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
+    magnitude = layer.lora_magnitude_vector["default"].weight.detach().clone() * 1.5 if dora else None
+    if dora:
+        layer.lora_magnitude_vector["default"].weight.data.copy_(magnitude)
+    pair = LoraPair(layer.lora_A["default"].weight.detach().clone(), layer.lora_B["default"].weight.detach().clone(),
+                    magnitude)
+
+    ours = merge_weight(original, pair, AdapterConfig(r=4, alpha=8, rslora=False, dora=dora, fan_in_fan_out=True))
+    reference = peft_model.merge_and_unload().transformer.h[0].attn.c_attn.weight.detach()
+    assert (ours - reference).abs().max().item() <= 1e-6
+    assert not torch.allclose(reference, original), "the adapter changed nothing: the comparison would prove nothing"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from backpropagate_stages.merge.tensor_files import TensorFileWriter, iter_tensors
+from backpropagate_stages.merge.tensor_files import TensorFileReader, TensorFileWriter
 
 TENSORS = {
     "embed": torch.randn(7, 5, dtype=torch.bfloat16),
@@ -21,7 +21,7 @@ def test_the_library_reads_a_file_we_wrote(tmp_path):
     writer = TensorFileWriter(path, {k: (v.dtype, list(v.shape)) for k, v in TENSORS.items()}, {"format": "pt"})
     for name, tensor in TENSORS.items():
         writer.write(name, tensor)
-    writer.close()
+    writer.finish()
     loaded = load_file(path)
     for name, tensor in TENSORS.items():
         assert torch.equal(loaded[name], tensor), name
@@ -30,7 +30,8 @@ def test_the_library_reads_a_file_we_wrote(tmp_path):
 def test_we_read_a_file_the_library_wrote(tmp_path):
     path = tmp_path / "theirs.safetensors"
     save_file(TENSORS, path)
-    ours = dict(iter_tensors(path))
+    with TensorFileReader(path) as reader:
+        ours = {name: reader.read(name) for name in reader.names}
     assert ours.keys() == TENSORS.keys()
     for name, tensor in TENSORS.items():
         assert torch.equal(ours[name], tensor), name
@@ -40,3 +41,31 @@ def test_a_tensor_that_differs_from_the_declared_layout_is_refused(tmp_path):
     writer = TensorFileWriter(tmp_path / "x.safetensors", {"w": (torch.float16, [2, 2])}, {})
     with pytest.raises(ValueError, match="does not match the declared"):
         writer.write("w", torch.zeros(2, 2))
+
+
+def test_a_tensor_copied_in_pieces_is_the_same_tensor(tmp_path):
+    """Pieces split between elements only, whatever the size asked for, and join back exactly."""
+    source, copy = tmp_path / "source.safetensors", tmp_path / "copy.safetensors"
+    save_file(TENSORS, source)
+    with TensorFileReader(source) as reader:
+        writer = TensorFileWriter(copy, {n: (reader.dtype(n), reader.shape(n)) for n in reader.names}, {})
+        for name in reader.names:
+            writer.write_pieces(name, reader.read_pieces(name, max_bytes=7))
+        writer.finish()
+    loaded = load_file(copy)
+    for name, tensor in TENSORS.items():
+        assert torch.equal(loaded[name], tensor), name
+
+
+def test_pieces_that_do_not_add_up_to_the_declared_shape_are_refused(tmp_path):
+    writer = TensorFileWriter(tmp_path / "x.safetensors", {"w": (torch.float16, [2, 2])}, {})
+    with pytest.raises(ValueError, match="got 3 elements"):
+        writer.write_pieces("w", [torch.zeros(2, dtype=torch.float16), torch.zeros(1, dtype=torch.float16)])
+
+
+def test_a_file_that_ends_inside_a_tensor_is_refused(tmp_path):
+    path = tmp_path / "cut.safetensors"
+    save_file({"w": torch.randn(64, 64)}, path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with TensorFileReader(path) as reader, pytest.raises(ValueError, match="truncated"):
+        reader.read("w")

@@ -31,6 +31,7 @@ def run(spec: MergeSpec, emit) -> dict:
     if not (adapter / "adapter_config.json").exists():
         raise BackpropError("INPUT_ADAPTER_UNSUPPORTED", path=adapter, reason="it has no adapter_config.json")
     base = base_folder(spec.base_model)
+    _return_large_buffers_when_freed()
     partial = folder.merged.with_name("merged.partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -52,6 +53,22 @@ def run(spec: MergeSpec, emit) -> dict:
     record_artifacts(folder.manifest, spec.run_id, {"merged"}, artifacts, _versions())
     return {"merged": str(folder.merged), "shards": len(shard_files), "dtype": spec.dtype,
             "bytes": sum(a["bytes"] for a in artifacts)}
+
+
+def _return_large_buffers_when_freed() -> None:
+    """Serve every buffer of 4 MB or more from a mapping of its own, unmapped when it is freed.
+
+    By default glibc raises its mmap threshold after the first large free and serves later
+    tensors from its arenas (one per torch worker thread), which keep freed space: the peak
+    of a merge then drifts by 100 MB and more from run to run (scripts/bench_merge.py).
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: mallopt and this threshold are glibc's
+    libc.mallopt(-3, 4 * 2**20)  # M_MMAP_THRESHOLD; setting it also stops glibc from moving it
 
 
 def _versions() -> dict:

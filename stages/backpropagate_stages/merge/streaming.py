@@ -1,11 +1,11 @@
 """Folding a LoRA adapter into its base weights one shard at a time.
 
-Only one tensor of the base (and the adapter, which is small) is in memory at
-once: each tensor is read from the base safetensors, merged in fp32 if an adapter
-targets it, cast to the output dtype and written to the output shard straight away
-(see tensor_files.py). The base is always the original unquantized
-checkpoint, so a QLoRA adapter is merged into full-precision weights, never into
-dequantized 4-bit ones.
+At most one weight the adapter changes (and the adapter, which is small) is in
+memory at once: it is read from the base safetensors, merged in fp32, cast to the
+output dtype and written to the output shard straight away (see tensor_files.py).
+Every other tensor, the embeddings included, is copied in pieces of 16 MB. The base
+is always the original unquantized checkpoint, so a QLoRA adapter is merged into
+full-precision weights, never into dequantized 4-bit ones.
 
     W' = W + (alpha / r) * B @ A                        LoRA (alpha / sqrt(r) with rsLoRA)
     W' = m / ||W + s * B @ A||_row * (W + s * B @ A)    DoRA, m the learned magnitude
@@ -21,10 +21,11 @@ import torch
 from safetensors import safe_open
 
 from backpropagate.errors import BackpropError
-from backpropagate_stages.merge import tensor_files
-from backpropagate_stages.merge.tensor_files import TensorFileWriter, iter_tensors, read_header
+from backpropagate_stages.merge.tensor_files import TensorFileReader, TensorFileWriter
 
 ADAPTER_PREFIX = "base_model.model."
+# Tensors the adapter leaves alone are copied (and cast) this much at a time.
+PIECE_BYTES = 16 * 2**20
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # Adapter options that change the maths above; merging them as plain LoRA would be silently wrong.
 _UNSUPPORTED = ("rank_pattern", "alpha_pattern", "modules_to_save", "lora_bias", "trainable_token_indices",
@@ -74,17 +75,17 @@ def read_adapter(adapter_dir: Path) -> tuple[AdapterConfig, dict[str, LoraPair]]
 
 
 def merge_weight(weight: torch.Tensor, pair: LoraPair, config: AdapterConfig) -> torch.Tensor:
-    """The merged weight in fp32."""
-    base = weight.float()
-    delta = (pair.b @ pair.a) * config.scale
+    """The merged weight in fp32, built in one buffer: B @ A is added in place (addmm_), so no
+    separate delta or sum of the weight's size is ever allocated beside it."""
+    merged = weight.to(torch.float32, copy=True)
     if config.fan_in_fan_out:
-        delta = delta.T
-    merged = base + delta
+        merged.addmm_(pair.a.T, pair.b.T, alpha=config.scale)  # the weight is stored [in, out]
+    else:
+        merged.addmm_(pair.b, pair.a, alpha=config.scale)
     if config.dora:
-        oriented = merged.T if config.fan_in_fan_out else merged
+        oriented = merged.T if config.fan_in_fan_out else merged  # a view: scaling it scales merged
         norm = torch.linalg.norm(oriented, dim=1)
-        factor = (pair.magnitude / norm).view(-1, 1)
-        merged = (factor * oriented).T if config.fan_in_fan_out else factor * oriented
+        oriented.mul_((pair.magnitude / norm).view(-1, 1))
     return merged
 
 
@@ -109,21 +110,22 @@ def merge_shards(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str,
     merged_names: set[str] = set()
     for number, shard in enumerate(shards, start=1):
         name = shard.name if len(shards) > 1 else "model.safetensors"
-        header, _ = read_header(shard)
-        stored = sorted(header.items(), key=lambda item: item[1]["data_offsets"][0])
-        layout = {key: (target if tensor_files.DTYPES[entry["dtype"]].is_floating_point else
-                        tensor_files.DTYPES[entry["dtype"]], entry["shape"]) for key, entry in stored}
-        writer = TensorFileWriter(out_dir / name, layout, metadata={"format": "pt"})
-        try:
-            for key, tensor in iter_tensors(shard):
-                if key in pairs:
-                    tensor = merge_weight(tensor, pairs[key], config)
-                    merged_names.add(key)
-                writer.write(key, tensor.to(layout[key][0]))
-                weight_map[key] = name
-                del tensor  # before the next one is read, so two large tensors never overlap
-        finally:
-            writer.close()
+        with TensorFileReader(shard) as reader:
+            layout = {key: (target if reader.dtype(key).is_floating_point else reader.dtype(key), reader.shape(key))
+                      for key in reader.names}
+            writer = TensorFileWriter(out_dir / name, layout, metadata={"format": "pt"})
+            try:
+                for key in reader.names:
+                    dtype = layout[key][0]
+                    if key in pairs:
+                        writer.write(key, merge_weight(reader.read(key), pairs[key], config).to(dtype))
+                        merged_names.add(key)
+                    else:  # copied in pieces: an embedding is often the largest tensor of all
+                        writer.write_pieces(key, (piece.to(dtype) for piece in reader.read_pieces(key, PIECE_BYTES)))
+                    weight_map[key] = name
+                writer.finish()
+            finally:
+                writer.close()
         on_shard(number, len(shards), name)
     missing = sorted(set(pairs) - merged_names)
     if missing:
