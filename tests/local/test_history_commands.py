@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from backpropagate.events import parse_line
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
