@@ -36,7 +36,15 @@ if ! engine_answers; then
         exit 1
     fi
     echo "starting dockerd"
-    setsid dockerd >/var/log/backpropagate-dockerd.log 2>&1 < /dev/null &
+    # The daemon outlives this script: it must not keep the caller's other descriptors open
+    # (a CI runner's pipe or a `flock` lock would then never be released).
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec setsid dockerd >/var/log/backpropagate-dockerd.log 2>&1 < /dev/null
+    ) &
     for _ in $(seq 60); do engine_answers && break; sleep 1; done
     engine_answers || { echo "dockerd did not come up: see /var/log/backpropagate-dockerd.log" >&2; exit 1; }
 fi
