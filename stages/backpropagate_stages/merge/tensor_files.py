@@ -5,8 +5,8 @@ then counts toward the process, so merging a 5 GB shard costs 5 GB. Here the
 header is parsed by hand, each tensor is read with a plain ``read`` into its own
 buffer (or in pieces, for one that is only copied), and the output header is
 computed up front (shapes are known, only the dtype changes), so tensors are
-written as they are merged. The format: 8-byte little-endian header length, a JSON header of
-``{name: {dtype, shape, data_offsets}}``, then the tensor bytes.
+written as they are merged. The format: 8-byte little-endian header length, a
+JSON header of ``{name: {dtype, shape, data_offsets}}``, then the tensor bytes.
 """
 
 import json
