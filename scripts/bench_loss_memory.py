@@ -30,11 +30,10 @@ def step_peak_mb(model_dir: str, variant: str, seq: int, batch: int) -> dict:
     """Runs in the child: one LoRA training step; returns the peak RSS growth over it, in MB."""
     import torch
     import torch.nn.functional as F
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from backpropagate_stages.train.data import Batch
     from backpropagate_stages.train.loop import token_losses
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),

@@ -39,7 +39,7 @@ FAMILIES = {
 
 def fetch_tokenizer(name: str, cache: Path = CACHE) -> Path:
     """The folder holding ``name``'s tokenizer files, fetched first if the cache lacks them."""
-    from backpropagate.errors import BackpropError
+    from backpropagate.contract.errors import BackpropError
 
     family = FAMILIES[name]
     folder = cache / name
@@ -79,7 +79,7 @@ def fetch_tokenizer(name: str, cache: Path = CACHE) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backpropagate.errors import BackpropError
+    from backpropagate.contract.errors import BackpropError
 
     names = (argv if argv is not None else sys.argv[1:]) or list(FAMILIES)
     unknown = [name for name in names if name not in FAMILIES]

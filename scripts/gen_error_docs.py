@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from backpropagate.errors import catalog_markdown
+from backpropagate.contract.errors import catalog_markdown
 
 target = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 target.write_text(catalog_markdown())

@@ -15,7 +15,7 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     if name == "BackpropError":
-        from backpropagate.errors import BackpropError
+        from backpropagate.contract.errors import BackpropError
 
         return BackpropError
     raise AttributeError(f"module 'backpropagate' has no attribute {name!r}")

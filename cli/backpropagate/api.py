@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.config import OVERRIDES, load_settings, output_dir
+from backpropagate.contract.specs import QUANTIZATIONS
 from backpropagate.output import Output
 from backpropagate.runs.execute import execute_train
 from backpropagate.runs.export import execute_export, plan_export
 from backpropagate.runs.plan import plan_resume, plan_train
 from backpropagate.runtimes import get_runtime
-from backpropagate.specs import QUANTIZATIONS
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,22 @@ from typing import Annotated
 import typer
 
 from backpropagate import __version__
-from backpropagate.commands import (chat, diff_runs, export, export_runs, images, info, list_runs, ollama,
-                                    replay, resume, show_run, train, validate)
-from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.commands import (
+    chat,
+    diff_runs,
+    export,
+    export_runs,
+    images,
+    info,
+    list_runs,
+    ollama,
+    replay,
+    resume,
+    show_run,
+    train,
+    validate,
+)
+from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
     name="backprop",

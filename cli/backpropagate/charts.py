@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 _LEVELS = " ▁▂▃▄▅▆▇█"
 

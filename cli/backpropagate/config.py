@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from backpropagate.errors import BackpropError
-from backpropagate.schema import allowed_text, at_least, check_all, field, fraction, parse_text, positive
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.schema import allowed_text, check_all, field, parse_text
+from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
 
 ENV_PREFIX = "BACKPROPAGATE_"
 
@@ -28,58 +29,6 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
     "quality": {"r": 256, "alpha": 256, "targets": ("all-linear",)},
     "fast": {"r": 16, "alpha": 16, "targets": ("q_proj", "v_proj")},
 }
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    name: str = field("", help="hub id or local folder of the base model")
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    steps: int = field(100, check=at_least(1), allowed="an integer of at least 1")
-    batch_size: int = field(2, check=at_least(1), allowed="an integer of at least 1")
-    gradient_accumulation: int = field(4, check=at_least(1), allowed="an integer of at least 1")
-    learning_rate: float = field(2e-4, check=positive, allowed="a number greater than 0, such as 2e-4")
-    lr_scheduler: Literal["cosine", "linear", "constant"] = field("cosine")
-    warmup_steps: int = field(5, check=at_least(0), allowed="an integer of at least 0")
-    weight_decay: float = field(0.0, check=at_least(0.0), allowed="a number of at least 0")
-    max_grad_norm: float = field(1.0, check=positive, allowed="a number greater than 0")
-    max_seq_length: int = field(1024, check=at_least(16), allowed="an integer of at least 16")
-    packing: bool = field(True)
-    train_on_inputs: bool = field(False)
-    seed: int = field(42)
-    device: Literal["auto", "cpu", "cuda"] = field("auto")
-    checkpoint_every: int = field(50, check=at_least(0), allowed="an integer of at least 0 (0 turns checkpoints off)")
-    keep_checkpoints: int = field(3, check=at_least(1), allowed="an integer of at least 1")
-    unsloth: Literal["auto", "on", "off"] = field("auto")
-    oom_recovery: bool = field(True, help="on out-of-memory, halve the micro-batch and double accumulation")
-    checkpoint_on_interrupt: bool = field(False)
-    # Thermal guard (NVML): pause between steps at pause_c, go on at resume_c, give up after timeout_s.
-    thermal_pause_c: float = field(85.0, check=positive, allowed="degrees Celsius greater than 0")
-    thermal_resume_c: float = field(75.0, check=positive, allowed="degrees Celsius greater than 0")
-    thermal_timeout_s: float = field(900.0, check=positive, allowed="seconds greater than 0")
-    thermal_poll_s: float = field(5.0, check=positive, allowed="seconds greater than 0")
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    preset: Literal["quality", "fast"] | None = field(None, allowed="quality or fast")
-    r: int = field(16, check=at_least(1), allowed="an integer of at least 1")
-    alpha: int = field(32, check=at_least(1), allowed="an integer of at least 1")
-    dropout: float = field(0.05, check=fraction, allowed="a number in [0, 1)")
-    targets: tuple[str, ...] = field(("all-linear",), allowed="module names such as q_proj,v_proj, or all-linear")
-    dora: bool = field(False)
-    qlora: bool = field(False)
-
-
-@dataclass(frozen=True)
-class DockerSettings:
-    gpus: str = field("auto", help="GPUs for stage containers: auto, all, none, a count, or device ids such as 0,1")
-    base_image: str = field("", help="base image for image builds (default: the one each Dockerfile pins)")
-    ca_cert: str = field("", help="CA certificate file for image builds behind a TLS-intercepting proxy")
-    wheelhouse: str = field("", help="folder of wheels that image builds may install from")
-    registry: str = field("", help="registry to pull stage images from, such as ghcr.io/me")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import json
 import sys
 from typing import Any
 
-from backpropagate import events
-from backpropagate.errors import BackpropError
-from backpropagate.events import Envelope
+from backpropagate.contract import events
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.events import Envelope
 
 
 class Output:

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
-from backpropagate.model_ref import check_model_ref
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.model_ref import check_model_ref
 
 
 def base_folder(name: str) -> Path:

@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from backpropagate import events
-from backpropagate.errors import EXIT_INTERRUPTED, BackpropError
-from backpropagate.redact import redact, redact_data
-from backpropagate.runs.folder import RunFolder
-from backpropagate.specs import read_spec
+from backpropagate.contract import events
+from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.redact import redact, redact_data
+from backpropagate.contract.specs import read_spec
 
 log = logging.getLogger("backpropagate")
 

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-
 from backpropagate import BackpropError, Trainer
-from backpropagate.runs.history import RunHistory
+from backpropagate.contract.history import RunHistory
+
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"

@@ -3,12 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from backpropagate.dataset import Example, Message
+from backpropagate.contract.dataset import Example, Message
 from backpropagate_stages.train.data import IGNORE, collate, tokenize
 from backpropagate_stages.train.loop import token_losses
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def full_logits_losses(model, batch):

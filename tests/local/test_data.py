@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from backpropagate.dataset import Example, Message
+from backpropagate.contract.dataset import Example, Message
 from backpropagate_stages.train.data import IGNORE, Tokenized, collate, pack, tokenize
 from backpropagate_stages.train.loop import token_losses
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def chat(*turns: tuple[str, str]) -> Example:

@@ -3,9 +3,9 @@
 import json
 
 import torch
+from backpropagate.contract.history import RunHistory
 from transformers import AutoModelForCausalLM
 
-from backpropagate.runs.history import RunHistory
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"

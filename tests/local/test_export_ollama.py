@@ -10,8 +10,8 @@ import importlib.util
 import json
 
 import pytest
+from backpropagate.contract.history import RunHistory
 
-from backpropagate.runs.history import RunHistory
 from tests.conftest import ROOT, run_cli
 from tests.unit.ollama_standin import OllamaStandIn
 

@@ -4,9 +4,9 @@ import json
 import sys
 
 import pytest
+from backpropagate.contract.errors import BackpropError
 from transformers import AutoTokenizer
 
-from backpropagate.errors import BackpropError
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"

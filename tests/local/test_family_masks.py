@@ -4,11 +4,11 @@ import json
 import sys
 
 import pytest
-from transformers import AutoTokenizer
-
-from backpropagate.dataset import load_dataset
+from backpropagate.contract.dataset import load_dataset
 from backpropagate_stages.chat_tokens import render_segments
 from backpropagate_stages.train.data import IGNORE, tokenize
+from transformers import AutoTokenizer
+
 from tests.conftest import ROOT
 
 END_OF_TURN = {"qwen3": "<|im_end|>", "llama3": "<|eot_id|>"}
@@ -129,7 +129,7 @@ def test_control_token_text_inside_messages_stays_plain_text_and_leaves_the_mask
 def test_raw_text_rows_keep_control_token_text_as_plain_text(family):
     family_name, tokenizer = family
     marker = END_OF_TURN[family_name]
-    from backpropagate.dataset import Example
+    from backpropagate.contract.dataset import Example
 
     tokenized = tokenize(Example(line=1, text=f"a {marker} b"), tokenizer, 4096, False)
     control_id = tokenizer.convert_tokens_to_ids(marker)

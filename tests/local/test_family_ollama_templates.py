@@ -6,10 +6,10 @@ The tokenizer files are the ones scripts/fetch_tokenizers.py fetches (run by scr
 """
 
 import pytest
-
 from backpropagate.ollama.hf_template import HfTemplate
 from backpropagate.ollama.source import tokenizer_template
 from backpropagate.ollama.templates import PROBES, derive, mismatches, render_hf, render_ollama
+
 from tests.conftest import ROOT
 
 CACHE = ROOT / ".cache" / "tokenizers"

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from backpropagate.contract.events import parse_line
 from safetensors.torch import load_file
 
-from backpropagate.events import parse_line
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 import torch
+from backpropagate.contract.events import parse_line
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from backpropagate.events import parse_line
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
@@ -119,10 +119,9 @@ def test_an_adapter_for_another_model_is_refused_and_leaves_nothing(base, tmp_pa
 @pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
 def test_a_fan_in_fan_out_weight_merges_as_peft_merges_it(dora):
     """GPT-2 stores its projections as Conv1D, [in, out]: the adapter's B @ A goes in transposed."""
+    from backpropagate_stages.merge.streaming import AdapterConfig, LoraPair, merge_weight
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from backpropagate_stages.merge.streaming import AdapterConfig, LoraPair, merge_weight
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16))

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 import torch
+from backpropagate.contract.events import parse_line
+from backpropagate.contract.history import RunHistory
 from safetensors.torch import load_file
 
-from backpropagate.events import parse_line
-from backpropagate.runs.history import RunHistory
 from tests.conftest import run_cli
 
 STEPS = 8

@@ -1,8 +1,7 @@
 """The learning-rate schedule each --lr-scheduler and --warmup-steps value gives."""
 
 import pytest
-
-from backpropagate.config import TrainingSettings
+from backpropagate.contract.settings import TrainingSettings
 from backpropagate_stages.train.loop import lr_factor
 
 

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from backpropagate_stages.merge.tensor_files import TensorFileReader, TensorFileWriter
+from safetensors.torch import load_file, save_file
 
 TENSORS = {
     "embed": torch.randn(7, 5, dtype=torch.bfloat16),

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from backpropagate.contract.events import parse_line
+from backpropagate.contract.files import sha256_file
+from backpropagate.contract.history import RunHistory
 
-from backpropagate.events import parse_line
-from backpropagate.runs.files import sha256_file
-from backpropagate.runs.history import RunHistory
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"

@@ -1,8 +1,7 @@
 """Which training path a run takes: Unsloth only where it can run, never a silent fallback when asked for."""
 
 import pytest
-
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate_stages.train.model import choose_backend
 
 

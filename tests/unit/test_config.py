@@ -1,9 +1,9 @@
 """Settings: defaults < BACKPROPAGATE_* environment < flags, and bad values name the variable."""
 
 import pytest
-
 from backpropagate.config import load_settings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+
 from tests.conftest import run_cli
 
 

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
-from backpropagate.dataset import Example, Message, Problem, file_sha256, load_dataset
-from backpropagate.errors import BackpropError
+from backpropagate.contract.dataset import Example, Message, Problem, file_sha256, load_dataset
+from backpropagate.contract.errors import BackpropError
 
 SHAREGPT = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 OPENAI = {
@@ -314,6 +313,6 @@ def test_file_sha256_of_a_missing_file_is_not_found(tmp_path):
 
 
 def test_importing_the_dataset_package_loads_no_ml_stack():
-    code = "import sys, backpropagate.dataset; print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    code = "import sys, backpropagate.contract.dataset; print([m for m in ('torch', 'transformers') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -8,9 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from backpropagate import __version__
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.images.recipes import RECIPES, image_ref
 from backpropagate.ollama.container import OLLAMA_IMAGE
 from backpropagate.runtimes.engine import UNIX_SOCKET, WINDOWS_PIPE, engine_url

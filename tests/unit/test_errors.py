@@ -3,8 +3,8 @@
 import re
 
 import pytest
+from backpropagate.contract.errors import CATALOG, EXIT_CODES, BackpropError, catalog_markdown
 
-from backpropagate.errors import CATALOG, EXIT_CODES, BackpropError, catalog_markdown
 from tests.conftest import ROOT
 
 

@@ -4,9 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from backpropagate import events
-from backpropagate.events import EVENT_TYPES, Envelope, EventParseError, parse_line
+from backpropagate.contract import events
+from backpropagate.contract.events import EVENT_TYPES, Envelope, EventParseError, parse_line
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -3,8 +3,8 @@
 import importlib.util
 
 import pytest
+from backpropagate.contract.errors import BackpropError
 
-from backpropagate.errors import BackpropError
 from tests.conftest import ROOT
 
 

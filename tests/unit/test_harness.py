@@ -5,12 +5,12 @@ import subprocess
 import sys
 import textwrap
 
-from backpropagate.events import parse_line
+from backpropagate.contract.events import parse_line
 
 STAGE = textwrap.dedent("""
     import os, sys
-    from backpropagate.errors import BackpropError
-    from backpropagate.specs import TrainSpec
+    from backpropagate.contract.errors import BackpropError
+    from backpropagate.contract.specs import TrainSpec
     from backpropagate_stages.harness import stage_main
 
     def run(spec, emit):

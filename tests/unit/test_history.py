@@ -4,10 +4,9 @@ import json
 import multiprocessing
 
 import pytest
-
-from backpropagate.errors import BackpropError
-from backpropagate.runs.history import RunHistory
-from backpropagate.runs.ids import new_run_id
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.ids import new_run_id
 
 
 def _append_many(output, worker: int, count: int) -> None:

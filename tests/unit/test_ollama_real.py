@@ -1,9 +1,9 @@
 """Registration against a REAL Ollama server, when one answers at OLLAMA_HOST; skipped, saying why, otherwise."""
 
 import pytest
-
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.ollama.client import OllamaClient
+
 from tests.conftest import run_cli
 from tests.unit.test_ollama_registration import make_run
 

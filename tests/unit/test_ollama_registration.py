@@ -13,14 +13,14 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from backpropagate.config import LoraSettings, TrainingSettings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.settings import LoraSettings, TrainingSettings
+from backpropagate.contract.specs import DataSpec, TrainSpec, write_spec
 from backpropagate.ollama.client import OllamaClient, ollama_url
 from backpropagate.ollama.container import OLLAMA_IMAGE, container_settings
 from backpropagate.ollama.gguf_meta import read_metadata
-from backpropagate.runs.history import RunHistory
-from backpropagate.specs import DataSpec, TrainSpec, write_spec
+
 from tests.conftest import run_cli
 from tests.unit.ollama_standin import OllamaStandIn
 from tests.unit.test_ollama_templates import STOPS, tiny_chatml

@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.ollama import gotemplate
 from backpropagate.ollama.hf_template import HfTemplate
 from backpropagate.ollama.templates import PROBES, derive, render_hf, render_ollama
+
 from tests.conftest import ROOT
 
 TEMPLATES = Path(__file__).parent / "chat_templates"

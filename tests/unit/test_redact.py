@@ -1,8 +1,7 @@
 """Secrets never reach log.txt."""
 
 import pytest
-
-from backpropagate.redact import redact
+from backpropagate.contract.redact import redact
 
 
 @pytest.mark.parametrize("line, secret", [

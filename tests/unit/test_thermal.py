@@ -1,9 +1,8 @@
 """The thermal guard's decisions, with a temperature series standing in for NVML (no GPU here)."""
 
 import pytest
-
-from backpropagate.config import TrainingSettings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.settings import TrainingSettings
 from backpropagate_stages.train.thermal import SeriesSampler, ThermalGuard, open_sampler
 
 SETTINGS = TrainingSettings(thermal_pause_c=85, thermal_resume_c=75, thermal_timeout_s=60, thermal_poll_s=5)

@@ -8,9 +8,9 @@ import typer
 
 from backpropagate.commands._options import OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.errors import BackpropError
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.history import RunHistory
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.layout import RunFolder
 
 EXAMPLES = """
 Examples:

@@ -6,8 +6,8 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
+from backpropagate.contract.records import flatten, load_record
 from backpropagate.output import Output
-from backpropagate.runs.record import flatten, load_record
 
 EXAMPLES = """
 Examples:

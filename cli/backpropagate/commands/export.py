@@ -6,12 +6,12 @@ from typing import Annotated, Literal
 import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt, RuntimeOpt
-from backpropagate.config import load_settings, output_dir
-from backpropagate.errors import BackpropError
 from backpropagate.commands._run import runtime_for
+from backpropagate.config import load_settings, output_dir
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.specs import QUANTIZATIONS
 from backpropagate.output import Output
 from backpropagate.runs.export import execute_export, plan_export
-from backpropagate.specs import QUANTIZATIONS
 
 EXAMPLES = """
 Examples:

@@ -10,8 +10,8 @@ import typer
 
 from backpropagate.commands._options import OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.runs.files import atomic_write_text
-from backpropagate.runs.history import RunHistory
+from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.history import RunHistory
 
 EXAMPLES = """
 Examples:

@@ -6,7 +6,7 @@ import typer
 
 from backpropagate.commands._options import JsonOpt
 from backpropagate.config import load_settings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.images.recipes import RECIPES, REPOSITORY, checkout_root, image_ref, recipe_for
 from backpropagate.output import Output
 

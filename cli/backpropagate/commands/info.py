@@ -13,7 +13,7 @@ from importlib import metadata
 from backpropagate import __version__
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.output import Output
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors", "sentencepiece", "bitsandbytes",

@@ -6,8 +6,8 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
+from backpropagate.contract.history import RunHistory
 from backpropagate.output import Output
-from backpropagate.runs.history import RunHistory
 
 EXAMPLES = """
 Examples:

@@ -5,10 +5,10 @@ from typing import Annotated
 
 import typer
 
-from backpropagate import events
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.events import Envelope
+from backpropagate.contract import events
+from backpropagate.contract.events import Envelope
 from backpropagate.output import Output
 
 EXAMPLES = """
@@ -63,7 +63,7 @@ def register(
     json_output: JsonOpt = None,
 ) -> None:
     """Create an Ollama model from an exported GGUF, with the template and stop tokens of its own tokenizer."""
-    from backpropagate.errors import BackpropError
+    from backpropagate.contract.errors import BackpropError
     from backpropagate.ollama.source import resolve
 
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})

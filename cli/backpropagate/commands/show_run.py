@@ -9,8 +9,8 @@ import typer
 from backpropagate.charts import text_curve, write_png
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
+from backpropagate.contract.records import RunRecord, flatten, load_record
 from backpropagate.output import Output
-from backpropagate.runs.record import RunRecord, flatten, load_record
 
 EXAMPLES = """
 Examples:

@@ -8,7 +8,7 @@ import typer
 from backpropagate.commands._options import FormatOpt, GpusOpt, JsonOpt, OutputOpt, RuntimeOpt, SkipInvalidOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import OVERRIDES, flag_name, load_settings, output_dir
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.output import Output
 from backpropagate.runs.plan import plan_resume, plan_train
 

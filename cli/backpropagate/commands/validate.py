@@ -8,8 +8,8 @@ import typer
 
 from backpropagate.commands._options import DataOpt, FormatOpt, JsonOpt, SkipInvalidOpt
 from backpropagate.config import load_settings
-from backpropagate.dataset import Dataset, load_dataset
-from backpropagate.errors import BackpropError
+from backpropagate.contract.dataset import Dataset, load_dataset
+from backpropagate.contract.errors import BackpropError
 from backpropagate.output import Output
 
 EXAMPLES = """

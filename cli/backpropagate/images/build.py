@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.images.recipes import Recipe, context_files, image_ref
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from backpropagate.config import DockerSettings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.settings import DockerSettings
 from backpropagate.images.build import build_image, is_step
 from backpropagate.images.recipes import RECIPES, checkout_root, image_ref
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import backpropagate
 from backpropagate import __version__
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 REPOSITORY = "backpropagate/{name}"
 

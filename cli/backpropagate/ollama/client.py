@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 DEFAULT_PORT = 11434
 _TRANSIENT = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)

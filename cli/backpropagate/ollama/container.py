@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.ollama.client import OllamaClient
 
 OLLAMA_IMAGE = "ollama/ollama:0.32.15"

@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 MAGIC = b"GGUF"
 STRING, ARRAY = 8, 9

@@ -14,13 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory, iso_time
 from backpropagate.ollama.client import OllamaClient
 from backpropagate.ollama.hf_template import HfTemplate
 from backpropagate.ollama.source import Source
 from backpropagate.ollama.templates import OllamaTemplate, derive
-from backpropagate.runs.execute import iso_time
-from backpropagate.runs.history import RunHistory
 
 CHUNK = 1 << 20
 

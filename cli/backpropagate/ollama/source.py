@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.specs import TrainSpec, read_spec
 from backpropagate.ollama.gguf_meta import read_metadata, token_text
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.history import RunHistory
-from backpropagate.specs import TrainSpec, read_spec
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 

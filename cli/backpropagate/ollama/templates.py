@@ -15,7 +15,7 @@ block read from the template itself), Llama 3, Phi-3, Zephyr, Gemma and Mistral
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 from backpropagate.ollama import gotemplate
 from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
 

@@ -3,13 +3,12 @@
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-from backpropagate import events
-from backpropagate.errors import BackpropError
-from backpropagate.events import Envelope
-from backpropagate.runs.history import RunHistory
+from backpropagate.contract import events
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.events import Envelope
+from backpropagate.contract.history import RunHistory, iso_time
 from backpropagate.runs.plan import TrainPlan
 from backpropagate.runtimes import Runtime
 
@@ -94,7 +93,3 @@ def execute_stage(runtime: Runtime, stage: str, spec_path, log, on_event: Callab
         on_event(envelope)
 
     return ending(runtime.run(stage, spec_path, follow), seen, stage, log).outputs
-
-
-def iso_time(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")

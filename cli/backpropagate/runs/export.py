@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate import __version__
-from backpropagate.errors import BackpropError
-from backpropagate.events import Envelope
-from backpropagate.runs.execute import execute_stage, iso_time
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.history import RunHistory
-from backpropagate.runs.ids import new_run_id
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.events import Envelope
+from backpropagate.contract.history import RunHistory, iso_time
+from backpropagate.contract.ids import new_run_id
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.specs import GgufSpec, MergeSpec, TrainSpec, read_spec, write_spec
+from backpropagate.runs.execute import execute_stage
 from backpropagate.runtimes import Runtime
-from backpropagate.specs import GgufSpec, MergeSpec, TrainSpec, read_spec, write_spec
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backpropagate import __version__
-from backpropagate.config import ModelSettings, Settings, output_dir
-from backpropagate.dataset import Dataset, load_dataset
-from backpropagate.errors import BackpropError
-from backpropagate.model_ref import check_model_ref
-from backpropagate.runs.files import sha256_file
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.history import RunHistory
-from backpropagate.runs.ids import new_run_id
-from backpropagate.redact import redact
-from backpropagate.specs import DataSpec, TrainSpec, read_spec, write_spec
+from backpropagate.config import Settings, output_dir
+from backpropagate.contract.dataset import Dataset, load_dataset
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import sha256_file
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.ids import new_run_id
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.model_ref import check_model_ref
+from backpropagate.contract.redact import redact
+from backpropagate.contract.settings import ModelSettings
+from backpropagate.contract.specs import DataSpec, TrainSpec, read_spec, write_spec
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ with DEP_NO_RUNTIME naming both ways to fix it.
 
 from collections.abc import Callable
 
-from backpropagate.config import DockerSettings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.settings import DockerSettings
 from backpropagate.runtimes.base import Runtime, StageExit
 from backpropagate.runtimes.local import LocalRuntime
 

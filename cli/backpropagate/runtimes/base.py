@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from backpropagate.events import Envelope
+from backpropagate.contract.events import Envelope
 
 
 @dataclass(frozen=True)

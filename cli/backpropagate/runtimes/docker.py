@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from backpropagate.config import DockerSettings
-from backpropagate.errors import BackpropError
-from backpropagate.events import Envelope, EventParseError, parse_line
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.events import Envelope, EventParseError, parse_line
+from backpropagate.contract.settings import DockerSettings
 from backpropagate.runtimes.base import StageExit
 from backpropagate.runtimes.gpus import GpuChoice, device_requests, parse_gpus, probe, resolve
 from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 WINDOWS_PIPE = "npipe:////./pipe/docker_engine"
 UNIX_SOCKET = "unix:///var/run/docker.sock"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 log = logging.getLogger("backpropagate.runtime")
 

@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
-from backpropagate.events import Envelope, EventParseError, parse_line
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.events import Envelope, EventParseError, parse_line
 from backpropagate.runtimes.base import StageExit
 
 log = logging.getLogger("backpropagate.runtime")

@@ -2,7 +2,8 @@
 
 import sys
 
-from backpropagate.specs import GgufSpec
+from backpropagate.contract.specs import GgufSpec
+
 from backpropagate_stages.gguf.run import run
 from backpropagate_stages.harness import stage_main
 

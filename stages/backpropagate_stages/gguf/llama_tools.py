@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 # The converter writes f16, bf16 and q8_0 itself; the other types are quantized from f16.
 CONVERTER_TYPES = ("f16", "bf16", "q8_0")

@@ -14,13 +14,14 @@ import os
 import shutil
 from pathlib import Path
 
-from backpropagate import events
-from backpropagate.dataset import load_dataset
-from backpropagate.errors import BackpropError
-from backpropagate.runs.files import atomic_write_text, fsync_dir
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.manifest import describe, record_artifacts
-from backpropagate.specs import GgufSpec
+from backpropagate.contract import events
+from backpropagate.contract.dataset import load_dataset
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text, fsync_dir
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.manifest import describe, record_artifacts
+from backpropagate.contract.specs import GgufSpec
+
 from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.gguf import llama_tools, verify
 

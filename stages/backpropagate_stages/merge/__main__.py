@@ -2,7 +2,8 @@
 
 import sys
 
-from backpropagate.specs import MergeSpec
+from backpropagate.contract.specs import MergeSpec
+
 from backpropagate_stages.harness import stage_main
 from backpropagate_stages.merge.run import run
 

@@ -12,12 +12,13 @@ import json
 import shutil
 from pathlib import Path
 
-from backpropagate import events
-from backpropagate.errors import BackpropError
-from backpropagate.runs.files import atomic_write_text, publish_folder
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.manifest import describe, record_artifacts
-from backpropagate.specs import MergeSpec
+from backpropagate.contract import events
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text, publish_folder
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.manifest import describe, record_artifacts
+from backpropagate.contract.specs import MergeSpec
+
 from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.merge.streaming import merge_shards
 
@@ -74,7 +75,6 @@ def _return_large_buffers_when_freed() -> None:
 def _versions() -> dict:
     import safetensors
     import torch
-
     from backpropagate import __version__
 
     return {"backpropagate": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from backpropagate.contract.errors import BackpropError
 from safetensors import safe_open
 
-from backpropagate.errors import BackpropError
 from backpropagate_stages.merge.tensor_files import TensorFileReader, TensorFileWriter
 
 ADAPTER_PREFIX = "base_model.model."

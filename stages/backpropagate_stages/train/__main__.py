@@ -2,7 +2,8 @@
 
 import sys
 
-from backpropagate.specs import TrainSpec
+from backpropagate.contract.specs import TrainSpec
+
 from backpropagate_stages.harness import stage_main
 from backpropagate_stages.train.run import run
 

@@ -16,9 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text, publish_folder, sha256_file
 
-from backpropagate.errors import BackpropError
-from backpropagate.runs.files import atomic_write_text, publish_folder, sha256_file
 from backpropagate_stages.train.data import BatchStream
 from backpropagate_stages.train.loop import LoopState
 

@@ -16,8 +16,8 @@ import random
 from dataclasses import dataclass
 
 import torch
+from backpropagate.contract.dataset import Example
 
-from backpropagate.dataset import Example
 from backpropagate_stages.chat_tokens import encode, hf_tokenize, render_segments
 
 IGNORE = -100  # label value that cross-entropy skips

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from backpropagate.contract import events
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.settings import TrainingSettings
 from torch.utils.checkpoint import checkpoint
 
-from backpropagate import events
-from backpropagate.config import TrainingSettings
-from backpropagate.errors import BackpropError
 from backpropagate_stages.train.data import IGNORE, Batch, BatchStream
 
 

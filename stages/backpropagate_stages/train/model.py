@@ -8,8 +8,8 @@ when Unsloth is installed, a GPU is present and the model family is one it suppo
 import importlib.util
 from dataclasses import dataclass
 
-from backpropagate.config import LoraSettings, TrainingSettings
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.settings import LoraSettings, TrainingSettings
 
 UNSLOTH_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3"}
 

@@ -13,15 +13,17 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from backpropagate import __version__, events
-from backpropagate.dataset import load_dataset
-from backpropagate.errors import BackpropError
-from backpropagate.model_ref import check_model_ref
-from backpropagate.runs.files import sha256_file
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.manifest import describe, record_artifacts
-from backpropagate.schema import to_dict
-from backpropagate.specs import TrainSpec
+from backpropagate import __version__
+from backpropagate.contract import events
+from backpropagate.contract.dataset import load_dataset
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import sha256_file
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.manifest import describe, record_artifacts
+from backpropagate.contract.model_ref import check_model_ref
+from backpropagate.contract.schema import to_dict
+from backpropagate.contract.specs import TrainSpec
+
 from backpropagate_stages.harness import STOP
 from backpropagate_stages.train import checkpoint, data, model, thermal
 from backpropagate_stages.train.faults import Faults

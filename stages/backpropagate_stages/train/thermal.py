@@ -8,9 +8,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from backpropagate import events
-from backpropagate.config import TrainingSettings
-from backpropagate.errors import BackpropError
+from backpropagate.contract import events
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.settings import TrainingSettings
 
 log = logging.getLogger("backpropagate.thermal")
 

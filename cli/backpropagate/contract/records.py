@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backpropagate.events import EventParseError, parse_line
-from backpropagate.runs.folder import RunFolder
-from backpropagate.runs.history import RunHistory
+from backpropagate.contract.events import EventParseError, parse_line
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.layout import RunFolder
 
 
 @dataclass

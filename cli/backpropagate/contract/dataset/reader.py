@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from backpropagate.dataset.formats import FORMATS, Example, RowInvalid, parse_row
-from backpropagate.errors import BackpropError
-from backpropagate.runs.files import sha256_file
+from backpropagate.contract.dataset.formats import FORMATS, Example, RowInvalid, parse_row
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import sha256_file
 
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # the whitespace JSON allows between values

@@ -324,7 +324,7 @@ def catalog_markdown() -> str:
         "# Error codes",
         "",
         "Every failure prints `[CODE]: message` and a fix on stderr and exits with the code's exit status.",
-        "Generated from `cli/backpropagate/errors.py` by `python scripts/gen_error_docs.py`.",
+        "Generated from `cli/backpropagate/contract/errors.py` by `python scripts/gen_error_docs.py`.",
         "",
         "| code | exit | message | fix |",
         "| --- | --- | --- | --- |",

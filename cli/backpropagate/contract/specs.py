@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from backpropagate.config import LoraSettings, TrainingSettings
-from backpropagate.errors import BackpropError
-from backpropagate.runs.files import atomic_write_text
-from backpropagate.schema import field, from_dict, to_dict
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.schema import field, from_dict, to_dict
+from backpropagate.contract.settings import LoraSettings, TrainingSettings
 
 
 @dataclass(frozen=True)

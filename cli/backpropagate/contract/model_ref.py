@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 
 def check_model_ref(name: str) -> None:

@@ -2,7 +2,7 @@
 
 import uuid
 
-from backpropagate.errors import BackpropError
+from backpropagate.contract.errors import BackpropError
 
 
 def new_run_id() -> str:

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from backpropagate.runs.files import atomic_write_text, sha256_file
+from backpropagate.contract.files import atomic_write_text, sha256_file
 
 
 def describe(kind: str, file: Path, root: Path) -> dict:

@@ -11,13 +11,14 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backpropagate.errors import BackpropError
-from backpropagate.redact import redact_data
-from backpropagate.runs.files import atomic_write_text
-from backpropagate.runs.ids import match_run
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.ids import match_run
+from backpropagate.contract.redact import redact_data
 
 HISTORY_FILE = "run_history.json"
 FORMAT_VERSION = 1
@@ -91,3 +92,8 @@ class RunHistory:
         if not backup.exists():
             shutil.copy2(self.path, backup)
         return backup
+
+
+def iso_time(timestamp: float) -> str:
+    """How the history writes a moment: UTC, to the second."""
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")

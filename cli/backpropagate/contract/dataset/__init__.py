@@ -4,7 +4,7 @@
 or raises ``INPUT_DATASET_INVALID`` naming the file, line and reason.
 """
 
-from backpropagate.dataset.formats import FORMATS, Example, Message
-from backpropagate.dataset.reader import Dataset, Problem, file_sha256, load_dataset
+from backpropagate.contract.dataset.formats import FORMATS, Example, Message
+from backpropagate.contract.dataset.reader import Dataset, Problem, file_sha256, load_dataset
 
 __all__ = ["FORMATS", "Dataset", "Example", "Message", "Problem", "file_sha256", "load_dataset"]
