@@ -19,7 +19,7 @@ from pathlib import Path
 from backpropagate.config import load_settings
 from backpropagate.images.ensure import ensure_image
 from backpropagate.runs.plan import plan_train
-from backpropagate.runtimes import get_runtime
+from backpropagate.runtimes import choose_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,8 @@ def main() -> None:
     settings = load_settings(overrides={"model.name": str(Path(args.model).resolve()), "output": args.output,
                                         "training.steps": 1, "training.device": "cpu",
                                         "training.max_seq_length": 128, "training.checkpoint_every": 0})
-    local, docker = get_runtime("local"), get_runtime("docker", settings.docker, note=print)
+    local = choose_runtime("local").runtime
+    docker = choose_runtime("docker", settings.docker, note=print).runtime
     ensure_image(docker.client(), "train", "cpu", settings.docker, print)
     times: dict[str, list[float]] = {"local": [], "docker": []}
     for _ in range(args.repeats):

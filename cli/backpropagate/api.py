@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backpropagate.config import OVERRIDES, load_settings, output_dir
-from backpropagate.contract.specs import QUANTIZATIONS
+from backpropagate.config import load_settings, output_dir, settings_from_arguments
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.schema import to_dict
 from backpropagate.output import Output
-from backpropagate.runs.execute import execute_train
-from backpropagate.runs.export import execute_export, plan_export
+from backpropagate.runs.export import plan_export
+from backpropagate.runs.exports import check_export
 from backpropagate.runs.plan import plan_resume, plan_train
-from backpropagate.runtimes import get_runtime
+from backpropagate.runs.session import Session
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class ExportResult:
 
 class Trainer:
     def __init__(self, model: str | None = None, *, progress: bool = True, **settings: Any) -> None:
-        _check_names(settings)
+        settings_from_arguments({**settings, "model": model}, call="Trainer()")  # refuse bad names and values now
         self.model = model
         self.settings = settings
         self.progress = progress
@@ -56,53 +57,42 @@ class Trainer:
         ``resume=RUN`` continues that failed or interrupted run from its newest valid checkpoint
         with its own settings (``data`` and other arguments are then not used).
         """
-        _check_names(overrides)
-        arguments = {**self.settings, **overrides, "model": self.model, "steps": steps}
-        values = {OVERRIDES[name]: value for name, value in arguments.items()}
-        if isinstance(values.get("lora.targets"), str):
-            values["lora.targets"] = tuple(t.strip() for t in values["lora.targets"].split(","))
-        if values.get("output") is not None:
-            values["output"] = str(values["output"])
-        settings = load_settings(overrides=values)
+        settings = settings_from_arguments({**self.settings, **overrides, "model": self.model, "steps": steps},
+                                           call="Trainer.train()")
         if resume is not None:
             plan = plan_resume(output_dir(settings), resume)
         elif data is None:
-            raise TypeError("train() needs data (a dataset file) or resume=RUN")
+            raise BackpropError("CONFIG_VALUE_INVALID", name="data", value=None, reason="no dataset given",
+                                allowed="a JSONL or JSON file (or resume=RUN to continue a run)")
         else:
             plan = plan_train(settings, data, data_format, skip_invalid)
-        out = Output(json_mode=False)
-        runtime = get_runtime(settings.runtime, settings.docker, note=out.note if self.progress else None)
-        outcome = execute_train(plan, runtime, out.event if self.progress else lambda envelope: None)
-        outputs = outcome.outputs
-        self.last_result = TrainResult(run_id=outcome.run_id, run_dir=Path(outcome.run_dir),
-                                       adapter_path=Path(outputs["adapter"]), final_loss=outputs["final_loss"],
-                                       loss_history=list(outputs["losses"]), outputs=outputs)
+        result = self._session(settings).run(plan.pipeline())["train"]
+        self.last_result = TrainResult(run_id=plan.spec.run_id, run_dir=Path(plan.spec.run_dir),
+                                       adapter_path=Path(result.adapter), final_loss=result.final_loss,
+                                       loss_history=list(result.losses), outputs=to_dict(result))
         return self.last_result
 
-    def export(self, format: str = "merged", *, quantization: str = "q4_k_m", verify: bool = True,
-               dtype: str = "float16", run: str | None = None, output: str | Path | None = None) -> ExportResult:
-        """Export the last trained run (or ``run``): ``"merged"`` folds the adapter into the base model;
-        ``"gguf"`` also converts and quantizes it with llama.cpp and verifies it against the merged model."""
-        if format not in ("merged", "gguf"):
-            raise ValueError(f"export format {format!r} is not built; choose 'merged' or 'gguf'")
-        if quantization not in QUANTIZATIONS:
-            raise ValueError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    def export(self, format: str = "merged", *, quantization: str | None = None, verify: bool = True,
+               dtype: str | None = None, run: str | None = None, output: str | Path | None = None) -> ExportResult:
+        """Export the last trained run (or ``run``) as the CLI's `export --format` does: ``"merged"`` folds
+        the adapter into the base model; ``"gguf"`` also converts and quantizes it with llama.cpp and
+        verifies it against the merged model; ``"lora-gguf"`` converts the adapter alone."""
+        given = {"--quantization"} if quantization is not None else set()
+        given |= ({"--dtype"} if dtype is not None else set()) | (set() if verify else {"--no-verify"})
+        check_export(format, given, quantization)
         target = run or (self.last_result.run_id if self.last_result else None)
         if target is None:
-            raise TypeError("export() needs a trained run: call train() first or pass run=RUN")
+            raise BackpropError("CONFIG_VALUE_INVALID", name="run", value=None, reason="this Trainer has not trained",
+                                allowed="call train() first, or pass run=RUN (a run id or folder)")
         output = output or self.settings.get("output")
         settings = load_settings(overrides={"output": str(output) if output else None,
                                             "runtime": self.settings.get("runtime"),
                                             "docker.gpus": self.settings.get("gpus")})
-        plan = plan_export(output_dir(settings), target, dtype, format, quantization, verify)
-        out = Output(json_mode=False)
-        runtime = get_runtime(settings.runtime, settings.docker, note=out.note if self.progress else None)
-        outputs = execute_export(plan, runtime, out.event if self.progress else lambda envelope: None)
-        return ExportResult(run_id=plan.spec.run_id, format=format, path=Path(outputs.get("gguf") or outputs["merged"]),
-                            outputs=outputs)
+        plan = plan_export(output_dir(settings), target, format, dtype or "float16", quantization or "q4_k_m", verify)
+        results = self._session(settings).run(plan.pipeline())
+        outputs = {key: value for result in results.values() for key, value in to_dict(result).items()}
+        path = results["gguf"].gguf if "gguf" in results else results["merge"].merged
+        return ExportResult(run_id=plan.run_id, format=format, path=Path(path), outputs=outputs)
 
-
-def _check_names(arguments: dict[str, Any]) -> None:
-    unknown = sorted(set(arguments) - set(OVERRIDES))
-    if unknown:
-        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(sorted(OVERRIDES))}")
+    def _session(self, settings) -> Session:
+        return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress)

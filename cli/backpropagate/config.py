@@ -180,3 +180,29 @@ OVERRIDES: dict[str, str] = {
 
 def flag_name(argument: str) -> str:
     return "--" + argument.replace("_", "-")
+
+
+def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop train",
+                            environ: Mapping[str, str] | None = None, **top: Any) -> Settings:
+    """Settings from `train`'s flags or `Trainer`'s keyword arguments: the one way both build a run's spec.
+
+    ``arguments`` use the names of OVERRIDES (None means not given); ``top`` sets other top-level
+    settings (``log_json``). ``lora_targets`` may be a comma-separated string or a sequence. Errors
+    name a value as the caller typed it: ``--lora-r`` for the CLI, ``lora_r`` for the API.
+    """
+    spelled = flag_name if call.startswith("backprop") else (lambda name: name)
+    unknown = sorted(set(arguments) - set(OVERRIDES))
+    if unknown:
+        raise BackpropError("CONFIG_ARGUMENT_UNKNOWN", call=call, names=", ".join(unknown),
+                            accepted=", ".join(sorted(OVERRIDES)))
+    values: dict[str, Any] = dict(top)
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name == "lora_targets":
+            parts = value.split(",") if isinstance(value, str) else value
+            value = tuple(str(part).strip() for part in parts if str(part).strip())
+        elif name == "output":
+            value = str(value)
+        values[OVERRIDES[name]] = value
+    return load_settings(environ, overrides=values, names={key: spelled(name) for name, key in OVERRIDES.items()})

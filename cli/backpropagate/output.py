@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 from backpropagate.contract import events
-from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope
 
 
@@ -45,7 +44,7 @@ class Output:
         elif isinstance(event, events.Metric) and event.step is None:
             self.note(f"{event.key.replace('_', ' ')}: {event.value}")
         elif isinstance(event, events.Finished):
-            self._stop_progress()
+            self.stop_progress()
 
     def note(self, text: str) -> None:
         """A line for people, on stderr; nothing in json mode."""
@@ -61,15 +60,11 @@ class Output:
 
     def result(self, human: str, data: dict[str, Any]) -> None:
         """The command's result on stdout: text for people, one JSON object in json mode."""
-        self._stop_progress()
+        self.stop_progress()
         if self.json_mode:
             print(json.dumps({"result": data}, default=str), flush=True)
         else:
             print(human, flush=True)
-
-    def error(self, error: BackpropError) -> None:
-        self._stop_progress()
-        print(error.render(), file=sys.stderr, flush=True)
 
     def _advance(self, event: events.Progress) -> None:
         if self._progress is None:
@@ -84,7 +79,7 @@ class Output:
         self._progress.update(self._task, completed=event.step, loss=event.loss, lr=event.lr,
                               tps=event.tokens_per_s)
 
-    def _stop_progress(self) -> None:
+    def stop_progress(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

@@ -1,11 +1,12 @@
 """What every stage program shares: read the spec, keep stdout for events, end with an exit code.
 
-A stage's ``__main__`` calls ``stage_main(name, SpecType, run)``. The harness:
+A stage's ``__main__`` calls ``stage_main(name, run)``. The harness:
 
-- parses ``--spec PATH`` and reads the spec strictly;
+- parses ``--spec PATH`` and reads the spec strictly, as the type the stage registry names;
 - keeps the real stdout for events only; everything libraries print (fd 1 and 2,
   including C extensions) goes through a pipe, is redacted, and lands in log.txt;
-- emits ``started``, then always ``finished`` or ``error`` + ``finished``;
+- emits ``started``, then always ``finished`` (with ``run``'s typed result as its outputs) or
+  ``error`` + ``finished``;
 - turns a BackpropError into its exit code, Ctrl-C or SIGTERM into 130 (a training
   loop first finishes its step, see StopRequest), and any other exception into ``RUNTIME_STAGE_FAILED`` with the traceback kept in log.txt.
 """
@@ -27,7 +28,9 @@ from backpropagate.contract import events
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.redact import redact, redact_data
+from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import read_spec
+from backpropagate.contract.stages import STAGES
 
 log = logging.getLogger("backpropagate")
 
@@ -72,7 +75,7 @@ class Emitter:
             self.file.close()
 
 
-def stage_main(name: str, spec_type: type, run: Callable[[Any, Emitter], dict], argv: list[str] | None = None) -> int:
+def stage_main(name: str, run: Callable[[Any, Emitter], Any], argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m backpropagate_stages.{name}")
     parser.add_argument("--spec", required=True, type=Path, help="path of the spec.json to run")
     args = parser.parse_args(argv)
@@ -80,7 +83,7 @@ def stage_main(name: str, spec_type: type, run: Callable[[Any, Emitter], dict], 
     signal.signal(signal.SIGTERM, STOP.handle)
 
     try:
-        spec = read_spec(spec_type, args.spec)
+        spec = read_spec(STAGES[name].spec, args.spec)
     except BackpropError as error:
         emit = Emitter("", name, sys.stdout, None)
         emit(events.Error(code=error.code, message=error.message, fix=error.fix))
@@ -102,7 +105,9 @@ def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) 
     emit(events.Started(message=f"run_started run_id={spec.run_id} stage={name}"))
     log.info("run_started run_id=%s stage=%s", spec.run_id, name)
     try:
-        outputs = run(spec, emit)
+        result = run(spec, emit)
+        if not isinstance(result, STAGES[name].result):
+            raise TypeError(f"the {name} stage returned {type(result).__name__}, not {STAGES[name].result.__name__}")
     except BackpropError as error:
         log.error("%s", error.render())
         return _fail(emit, error.code, error.message, error.fix, error.exit_code, "failed")
@@ -114,7 +119,7 @@ def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) 
         error = BackpropError("RUNTIME_STAGE_FAILED", stage=name, reason=f"{type(exc).__name__}: {exc}",
                               log=folder.log)
         return _fail(emit, error.code, error.message, error.fix, error.exit_code, "failed")
-    emit(events.Finished(status="completed", outputs=outputs))
+    emit(events.Finished(status="completed", outputs=to_dict(result)))
     log.info("run_finished run_id=%s status=completed", spec.run_id)
     return 0
 

@@ -27,7 +27,7 @@ def test_export_merged_from_a_run_id_prefix_records_it_on_the_run(tiny_model, tm
     assert outputs["merged"] == str(merged) and outputs["dtype"] == "float16"
     assert AutoModelForCausalLM.from_pretrained(merged).dtype == torch.float16
     row = RunHistory(tmp_path).find(run["run_id"])
-    assert row["merged"] == str(merged) and row["status"] == "completed"
+    assert row.merged == str(merged) and row.status == "completed"
 
 
 def test_export_accepts_a_bare_adapter_folder_and_makes_a_run_for_it(tiny_model, tmp_path):
@@ -38,14 +38,14 @@ def test_export_accepts_a_bare_adapter_folder_and_makes_a_run_for_it(tiny_model,
     assert result.returncode == 0, result.stderr
     outputs = json.loads(result.stdout.splitlines()[-1])["result"]
     rows = RunHistory(tmp_path / "exports").rows()
-    assert [(r["stage"], r["status"]) for r in rows] == [("export", "completed")]
-    assert outputs["merged"] == str(tmp_path / "exports" / rows[0]["run_id"] / "merged")
+    assert [(r.stage, r.status) for r in rows] == [("export", "completed")]
+    assert outputs["merged"] == str(tmp_path / "exports" / rows[0].run_id / "merged")
 
 
 def test_exporting_a_run_without_an_adapter_is_refused(tiny_model, tmp_path):
     failed = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--steps", "1",
                      "--output", str(tmp_path))  # no GPU and no --device cpu: fails before training
-    run_id = RunHistory(tmp_path).rows()[0]["run_id"]
+    run_id = RunHistory(tmp_path).rows()[0].run_id
     assert failed.returncode == 4
     result = run_cli("export", run_id, "--output", str(tmp_path))
     assert result.returncode == 6

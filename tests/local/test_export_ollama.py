@@ -41,4 +41,4 @@ def test_export_gguf_with_ollama_uploads_that_gguf_with_chatml_template_and_stop
         assert "<|im_start|>user\n{{ .Content }}<|im_end|>\n" in created["template"]
     outputs = json.loads(result.stdout.splitlines()[-1])["result"]
     assert outputs["ollama"]["name"] == "tiny-bees" and outputs["ollama"]["family"] == "chatml"
-    assert RunHistory(tmp_path).find(run_id)["ollama"][0]["name"] == "tiny-bees"
+    assert RunHistory(tmp_path).find(run_id).ollama[0]["name"] == "tiny-bees"

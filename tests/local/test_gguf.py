@@ -50,7 +50,7 @@ def test_train_export_q4_k_m_verify_and_chat_end_to_end(tiny_model, trained):
     manifest = json.loads((output / run_id / "manifest.json").read_text())
     assert {a["kind"] for a in manifest["artifacts"]} == {"adapter", "merged", "gguf"}
     assert next(a for a in manifest["artifacts"] if a["kind"] == "gguf")["verify"]["passed"] is True
-    assert RunHistory(output).find(run_id)["gguf"] == str(gguf)
+    assert RunHistory(output).find(run_id).gguf == str(gguf)
 
     answer = run_cli("chat", run_id, "--prompt", "What do bees make?", "--max-tokens", "16",
                      "--output", str(output))

@@ -89,7 +89,7 @@ def test_kill_9_at_a_random_step_then_resume_ends_like_the_uninterrupted_run(
     run_id = events[0].run_id
     assert killed.returncode == 5
     assert "exit code -9" in killed.stderr
-    assert RunHistory(tmp_path).find(run_id)["status"] == "failed"
+    assert RunHistory(tmp_path).find(run_id).status == "failed"
 
     resumed, resumed_events = resume(tmp_path, run_id)
     assert resumed.returncode == 0, resumed.stderr
@@ -105,7 +105,7 @@ def test_kill_9_at_a_random_step_then_resume_ends_like_the_uninterrupted_run(
     assert ours.keys() == reference.keys()
     for name in ours:
         torch.testing.assert_close(ours[name], reference[name], atol=1e-5, rtol=1e-4)
-    assert RunHistory(tmp_path).find(run_id)["status"] == "completed"
+    assert RunHistory(tmp_path).find(run_id).status == "completed"
 
 
 def test_a_damaged_newest_checkpoint_is_refused_and_the_previous_one_used(tiny_model, chat_data, tmp_path):
@@ -136,7 +136,7 @@ def test_three_ooms_are_absorbed_without_changing_the_effective_batch_or_the_ste
     # Same rows in every step, so the same losses as the run that never ran out of memory.
     assert list(losses(events).values()) == pytest.approx(list(losses(clean_events).values()), abs=1e-4)
     row = RunHistory(tmp_path / "oom").find(events[0].run_id)
-    assert row["oom_adjustments"] == adjustments
+    assert row.oom_adjustments == adjustments
 
 
 def test_a_fourth_oom_ends_the_run_with_runtime_gpu_oom(tiny_model, chat_data, tmp_path):
@@ -219,7 +219,7 @@ def test_ctrl_c_finishes_the_step_saves_a_checkpoint_on_request_and_resume_compl
     assert len(saved) == 1
     last_step = max(parse_line(x).event.step for x in [line, *rest.splitlines()] if '"progress"' in x)
     assert saved[0].step == last_step  # the step in flight was finished, then saved
-    assert RunHistory(tmp_path).find(run_id)["status"] == "interrupted"
+    assert RunHistory(tmp_path).find(run_id).status == "interrupted"
 
 
 def test_resuming_a_completed_run_is_refused(tiny_model, chat_data, tmp_path):

@@ -64,7 +64,7 @@ def test_thirty_steps_lower_the_loss_and_leave_a_peft_adapter_with_the_requested
     artifact = manifest["artifacts"][0]
     assert artifact["sha256"] == sha256_file(run_dir / artifact["path"])
     row = RunHistory(tmp_path).find(summary["run_id"])
-    assert row["status"] == "completed" and row["final_loss"] == pytest.approx(curve[-1])
+    assert row.status == "completed" and row.final_loss == pytest.approx(curve[-1])
     assert all(e.run_id == summary["run_id"] for e in events)
 
 
@@ -104,7 +104,7 @@ def test_without_a_gpu_and_without_device_cpu_training_stops_with_dep_gpu_not_av
     assert result.returncode == 4
     assert coded_error(result.stderr)[0].startswith("[DEP_GPU_NOT_AVAILABLE]: no CUDA GPU is usable here")
     assert "--device cpu" in result.stderr
-    assert [row["status"] for row in RunHistory(tmp_path).rows()] == ["failed"]
+    assert [row.status for row in RunHistory(tmp_path).rows()] == ["failed"]
 
 
 def test_checkpoints_are_complete_hashed_and_pruned(tiny_model, tmp_path):
@@ -156,7 +156,7 @@ def test_a_malformed_dataset_gives_its_coded_error_with_file_and_line(tiny_model
     assert coded_error(result.stderr)[0].startswith(f"[INPUT_DATASET_INVALID]: {data}:{line}: {reason}")
     assert "Traceback" not in result.stderr
     rows = RunHistory(tmp_path / "out").rows()
-    assert not [row for row in rows if row["status"] == "completed"]
+    assert not [row for row in rows if row.status == "completed"]
 
 
 def test_skip_invalid_trains_on_the_valid_rows_and_reports_the_dropped(tiny_model, tmp_path):
@@ -220,4 +220,4 @@ def test_ctrl_c_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model, tmp
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "[RUNTIME_INTERRUPTED]" in stderr
-    assert [row["status"] for row in RunHistory(tmp_path).rows()] == ["interrupted"]
+    assert [row.status for row in RunHistory(tmp_path).rows()] == ["interrupted"]

@@ -147,6 +147,6 @@ def test_an_unknown_flag_is_a_usage_error_without_traceback():
 
 
 def test_a_choice_outside_the_list_is_a_usage_error_naming_the_choices():
-    result = run_cli("export", "abc", "--format", "onnx")
+    result = run_cli("export", "abc", "--dtype", "fp8")
     assert result.returncode == 2
-    assert "'onnx' is not one of 'merged'" in result.stderr and "Traceback" not in result.stderr
+    assert "'fp8' is not one of 'float16'" in result.stderr and "Traceback" not in result.stderr

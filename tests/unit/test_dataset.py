@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from backpropagate.contract.dataset import Example, Message, Problem, file_sha256, load_dataset
+from backpropagate.contract.dataset import Example, Message, Problem, load_dataset
 from backpropagate.contract.errors import BackpropError
 
 SHAREGPT = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
@@ -301,15 +301,6 @@ def test_jsonl_whose_first_row_is_a_list_is_still_read_as_jsonl(tmp_path):
     assert load_dataset(path, skip_invalid=True).examples == (Example(2, text="Once upon a time"),)
 
 
-def test_file_sha256_is_the_hex_digest_of_the_bytes(tmp_path):
-    path = _write(tmp_path, "abc")
-    assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-
-
-def test_file_sha256_of_a_missing_file_is_not_found(tmp_path):
-    with pytest.raises(BackpropError) as caught:
-        file_sha256(tmp_path / "nope.jsonl")
-    assert caught.value.code == "INPUT_DATASET_NOT_FOUND"
 
 
 def test_importing_the_dataset_package_loads_no_ml_stack():

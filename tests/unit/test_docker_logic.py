@@ -145,17 +145,22 @@ def test_a_cpu_run_asks_for_no_gpu_and_does_not_probe():
     def probe():
         raise AssertionError("a CPU run must not probe")
 
-    assert not resolve(parse_gpus("all"), "cpu", probe).wants_gpu
+    choice, fallback = resolve(parse_gpus("all"), False, probe)
+    assert not choice.wants_gpu and fallback is None
 
 
-def test_auto_uses_the_gpus_when_the_probe_says_they_work_and_none_otherwise():
-    assert resolve(parse_gpus("auto"), "auto", lambda: None).count == -1
-    assert not resolve(parse_gpus("auto"), "auto", lambda: "could not select device driver").wants_gpu
+def test_auto_uses_the_gpus_when_the_probe_says_they_work_and_announces_running_without_otherwise():
+    choice, fallback = resolve(parse_gpus("auto"), True, lambda: None)
+    assert choice.count == -1 and fallback is None
+    choice, fallback = resolve(parse_gpus("auto"), True, lambda: "could not select device driver")
+    assert not choice.wants_gpu
+    assert fallback == ("--gpus auto found no GPU Docker can give containers (could not select device driver): "
+                        "running without one")
 
 
 def test_a_gpu_asked_for_where_docker_has_none_says_how_to_fix_it():
     with pytest.raises(BackpropError) as caught:
-        resolve(parse_gpus("all"), "cuda", lambda: 'could not select device driver "" with capabilities: [[gpu]]')
+        resolve(parse_gpus("all"), True, lambda: 'could not select device driver "" with capabilities: [[gpu]]')
     error = caught.value
     assert error.code == "DEP_GPU_NOT_AVAILABLE" and error.exit_code == 4
     assert "NVIDIA Container Toolkit" in error.fix and "could not select device driver" in error.message

@@ -1,6 +1,8 @@
 """The error catalog: every code raised exists, messages read as documented, docs stay in step."""
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 from backpropagate.contract.errors import CATALOG, EXIT_CODES, BackpropError, catalog_markdown
@@ -47,3 +49,29 @@ def test_an_unknown_code_cannot_be_raised():
 def test_docs_errors_md_is_generated_from_the_catalog():
     assert (ROOT / "docs" / "errors.md").read_text() == catalog_markdown(), \
         "run: python scripts/gen_error_docs.py"
+
+
+def longest_literal(template: str) -> str:
+    """The longest part of a message or fix template with no placeholder in it."""
+    return max(re.split(r"\{[^}]*\}", template), key=len).strip()
+
+
+def string_constants(path: Path) -> list[str]:
+    """Every string in a file as Python reads it: implicitly joined literals are one string, and an
+    f-string contributes its literal parts."""
+    return [node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def test_every_catalog_code_is_met_by_a_test_that_checks_its_message_and_fix():
+    # A test meets a code by triggering it for real; it shows it checked the words by naming the code
+    # and quoting (a placeholder-free part of) its message and its fix in the same file.
+    this = Path(__file__).resolve()
+    files = [string_constants(path) for path in sorted((ROOT / "tests").rglob("test_*.py")) if path != this]
+    unmet = []
+    for code, kind in CATALOG.items():
+        fix, message = longest_literal(kind.fix), longest_literal(kind.message)
+        if not any(any(code in s for s in strings) and any(fix in s for s in strings)
+                   and any(message in s for s in strings) for strings in files):
+            unmet.append(code)
+    assert unmet == []

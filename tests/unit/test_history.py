@@ -5,14 +5,14 @@ import multiprocessing
 
 import pytest
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.history import RunHistory
+from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.ids import new_run_id
 
 
 def _append_many(output, worker: int, count: int) -> None:
     history = RunHistory(output)
     for i in range(count):
-        history.append({"run_id": f"w{worker}-{i}", "status": "completed"})
+        history.append(HistoryRow(run_id=f"w{worker}-{i}", status="completed"))
 
 
 def test_eight_processes_appending_25_rows_each_leave_200_rows(tmp_path):
@@ -25,7 +25,7 @@ def test_eight_processes_appending_25_rows_each_leave_200_rows(tmp_path):
         assert worker.exitcode == 0
     rows = RunHistory(tmp_path).rows()
     assert len(rows) == 200
-    assert len({row["run_id"] for row in rows}) == 200
+    assert len({row.run_id for row in rows}) == 200
 
 
 def test_a_missing_history_is_an_empty_list(tmp_path):
@@ -34,10 +34,10 @@ def test_a_missing_history_is_an_empty_list(tmp_path):
 
 def test_update_changes_only_the_named_run(tmp_path):
     history = RunHistory(tmp_path)
-    history.append({"run_id": "a", "status": "running"})
-    history.append({"run_id": "b", "status": "running"})
+    history.append(HistoryRow(run_id="a", status="running"))
+    history.append(HistoryRow(run_id="b", status="running"))
     history.update("b", status="completed", final_loss=1.5)
-    assert [r["status"] for r in history.rows()] == ["running", "completed"]
+    assert [r.status for r in history.rows()] == ["running", "completed"]
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"version": 1}', '{"version": 1, "runs": [1, 2]}'])
@@ -46,7 +46,7 @@ def test_a_corrupt_history_is_reported_kept_and_backed_up(tmp_path, content):
     path.write_text(content)
     history = RunHistory(tmp_path)
     with pytest.raises(BackpropError) as caught:
-        history.append({"run_id": "new", "status": "running"})
+        history.append(HistoryRow(run_id="new", status="running"))
     assert caught.value.code == "STATE_HISTORY_CORRUPT"
     assert str(path) in caught.value.message
     assert path.read_text() == content  # not overwritten
@@ -58,14 +58,14 @@ def test_any_unique_prefix_selects_a_run(tmp_path):
     history = RunHistory(tmp_path)
     ids = [new_run_id() for _ in range(3)]
     for run_id in ids:
-        history.append({"run_id": run_id})
-    assert history.find(ids[1][:8])["run_id"] == ids[1]
+        history.append(HistoryRow(run_id=run_id, status="running"))
+    assert history.find(ids[1][:8]).run_id == ids[1]
 
 
 def test_an_ambiguous_prefix_lists_the_candidates(tmp_path):
     history = RunHistory(tmp_path)
-    history.append({"run_id": "abc-1"})
-    history.append({"run_id": "abd-2"})
+    history.append(HistoryRow(run_id="abc-1", status="running"))
+    history.append(HistoryRow(run_id="abd-2", status="running"))
     with pytest.raises(BackpropError) as caught:
         history.find("ab")
     assert caught.value.code == "INPUT_RUN_AMBIGUOUS"
@@ -74,13 +74,24 @@ def test_an_ambiguous_prefix_lists_the_candidates(tmp_path):
 
 def test_an_unknown_prefix_says_where_it_looked(tmp_path):
     history = RunHistory(tmp_path)
-    history.append({"run_id": "abc-1"})
+    history.append(HistoryRow(run_id="abc-1", status="running"))
     with pytest.raises(BackpropError) as caught:
         history.find("zz")
     assert caught.value.code == "INPUT_RUN_NOT_FOUND"
 
 
 def test_history_is_valid_json_with_one_row_per_run(tmp_path):
-    RunHistory(tmp_path).append({"run_id": "x"})
+    RunHistory(tmp_path).append(HistoryRow(run_id="x", status="running"))
     document = json.loads((tmp_path / "run_history.json").read_text())
-    assert document == {"version": 1, "runs": [{"run_id": "x"}]}
+    assert document == {"version": 1, "runs": [{"run_id": "x", "status": "running", "stage": "train"}]}
+
+
+def test_a_row_keeps_fields_it_does_not_know_and_leaves_unset_ones_out(tmp_path):
+    (tmp_path / "run_history.json").write_text(json.dumps(
+        {"version": 1, "runs": [{"run_id": "x", "status": "completed", "from_a_newer_version": [1]}]}))
+    history = RunHistory(tmp_path)
+    history.update("x", final_loss=0.5)
+    document = json.loads((tmp_path / "run_history.json").read_text())
+    assert document["runs"] == [{"run_id": "x", "status": "completed", "stage": "train", "final_loss": 0.5,
+                                 "from_a_newer_version": [1]}]
+    assert history.find("x").final_loss == 0.5

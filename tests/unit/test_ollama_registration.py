@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.history import RunHistory
+from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.settings import LoraSettings, TrainingSettings
 from backpropagate.contract.specs import DataSpec, TrainSpec, write_spec
 from backpropagate.ollama.client import OllamaClient, ollama_url
@@ -52,7 +52,7 @@ def make_run(output: Path, run_id: str = "3f2a9c1e-0000-4000-8000-000000000001")
     write_spec(TrainSpec(run_id=run_id, run_dir=str(folder), model="org/base", data=DataSpec(path="d.jsonl"),
                          training=TrainingSettings(max_seq_length=512), lora=LoraSettings()), folder / "spec.json")
     gguf = write_gguf(folder / "gguf" / "model-q4_k_m.gguf", tiny_chatml())
-    RunHistory(output).append({"run_id": run_id, "status": "completed", "stage": "train", "gguf": str(gguf)})
+    RunHistory(output).append(HistoryRow(run_id=run_id, status="completed", stage="train", gguf=str(gguf)))
     return folder
 
 
@@ -82,7 +82,7 @@ def test_register_a_run_uploads_its_gguf_and_creates_the_model_with_chatml_templ
     assert statuses[0].startswith("uploading model-q4_k_m.gguf") and statuses[-1] == "success"
     outcome = json.loads(result.stdout.splitlines()[-1])["result"]
     assert outcome["name"] == "bees" and outcome["family"] == "chatml" and outcome["run_id"] == folder.name
-    assert RunHistory(tmp_path).find("3f2a")["ollama"][0]["digest"] == digest
+    assert RunHistory(tmp_path).find("3f2a").ollama[0]["digest"] == digest
 
 
 def test_upload_is_skipped_when_the_server_has_the_blob(server, tmp_path):
@@ -258,7 +258,7 @@ def test_list_shows_the_models_registered_from_this_workspace_and_rm_deletes_one
     removed = cli(server, "ollama", "rm", "bees", "--output", str(tmp_path))
     assert removed.returncode == 0, removed.stderr
     assert set(server.models) == {"someone-elses:latest"}
-    assert RunHistory(tmp_path).find("3f2a")["ollama"] == []
+    assert RunHistory(tmp_path).find("3f2a").ollama == []
     again = cli(server, "ollama", "rm", "bees", "--output", str(tmp_path))
     assert again.returncode == 3 and "[INPUT_OLLAMA_MODEL_NOT_FOUND]" in again.stderr
 

@@ -58,11 +58,10 @@ def _gguf_file(target: str, output: Path) -> Path:
         if not path.exists():
             raise BackpropError("INPUT_GGUF_NOT_FOUND", target=target, output=output)
         return path
-    row = RunHistory(output).find(target)
-    found = sorted(RunFolder.of(output, row["run_id"]).gguf.glob("model-*.gguf"))
-    if not found:
+    found = RunFolder.of(output, RunHistory(output).find(target).run_id).exported_gguf()
+    if found is None:
         raise BackpropError("INPUT_GGUF_NOT_FOUND", target=target, output=output)
-    return found[0]
+    return found
 
 
 def _load(path: Path):

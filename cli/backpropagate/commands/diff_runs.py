@@ -6,7 +6,7 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.contract.records import flatten, load_record
+from backpropagate.contract.records import differences, load_record
 from backpropagate.output import Output
 
 EXAMPLES = """
@@ -14,11 +14,6 @@ Examples:
 
   backprop diff-runs 3f2a 9c1e
 """
-
-# Fields that differ between any two runs and say nothing about how they differ.
-_ALWAYS_DIFFERENT = {"run_id", "run_dir", "started_at", "finished_at", "duration_s", "adapter", "resumed_at",
-                     "data.path", "replay_of"}
-
 
 def diff_runs(
     first: Annotated[str, typer.Argument(help="Run id or prefix.")],
@@ -29,19 +24,9 @@ def diff_runs(
     """Show the settings and results that differ between two runs, and both final losses."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
     a, b = (load_record(output_dir(settings), run) for run in (first, second))
-    fields_a, fields_b = _fields(a), _fields(b)
-    differences = {key: [fields_a.get(key), fields_b.get(key)]
-                   for key in sorted(set(fields_a) | set(fields_b))
-                   if key not in _ALWAYS_DIFFERENT and fields_a.get(key) != fields_b.get(key)}
-    data = {"a": a.row["run_id"], "b": b.row["run_id"], "differences": differences,
-            "final_loss": [a.row.get("final_loss"), b.row.get("final_loss")]}
+    data = {"a": a.row.run_id, "b": b.row.run_id, "differences": differences(a, b),
+            "final_loss": [a.row.final_loss, b.row.final_loss]}
     Output(json_mode=settings.log_json).result(_text(data), data)
-
-
-def _fields(record) -> dict:
-    spec = {key: value for key, value in record.spec.items() if key not in ("versions", "stage", "resume")}
-    return {**flatten(spec), **{k: v for k, v in record.row.items() if not isinstance(v, (list, dict))},
-            **{f"versions.{k}": v for k, v in record.manifest.get("versions", {}).items()}}
 
 
 def _text(data: dict) -> str:

@@ -29,7 +29,7 @@ def export_runs(
 ) -> None:
     """Export every recorded run, oldest first."""
     settings = load_settings(overrides={"output": str(output) if output else None})
-    rows = RunHistory(output_dir(settings)).rows()
+    rows = [row.to_dict() for row in RunHistory(output_dir(settings)).rows()]
     text = _jsonl(rows) if export_format == "jsonl" else _csv(rows)
     if out is None:
         print(text, end="")

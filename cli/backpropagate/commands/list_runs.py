@@ -6,7 +6,8 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.contract.history import RunHistory
+from backpropagate.contract.history import HistoryRow, RunHistory
+from backpropagate.contract.records import select_runs
 from backpropagate.output import Output
 
 EXAMPLES = """
@@ -32,29 +33,24 @@ def list_runs(
 ) -> None:
     """List recorded runs, newest first."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
-    rows = list(reversed(RunHistory(output_dir(settings)).rows()))
-    if status:
-        rows = [row for row in rows if row.get("status") == status]
-    if model:
-        rows = [row for row in rows if model in row.get("model", "")]
-    rows = rows[:limit] if limit else rows
+    rows = select_runs(RunHistory(output_dir(settings)).rows(), status, model, limit)
+    data = {"runs": [row.to_dict() for row in rows]}
     out = Output(json_mode=settings.log_json)
     if out.json_mode:
-        out.result("", {"runs": rows})
+        out.result("", data)
         return
-    out.result(_table(rows) if rows else "no runs recorded in " + str(output_dir(settings)), {"runs": rows})
+    out.result(_table(rows) if rows else "no runs recorded in " + str(output_dir(settings)), data)
 
 
-def _table(rows: list[dict]) -> str:
-    def cells(row: dict) -> tuple[str, ...]:
-        loss = row.get("final_loss")
-        duration = row.get("duration_s")
+def _table(rows: list[HistoryRow]) -> str:
+    def cells(row: HistoryRow) -> tuple[str, ...]:
+        loss, duration = row.final_loss, row.duration_s
         return (
-            row["run_id"][:8], row.get("status", ""), _last_part(row.get("model", "")),
-            _last_part(row.get("dataset", "")), str(row.get("steps_done") or row.get("steps", "")),
+            row.run_id[:8], row.status, _last_part(row.model or ""), _last_part(row.dataset or ""),
+            str(row.steps_done or row.steps or ""),
             f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
             f"{duration:.0f}s" if isinstance(duration, (int, float)) else "-",
-            row.get("runtime", ""), row.get("started_at", "")[:19],
+            row.runtime or "", (row.started_at or "")[:19],
         )
 
     table = [COLUMNS] + [cells(row) for row in rows]

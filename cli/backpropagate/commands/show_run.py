@@ -35,13 +35,13 @@ def show_run(
     if plot is not None:
         steps = sorted(record.losses)
         data["plot"] = str(write_png(plot, steps, [record.losses[s] for s in steps],
-                                     [record.learning_rates[s] for s in steps], f"run {record.row['run_id'][:8]}"))
+                                     [record.learning_rates[s] for s in steps], f"run {record.row.run_id[:8]}"))
     Output(json_mode=settings.log_json).result(_text(record, data.get("plot")), data)
 
 
 def _text(record: RunRecord, plot: str | None) -> str:
-    row, spec = record.row, record.spec
-    lines = [f"run {row['run_id']}  {row.get('status')}" + (f"  {row['error_code']}" if row.get("error_code") else "")]
+    row, spec = record.row.to_dict(), record.spec
+    lines = [f"run {row['run_id']}  {row['status']}" + (f"  {row['error_code']}" if row.get("error_code") else "")]
     for key in ("model", "dataset", "dataset_sha256", "runtime", "device", "started_at", "finished_at",
                 "duration_s", "steps", "steps_done", "final_loss", "adapter", "replay_of", "resumed_at"):
         if row.get(key) is not None:

@@ -7,7 +7,7 @@ import typer
 
 from backpropagate.commands._options import FormatOpt, GpusOpt, JsonOpt, OutputOpt, RuntimeOpt, SkipInvalidOpt
 from backpropagate.commands._run import run_and_report
-from backpropagate.config import OVERRIDES, flag_name, load_settings, output_dir
+from backpropagate.config import OVERRIDES, flag_name, output_dir, settings_from_arguments
 from backpropagate.contract.errors import BackpropError
 from backpropagate.output import Output
 from backpropagate.runs.plan import plan_resume, plan_train
@@ -86,20 +86,12 @@ def train(
                       ] = None,
 ) -> None:
     """Fine-tune a LoRA adapter on a dataset file."""
-    arguments = locals()
-    overrides = {key: arguments[name] for name, key in OVERRIDES.items() if name in arguments}
-    overrides["log_json"] = json_output
-    if output is not None:
-        overrides["output"] = str(output)
-    if lora_targets is not None:
-        overrides["lora.targets"] = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
-    names = {key: flag_name(name) for name, key in OVERRIDES.items()}
-    settings = load_settings(overrides=overrides, names=names)
-
+    flags = {name: value for name, value in locals().items() if name in OVERRIDES}  # every setting flag, by name
+    settings = settings_from_arguments(flags, log_json=json_output)
     out = Output(json_mode=settings.log_json)
     if resume:
-        given = sorted(flag_name(name) for name, key in OVERRIDES.items()
-                       if arguments.get(name) is not None and name not in ("output", "runtime", "gpus"))
+        given = sorted(flag_name(name) for name, value in flags.items()
+                       if value is not None and name not in ("output", "runtime", "gpus"))
         given += ["--data"] if data is not None else []
         if given:
             out.warn(f"resuming uses the run's own settings and data; ignored: {', '.join(given)}")

@@ -60,6 +60,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "add --format gguf, or register an existing GGUF with `backprop ollama register RUN --name NAME`",
         ),
         _kind(
+            "CONFIG_OPTION_NOT_FOR_FORMAT",
+            "{option} does not apply to --format {export_format}",
+            "drop {option}; --format {export_format} takes {accepted}",
+        ),
+        _kind(
+            "CONFIG_ARGUMENT_UNKNOWN",
+            "{call} got unknown argument(s): {names}",
+            "use the CLI flags' names with underscores: {accepted}",
+        ),
+        _kind(
             "INPUT_DATASET_NOT_FOUND",
             "dataset {path} does not exist",
             "check the path given to --data",
@@ -161,7 +171,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "DEP_IMAGE_MISSING",
             "the {stage} image {image} is not on this engine and {reason}",
-            "run `backprop images build {stage}` from a checkout of backpropagate, or set BACKPROPAGATE_REGISTRY "
+            "run `backprop images build {stage}` from a checkout of backpropagate, or set BACKPROPAGATE_DOCKER__REGISTRY "
             "to a registry that has it",
         ),
         _kind(
@@ -270,6 +280,13 @@ CATALOG: dict[str, ErrorKind] = dict(
             "STATE_CHECKPOINT_INVALID",
             "checkpoint {path} is not valid: {reason}",
             "delete that checkpoint folder; the previous checkpoint is used instead",
+        ),
+        _kind(
+            "STATE_CHECKPOINT_SPEC_CHANGED",
+            "checkpoint {path} was written with other settings than {spec} now holds (spec hash {saved} then, "
+            "{now} now)",
+            "restore the run's spec.json as it was, or start a new run with these settings "
+            "(`backprop train` or `backprop replay {run_id}`)",
         ),
         _kind(
             "STATE_NOTHING_TO_RESUME",

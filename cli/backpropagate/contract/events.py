@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
+HOST = "host"  # the stage name of events the host itself emits (a fallback it chose, say)
 
 
 @dataclass(frozen=True)

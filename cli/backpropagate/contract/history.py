@@ -1,4 +1,4 @@
-"""run_history.json: one row per run, shared by every process that writes to the workspace.
+"""run_history.json: one typed row per run, shared by every process that writes to the workspace.
 
 Every change is read-modify-write under a file lock, and the file is replaced
 atomically, so concurrent writers lose nothing and a crash never leaves half a
@@ -6,11 +6,13 @@ file. A history that cannot be read is never overwritten: commands stop with
 ``STATE_HISTORY_CORRUPT`` and a copy of the bad file is kept beside it.
 """
 
+import dataclasses
 import json
 import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,53 @@ from backpropagate.contract.redact import redact_data
 
 HISTORY_FILE = "run_history.json"
 FORMAT_VERSION = 1
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """What the history keeps of one run. Unset fields are left out of the file."""
+
+    run_id: str
+    status: str  # one of STATUSES
+    stage: str = "train"  # train, or export for an adapter folder exported on its own
+    runtime: str | None = None
+    model: str | None = None
+    dataset: str | None = None  # the user's path, redacted
+    dataset_sha256: str | None = None
+    adapter: str | None = None
+    steps: int | None = None  # asked for
+    steps_done: int | None = None
+    final_loss: float | None = None
+    device: str | None = None
+    run_dir: str | None = None
+    started_at: str | None = None
+    resumed_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    replay_of: str | None = None
+    error_code: str | None = None
+    oom_adjustments: list = field(default_factory=list)
+    thermal_pauses: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # what the host chose for the user, and why
+    merged: str | None = None
+    gguf: str | None = None
+    gguf_verify: dict | None = None
+    lora_gguf: str | None = None
+    lora_gguf_verify: dict | None = None
+    ollama: list = field(default_factory=list)  # models registered from this run
+    versions: dict | None = None
+    extra: dict = field(default_factory=dict)  # fields this version does not know, kept as found
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HistoryRow":
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**{k: v for k, v in data.items() if v is not None and v != []}, **self.extra}
 
 
 class RunHistory:
@@ -29,38 +78,44 @@ class RunHistory:
         self.output = Path(output)
         self.path = self.output / HISTORY_FILE
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[HistoryRow]:
         """All rows, oldest first. A missing file is an empty history."""
         with self._locked():
             return self._read()
 
-    def append(self, row: dict[str, Any]) -> None:
-        self._change(lambda rows: rows + [redact_data(row)])
+    def append(self, row: HistoryRow) -> None:
+        self._change(lambda rows: rows + [_redacted(row)])
 
-    def update(self, run_id: str, **fields: Any) -> dict[str, Any]:
-        updated: dict[str, Any] = {}
+    def update(self, run_id: str, **fields: Any) -> HistoryRow | None:
+        """Set ``fields`` on the run's row; returns the row as written (None if there is no such run)."""
+        updated: list[HistoryRow] = []
 
-        def change(rows):
+        def change(rows: list[HistoryRow]) -> list[HistoryRow]:
+            result = []
             for row in rows:
-                if row["run_id"] == run_id:
-                    row.update(redact_data(fields))
-                    updated.update(row)
-            return rows
+                if row.run_id == run_id:
+                    row = _redacted(dataclasses.replace(row, **fields))
+                    updated.append(row)
+                result.append(row)
+            return result
 
         self._change(change)
-        return updated
+        return updated[0] if updated else None
 
-    def find(self, prefix: str) -> dict[str, Any]:
+    def get(self, run_id: str) -> HistoryRow | None:
+        return next((row for row in self.rows() if row.run_id == run_id), None)
+
+    def find(self, prefix: str) -> HistoryRow:
         """The row whose run id starts with ``prefix`` (coded errors for none or several)."""
         rows = self.rows()
-        run_id = match_run(prefix, [row["run_id"] for row in rows], str(self.path), str(self.output))
-        return next(row for row in rows if row["run_id"] == run_id)
+        run_id = match_run(prefix, [row.run_id for row in rows], str(self.path), str(self.output))
+        return next(row for row in rows if row.run_id == run_id)
 
-    def _change(self, change: Callable[[list], list]) -> None:
+    def _change(self, change: Callable[[list[HistoryRow]], list[HistoryRow]]) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
         with self._locked():
             rows = change(self._read())
-            document = {"version": FORMAT_VERSION, "runs": rows}
+            document = {"version": FORMAT_VERSION, "runs": [row.to_dict() for row in rows]}
             atomic_write_text(self.path, json.dumps(document, indent=1) + "\n")
 
     @contextmanager
@@ -71,7 +126,7 @@ class RunHistory:
         with FileLock(str(self.path) + ".lock", timeout=60):
             yield
 
-    def _read(self) -> list[dict[str, Any]]:
+    def _read(self) -> list[HistoryRow]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -81,17 +136,21 @@ class RunHistory:
             rows = document["runs"]
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "run_id" in r for r in rows):
                 raise ValueError("'runs' is not a list of runs")
+            return [HistoryRow.from_dict(row) for row in rows]
         except (ValueError, KeyError, TypeError) as exc:
             reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise BackpropError("STATE_HISTORY_CORRUPT", path=self.path, reason=reason,
                                 backup=self._backup()) from None
-        return rows
 
     def _backup(self) -> Path:
         backup = self.path.with_name(f"{HISTORY_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         if not backup.exists():
             shutil.copy2(self.path, backup)
         return backup
+
+
+def _redacted(row: HistoryRow) -> HistoryRow:
+    return HistoryRow.from_dict(redact_data(row.to_dict()))
 
 
 def iso_time(timestamp: float) -> str:

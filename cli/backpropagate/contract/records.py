@@ -1,4 +1,4 @@
-"""Everything recorded about one run, gathered from its history row and its run folder."""
+"""Queries over recorded runs: one run's whole record, a filtered list, what differs between two."""
 
 import json
 from dataclasses import dataclass, field
@@ -6,13 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.contract.events import EventParseError, parse_line
-from backpropagate.contract.history import RunHistory
-from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.history import HistoryRow, RunHistory
+from backpropagate.contract.layout import PARTIAL, RunFolder
+
+# Fields that differ between any two runs and say nothing about how they differ.
+ALWAYS_DIFFERENT = {"run_id", "run_dir", "started_at", "finished_at", "duration_s", "adapter", "resumed_at",
+                    "data.path", "replay_of"}
 
 
 @dataclass
 class RunRecord:
-    row: dict[str, Any]
+    row: HistoryRow
     spec: dict[str, Any]  # spec.json as written (empty when the folder is gone)
     manifest: dict[str, Any]  # manifest.json (empty until the run has finished)
     checkpoints: list[str]
@@ -20,17 +24,18 @@ class RunRecord:
     learning_rates: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "spec": self.spec, "manifest": self.manifest, "checkpoints": self.checkpoints,
+        return {"row": self.row.to_dict(), "spec": self.spec, "manifest": self.manifest,
+                "checkpoints": self.checkpoints,
                 "losses": [[step, loss] for step, loss in sorted(self.losses.items())],
                 "learning_rates": [[step, lr] for step, lr in sorted(self.learning_rates.items())]}
 
 
 def load_record(output: Path, run: str) -> RunRecord:
     row = RunHistory(output).find(run)
-    folder = RunFolder.of(output, row["run_id"])
+    folder = RunFolder.of(output, row.run_id)
     record = RunRecord(row=row, spec=_json(folder.spec), manifest=_json(folder.manifest),
                        checkpoints=sorted((p.name for p in folder.checkpoints.glob("step-*")
-                                           if p.is_dir() and not p.name.endswith(".partial")),
+                                           if p.is_dir() and not p.name.endswith(PARTIAL)),
                                           key=lambda name: int(name.split("-")[1])))
     if folder.events.exists():
         for line in folder.events.read_text(encoding="utf-8").splitlines():
@@ -45,6 +50,21 @@ def load_record(output: Path, run: str) -> RunRecord:
     return record
 
 
+def select_runs(rows: list[HistoryRow], status: str | None = None, model: str | None = None,
+                limit: int | None = None) -> list[HistoryRow]:
+    """Newest first, with the given status and a model name containing ``model``; at most ``limit``."""
+    chosen = [row for row in reversed(rows) if (not status or row.status == status)
+              and (not model or model in (row.model or ""))]
+    return chosen[:limit] if limit else chosen
+
+
+def differences(a: RunRecord, b: RunRecord) -> dict[str, list]:
+    """Setting, result and version fields whose values differ, as {field: [a's, b's]}."""
+    fields_a, fields_b = _fields(a), _fields(b)
+    return {key: [fields_a.get(key), fields_b.get(key)] for key in sorted(set(fields_a) | set(fields_b))
+            if key not in ALWAYS_DIFFERENT and fields_a.get(key) != fields_b.get(key)}
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """{"training": {"lr": 1}} -> {"training.lr": 1}; lists stay values."""
     if not isinstance(data, dict):
@@ -53,6 +73,12 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in data.items():
         flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
     return flat
+
+
+def _fields(record: RunRecord) -> dict[str, Any]:
+    spec = {key: value for key, value in record.spec.items() if key not in ("versions", "stage", "resume")}
+    row = {k: v for k, v in record.row.to_dict().items() if not isinstance(v, (list, dict))}
+    return {**flatten(spec), **row, **{f"versions.{k}": v for k, v in record.manifest.get("versions", {}).items()}}
 
 
 def _json(path: Path) -> dict[str, Any]:

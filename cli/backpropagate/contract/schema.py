@@ -146,7 +146,12 @@ def _convert(tp, value, where) -> tuple[Any, list[str]]:
         if not isinstance(value, list) or not all(_is_instance(v, item) for v in value):
             return None, [f"{where}: expected a list of {_type_name(item)}, got {value!r}"]
         return tuple(value), []
-    if get_origin(tp) is dict:
+    if get_origin(tp) is list:
+        item = get_args(tp)[0]
+        if not isinstance(value, list) or not all(_is_instance(v, item) for v in value):
+            return None, [f"{where}: expected a list of {_type_name(item)}, got {value!r}"]
+        return [float(v) for v in value] if item is float else value, []
+    if get_origin(tp) is dict or tp is dict:
         if not isinstance(value, dict):
             return None, [f"{where}: expected an object, got {type(value).__name__}"]
         return value, []
@@ -156,6 +161,8 @@ def _convert(tp, value, where) -> tuple[Any, list[str]]:
 
 
 def _is_instance(value, tp) -> bool:
+    if get_origin(tp) is not None:
+        tp = get_origin(tp)  # list[dict] items are checked as dicts
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is int:

@@ -1,8 +1,10 @@
-"""Stage specs: what the host asks a stage to do, written as ``spec.json`` in the run folder.
+"""Stage specs and results: what the host asks a stage to do, and what the stage reports back.
 
-Each stage has one frozen spec type, defined here so the host that writes it and
-the stage that reads it share one definition. Reading is strict: every unknown
-key, missing key or wrong type is reported at once with ``CONFIG_SPEC_INVALID``.
+Each stage has one frozen spec type (written as a spec file in the run folder) and one
+result type (the ``outputs`` of its ``finished`` event), defined here so the host and the
+stage share one definition. Reading a spec is strict: every unknown key, missing key or
+wrong type is reported at once with ``CONFIG_SPEC_INVALID``. Results are parsed as
+strictly, once, where the host receives them.
 """
 
 import json
@@ -68,7 +70,42 @@ class GgufSpec:
     stage: Literal["gguf"] = field("gguf")
 
 
-STAGE_SPECS = {"train": TrainSpec, "merge": MergeSpec, "gguf": GgufSpec}
+@dataclass(frozen=True)
+class TrainResult:
+    adapter: str  # the adapter folder
+    final_loss: float
+    losses: list[float]  # one per optimizer step, from the run's first step
+    learning_rates: list[float]
+    steps: int
+    resumed_from_step: int
+    tokens: int
+    train_seconds: float
+    tokens_per_s: float
+    oom_adjustments: list[dict]
+    thermal_pauses: list[dict]
+    device: str
+    backend: str
+    dataset_format: str
+    examples: int
+    dropped_rows: int
+    versions: dict
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    merged: str  # the merged model folder
+    shards: int
+    dtype: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class GgufResult:
+    gguf: str  # the published .gguf file
+    kind: Literal["model", "lora"]
+    quantization: str
+    verify: dict  # what gguf/verify.json keeps for this file; {"verified": false} with --no-verify
+    chat_template: bool
 
 
 def write_spec(spec, path: Path) -> None:
@@ -87,3 +124,12 @@ def read_spec(cls, path: Path):
     if problems:
         raise BackpropError("CONFIG_SPEC_INVALID", path=path, problems="; ".join(problems))
     return spec
+
+
+def read_result(cls, stage: str, outputs: dict, log: Path):
+    """A stage's ``finished`` outputs as its result type; a stage that reports something else has a bug."""
+    result, problems = from_dict(cls, outputs, "outputs.")
+    if problems:
+        raise BackpropError("RUNTIME_STAGE_FAILED", stage=stage, log=log,
+                            reason="its results do not match the contract: " + "; ".join(problems))
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.settings import DockerSettings
@@ -10,12 +11,16 @@ from backpropagate.images.build import build_image, is_step
 from backpropagate.images.recipes import RECIPES, checkout_root, image_ref
 
 
-def ensure_image(client, name: str, variant: str, settings: DockerSettings, note: Callable[[str], None]) -> str:
-    """The reference of an up-to-date ``name`` image on the engine, pulling or building it if missing."""
+def ensure_image(client, name: str, variant: str, settings: DockerSettings, note: Callable[[str], None],
+                 checkout: Callable[[], Path | None] = checkout_root) -> str:
+    """The reference of an up-to-date ``name`` image on the engine, pulling or building it if missing.
+
+    ``checkout`` finds the project checkout to build from (None for an installed wheel)."""
     from docker.errors import APIError, ImageNotFound
 
     recipe = RECIPES[name]
-    ref = image_ref(recipe, variant, settings.base_image)
+    root = checkout()
+    ref = image_ref(recipe, variant, settings.base_image, root)
     try:
         client.images.get(ref)
         return ref
@@ -29,7 +34,6 @@ def ensure_image(client, name: str, variant: str, settings: DockerSettings, note
             return ref
         except APIError as exc:
             note(f"pull failed ({exc.explanation or exc}); building instead")
-    root = checkout_root()
     if root is None:
         raise BackpropError("DEP_IMAGE_MISSING", stage=name, image=ref,
                             reason="this installation has no images/ folder to build it from")

@@ -24,16 +24,14 @@ class Recipe:
     name: str  # the folder under images/, and the image repository's last part
     locks: dict[str, str]  # variant -> lock file in that folder, copied into the context as requirements.lock
     extra_files: tuple[str, ...] = ()  # more files of that folder the Dockerfile copies
-    network: bool = False  # whether the stage's containers get a network (downloads from the hub)
 
 
 RECIPES: dict[str, Recipe] = {
-    "train": Recipe("train", {"cpu": "requirements-cpu.lock", "cuda": "requirements-cuda.lock"}, network=True),
+    "train": Recipe("train", {"cpu": "requirements-cpu.lock", "cuda": "requirements-cuda.lock"}),
     "merge": Recipe("merge", {"cpu": "requirements.lock"}),
     "gguf-convert": Recipe("gguf-convert", {"cpu": "requirements.lock"},
                            extra_files=("requirements-build.lock", "llama-cpp.lock")),
 }
-STAGE_IMAGES = {"train": "train", "merge": "merge", "gguf": "gguf-convert"}  # stage program -> image
 
 
 def checkout_root() -> Path | None:

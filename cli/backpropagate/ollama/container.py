@@ -30,7 +30,10 @@ def start_container(client: OllamaClient, wait_s: float = 60.0) -> None:
     """Start (or restart) the Ollama container and wait until its API answers."""
     from backpropagate.runtimes.engine import connect
 
-    engine = connect()  # DOCKER_HOST, the current docker context, or the platform's default socket or pipe
+    try:
+        engine = connect()  # DOCKER_HOST, the current docker context, or the platform's default socket or pipe
+    except BackpropError as error:  # its fix names --runtime, which does not help here
+        raise BackpropError("DEP_OLLAMA_CONTAINER_FAILED", image=OLLAMA_IMAGE, reason=error.message) from None
     from docker.errors import DockerException, ImageNotFound, NotFound
 
     try:

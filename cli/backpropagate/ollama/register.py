@@ -7,7 +7,6 @@ made here is recorded on its run's history row, which is what ``backprop ollama
 list`` shows.
 """
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import sha256_file
 from backpropagate.contract.history import RunHistory, iso_time
 from backpropagate.ollama.client import OllamaClient
 from backpropagate.ollama.hf_template import HfTemplate
 from backpropagate.ollama.source import Source
 from backpropagate.ollama.templates import OllamaTemplate, derive
-
-CHUNK = 1 << 20
 
 
 def choose_template(source: Source, template_file: Path | None, stops: list[str]) -> OllamaTemplate:
@@ -51,11 +49,8 @@ def create_request(name: str, source: Source, template: OllamaTemplate, digest: 
 
 
 def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK):
-            sha.update(chunk)
-    return "sha256:" + sha.hexdigest()
+    """The blob digest Ollama names a file by."""
+    return "sha256:" + sha256_file(path)
 
 
 def register(client: OllamaClient, source: Source, name: str, template: OllamaTemplate, output: Path,
@@ -79,16 +74,15 @@ def register(client: OllamaClient, source: Source, name: str, template: OllamaTe
 
 def registered_names(output: Path) -> dict[str, str]:
     """Model name (with its tag) -> run id, for every model this workspace registered."""
-    return {full_name(entry["name"]): row["run_id"] for row in RunHistory(output).rows()
-            for entry in row.get("ollama", [])}
+    return {full_name(entry["name"]): row.run_id for row in RunHistory(output).rows() for entry in row.ollama}
 
 
 def forget(output: Path, name: str) -> None:
     history = RunHistory(output)
     for row in history.rows():
-        kept = [entry for entry in row.get("ollama", []) if full_name(entry["name"]) != full_name(name)]
-        if len(kept) != len(row.get("ollama", [])):
-            history.update(row["run_id"], ollama=kept)
+        kept = [entry for entry in row.ollama if full_name(entry["name"]) != full_name(name)]
+        if len(kept) != len(row.ollama):
+            history.update(row.run_id, ollama=kept)
 
 
 def full_name(name: str) -> str:
@@ -98,8 +92,8 @@ def full_name(name: str) -> str:
 
 def _record(output: Path, run_id: str, record: dict) -> None:
     history = RunHistory(output)
-    row = next((r for r in history.rows() if r["run_id"] == run_id), None)
+    row = history.get(run_id)
     if row is None:
         return
-    earlier = [entry for entry in row.get("ollama", []) if full_name(entry["name"]) != full_name(record["name"])]
+    earlier = [entry for entry in row.ollama if full_name(entry["name"]) != full_name(record["name"])]
     history.update(run_id, ollama=earlier + [record])

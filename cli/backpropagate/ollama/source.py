@@ -36,11 +36,13 @@ def resolve(target: str, output: Path, quantization: str | None = None, lora: bo
         if not path.exists():
             raise BackpropError("INPUT_GGUF_NOT_FOUND", target=target)
         return _from_gguf(path.resolve(), _run_of(path.resolve(), output))
-    if (path / "spec.json").exists():
+    if RunFolder(path).holds_run:
         folder = RunFolder(path.resolve())
     else:
-        folder = RunFolder.of(output, RunHistory(output).find(target)["run_id"])
-    gguf = _run_gguf(folder, target, quantization, lora)
+        folder = RunFolder.of(output, RunHistory(output).find(target).run_id)
+    gguf = folder.exported_gguf(quantization, lora)
+    if gguf is None:
+        raise BackpropError("INPUT_GGUF_NOT_FOUND", target=target)
     train = read_spec(TrainSpec, folder.spec) if folder.spec.exists() else None
     tokenizer_dir = Path(train.model) if lora and train else folder.merged
     template, tokens = tokenizer_template(tokenizer_dir)
@@ -74,23 +76,10 @@ def _from_gguf(gguf: Path, folder: RunFolder | None) -> Source:
                   num_ctx=train.training.max_seq_length if train else None)
 
 
-def _run_gguf(folder: RunFolder, target: str, quantization: str | None, lora: bool) -> Path:
-    if lora:
-        candidates = [folder.gguf / "adapter-f16.gguf"]
-    elif quantization:
-        candidates = [folder.gguf / f"model-{quantization}.gguf"]
-    else:
-        candidates = sorted(folder.gguf.glob("model-*.gguf"), key=lambda p: p.stat().st_mtime, reverse=True)
-    found = [path for path in candidates if path.exists()]
-    if not found:
-        raise BackpropError("INPUT_GGUF_NOT_FOUND", target=target)
-    return found[0]
-
-
 def _run_of(gguf: Path, output: Path) -> RunFolder | None:
     """The run a GGUF belongs to, when it lies in <output>/<run_id>/gguf/."""
     folder = RunFolder(gguf.parent.parent)
-    if gguf.parent.name == "gguf" and folder.spec.exists() and folder.root.parent == Path(output).resolve():
+    if gguf.parent == folder.gguf and folder.holds_run and folder.root.parent == Path(output).resolve():
         return folder
     return None
 

@@ -1,1 +1,1 @@
-"""Runs: ids, the run folder, the run history, and planning and executing a run."""
+"""Orchestration: planning runs and exports into pipelines of stage steps, and running them in a session."""

@@ -1,78 +1,91 @@
-"""Planning and running an export: which adapter, which base, where the result goes.
+"""Planning an export: which adapter, which base, which stage steps, where the result goes.
 
-The target is a run id (or prefix), a run folder, or an adapter folder. A run's
-export lands in its own folder and is recorded on its history row; a bare adapter
-folder gets a new run folder of its own.
+The target is a run id (or prefix), a run folder, or an adapter folder. A run's export lands
+in its own folder and is recorded on its history row; a bare adapter folder gets a new run
+folder (and row) of its own. The steps come from the export format table (exports.py).
 """
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from backpropagate import __version__
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.events import Envelope
-from backpropagate.contract.history import RunHistory, iso_time
+from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.specs import GgufSpec, MergeSpec, TrainSpec, read_spec, write_spec
-from backpropagate.runs.execute import execute_stage
-from backpropagate.runtimes import Runtime
+from backpropagate.contract.stages import STAGES
+from backpropagate.runs.exports import EXPORT_FORMATS
+from backpropagate.runs.session import Pipeline, Step
+from backpropagate.sinks.base import RunStart
 
 
 @dataclass(frozen=True)
 class ExportPlan:
-    spec: MergeSpec
+    run_id: str
     folder: RunFolder
-    output: Path
-    new_run: bool  # a bare adapter folder: the export is a run of its own
-    gguf: GgufSpec | None = None  # set for --format gguf (after the merge) and lora-gguf (no merge)
-    merge: bool = True
+    base_model: str
+    adapter: Path
+    export_format: str
+    specs: dict  # stage name -> the spec written for it, in the order the steps run
+    new_row: HistoryRow | None  # a bare adapter folder: the export is a run of its own
+    trained_with: str | None  # the runtime the run was trained on
+
+    def pipeline(self) -> Pipeline:
+        steps = tuple(Step(stage, self.folder.spec_of(STAGES[stage].spec_file)) for stage in self.specs)
+        start = RunStart(run_id=self.run_id, run_dir=self.folder.root, kind="export", runtime="",
+                         new_row=self.new_row)
+        return Pipeline(start=start, steps=steps, log=self.folder.log, trained_with=self.trained_with)
 
 
-def plan_export(output: Path, target: str, dtype: str = "float16", export_format: str = "merged",
+def plan_export(output: Path, target: str, export_format: str = "merged", dtype: str = "float16",
                 quantization: str = "q4_k_m", verify: bool = True) -> ExportPlan:
-    plan = _plan_merge(output, target, dtype)
-    if export_format == "merged":
-        return plan
-    data = ""
-    if plan.folder.spec.exists():
-        data = read_spec(TrainSpec, plan.folder.spec).data.path
-    if export_format == "lora-gguf":
-        gguf = GgufSpec(run_id=plan.spec.run_id, run_dir=plan.spec.run_dir, kind="lora", adapter=plan.spec.adapter,
-                        base_model=plan.spec.base_model, quantization="f16", verify=verify, data=data,
-                        log_level=plan.spec.log_level)
-    else:
-        gguf = GgufSpec(run_id=plan.spec.run_id, run_dir=plan.spec.run_dir, merged=str(plan.folder.merged),
-                        quantization=quantization, verify=verify, data=data, log_level=plan.spec.log_level)
-    write_spec(gguf, plan.folder.root / "gguf.spec.json")
-    return replace(plan, gguf=gguf, merge=export_format != "lora-gguf")
-
-
-def _plan_merge(output: Path, target: str, dtype: str) -> ExportPlan:
+    """Find the adapter and its base, and write the spec of each step of ``export_format``."""
     output = Path(output).resolve()
+    folder, base_model, adapter, new_row, trained_with = _source(output, target)
+    data = read_spec(TrainSpec, folder.spec).data.path if folder.holds_run else ""
+    log_level = read_spec(TrainSpec, folder.spec).log_level if folder.holds_run else "INFO"
+    if new_row is not None:
+        folder.root.mkdir(parents=True)
+    run_id, run_dir = folder.root.name, str(folder.root)
+    specs: dict = {}
+    for stage in EXPORT_FORMATS[export_format].steps:
+        if stage == "merge":
+            specs[stage] = MergeSpec(run_id=run_id, run_dir=run_dir, base_model=base_model, adapter=str(adapter),
+                                     dtype=dtype, log_level=log_level)
+        elif export_format == "lora-gguf":
+            specs[stage] = GgufSpec(run_id=run_id, run_dir=run_dir, kind="lora", adapter=str(adapter),
+                                    base_model=base_model, quantization="f16", verify=verify, data=data,
+                                    log_level=log_level)
+        else:
+            specs[stage] = GgufSpec(run_id=run_id, run_dir=run_dir, merged=str(folder.merged),
+                                    quantization=quantization, verify=verify, data=data, log_level=log_level)
+        write_spec(specs[stage], folder.spec_of(STAGES[stage].spec_file))
+    return ExportPlan(run_id=run_id, folder=folder, base_model=base_model, adapter=adapter,
+                      export_format=export_format, specs=specs, new_row=new_row, trained_with=trained_with)
+
+
+def _source(output: Path, target: str) -> tuple[RunFolder, str, Path, HistoryRow | None, str | None]:
+    """(run folder, base model, adapter folder, the new history row or None, the training runtime)."""
     path = Path(target).expanduser()
-    if (path / "adapter_config.json").exists() and not (path.parent / "spec.json").exists():
-        return _plan_for_bare_adapter(output, path.resolve(), dtype)
-    if (path / "spec.json").exists():
+    if (path / "adapter_config.json").exists() and not RunFolder(path.parent).holds_run:
+        return _bare_adapter(output, path.resolve())
+    if RunFolder(path).holds_run:
         folder = RunFolder(path.resolve())
     elif (path / "adapter_config.json").exists():
         folder = RunFolder(path.resolve().parent)
     else:
-        folder = RunFolder.of(output, RunHistory(output).find(target)["run_id"])
+        folder = RunFolder.of(output, RunHistory(output).find(target).run_id)
     train = read_spec(TrainSpec, folder.spec)
     if not (folder.adapter / "adapter_config.json").exists():
         raise BackpropError("STATE_NO_ADAPTER", run_id=train.run_id, run_dir=folder.root)
-    spec = MergeSpec(run_id=train.run_id, run_dir=str(folder.root), base_model=train.model,
-                     adapter=str(folder.adapter), dtype=dtype, log_level=train.log_level)
-    write_spec(spec, folder.root / "merge.spec.json")
-    return ExportPlan(spec=spec, folder=folder, output=folder.root.parent, new_run=False)
+    row = RunHistory(folder.root.parent).get(train.run_id)
+    return folder, train.model, folder.adapter, None, row.runtime if row else None
 
 
-def _plan_for_bare_adapter(output: Path, adapter: Path, dtype: str) -> ExportPlan:
+def _bare_adapter(output: Path, adapter: Path) -> tuple[RunFolder, str, Path, HistoryRow, None]:
     config = json.loads((adapter / "adapter_config.json").read_text())
     base = config.get("base_model_name_or_path")
     if not base:
@@ -80,32 +93,7 @@ def _plan_for_bare_adapter(output: Path, adapter: Path, dtype: str) -> ExportPla
                             reason="adapter_config.json does not name its base_model_name_or_path")
     run_id = new_run_id()
     folder = RunFolder.of(output, run_id)
-    folder.root.mkdir(parents=True)
-    spec = MergeSpec(run_id=run_id, run_dir=str(folder.root), base_model=base, adapter=str(adapter), dtype=dtype)
-    write_spec(spec, folder.root / "merge.spec.json")
-    return ExportPlan(spec=spec, folder=folder, output=output, new_run=True)
-
-
-def execute_export(plan: ExportPlan, runtime: Runtime, on_event: Callable[[Envelope], None]) -> dict[str, Any]:
-    history = RunHistory(plan.output)
-    if plan.new_run:
-        history.append({"run_id": plan.spec.run_id, "status": "running", "stage": "export", "runtime": runtime.name,
-                        "model": plan.spec.base_model, "adapter": plan.spec.adapter, "run_dir": plan.spec.run_dir,
-                        "started_at": iso_time(time.time()), "versions": {"backpropagate": __version__}})
-    try:
-        outputs = {}
-        if plan.merge:
-            outputs |= execute_stage(runtime, "merge", plan.folder.root / "merge.spec.json", plan.folder.log,
-                                     on_event)
-        if plan.gguf is not None:
-            outputs |= execute_stage(runtime, "gguf", plan.folder.root / "gguf.spec.json", plan.folder.log,
-                                     on_event)
-    except BackpropError as error:
-        if plan.new_run:
-            history.update(plan.spec.run_id, status="failed", error_code=error.code)
-        raise
-    key = "lora_gguf" if plan.gguf and plan.gguf.kind == "lora" else "gguf"
-    history.update(plan.spec.run_id, **({"merged": outputs["merged"]} if plan.merge else {}),
-                   **({key: outputs["gguf"], f"{key}_verify": outputs["verify"]} if plan.gguf else {}),
-                   **({"status": "completed"} if plan.new_run else {}))
-    return outputs
+    row = HistoryRow(run_id=run_id, status="running", stage="export", model=base, adapter=str(adapter),
+                     run_dir=str(folder.root), started_at=iso_time(time.time()),
+                     versions={"backpropagate": __version__})
+    return folder, base, adapter, row, None

@@ -5,6 +5,7 @@ folder or a history row exists: a bad dataset or model path costs nothing.
 """
 
 import platform
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,13 +14,16 @@ from backpropagate.config import Settings, output_dir
 from backpropagate.contract.dataset import Dataset, load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import sha256_file
-from backpropagate.contract.history import RunHistory
+from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.model_ref import check_model_ref
 from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, TrainSpec, read_spec, write_spec
+from backpropagate.contract.stages import STAGES
+from backpropagate.runs.session import Pipeline, Step
+from backpropagate.sinks.base import RunStart
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,18 @@ class TrainPlan:
     dataset: Dataset  # as read on the host, for the summary shown before training
     resume: bool = False
     replay_of: str | None = None
+
+    def pipeline(self) -> Pipeline:
+        """The train stage on this plan's spec; a new run opens its history row."""
+        spec = self.spec
+        new_row = None if self.resume else HistoryRow(
+            run_id=spec.run_id, status="running", stage="train", model=spec.model, dataset=spec.data.source,
+            dataset_sha256=spec.data.sha256, steps=spec.training.steps, run_dir=spec.run_dir,
+            started_at=iso_time(time.time()), replay_of=self.replay_of)
+        start = RunStart(run_id=spec.run_id, run_dir=self.folder.root, kind="train", runtime="", spec=spec,
+                         resume=self.resume, new_row=new_row)
+        return Pipeline(start=start, steps=(Step("train", self.folder.spec_of(STAGES["train"].spec_file)),),
+                        log=self.folder.log)
 
 
 def check_conflicts(settings: Settings) -> None:
@@ -76,9 +92,9 @@ def plan_resume(output: Path, run: str) -> TrainPlan:
     """Continue a failed or interrupted run in its own folder, with its own spec."""
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
-    if row.get("status") not in ("failed", "interrupted"):
-        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row["run_id"], status=row.get("status"))
-    folder = RunFolder.of(output, row["run_id"])
+    if row.status not in ("failed", "interrupted"):
+        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row.run_id, status=row.status)
+    folder = RunFolder.of(output, row.run_id)
     spec = replace(read_spec(TrainSpec, folder.spec), resume=True)
     dataset = load_dataset(spec.data.path, spec.data.format, spec.data.skip_invalid)
     write_spec(spec, folder.spec)
@@ -89,25 +105,25 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     """A new run with the resolved spec of an earlier one, on the same (unchanged) data file."""
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
-    old = read_spec(TrainSpec, RunFolder.of(output, row["run_id"]).spec)
+    old = read_spec(TrainSpec, RunFolder.of(output, row.run_id).spec)
     data_path = Path(old.data.path).resolve()  # the run folder's link leads to the user's file
     if not data_path.exists():
         raise BackpropError("INPUT_DATASET_NOT_FOUND", path=old.data.source or data_path)
     now = sha256_file(data_path)
     if now != old.data.sha256 and not allow_changed_data:
-        raise BackpropError("INPUT_DATASET_CHANGED", path=old.data.source or data_path, run_id=row["run_id"],
+        raise BackpropError("INPUT_DATASET_CHANGED", path=old.data.source or data_path, run_id=row.run_id,
                             old=old.data.sha256[:12], new=now[:12])
     training = replace(old.training, steps=steps) if steps is not None else old.training
     settings = Settings(log_level=old.log_level, output=str(output), model=ModelSettings(name=old.model),
                         training=training, lora=old.lora)
     plan = plan_train(settings, data_path, old.data.format, old.data.skip_invalid)
-    return replace(plan, replay_of=row["run_id"])
+    return replace(plan, replay_of=row.run_id)
 
 
 def _link_data(data_path: Path, folder: RunFolder) -> Path:
     """The spec names a link in the run folder, so the user's path (which may hold a token) is not
     written into spec.json; where links are not possible, the path itself."""
-    link = folder.root / "input" / "data"
+    link = folder.data_link
     link.parent.mkdir()
     try:
         link.symlink_to(data_path)

@@ -15,11 +15,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from backpropagate.contract import events
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.events import Envelope, EventParseError, parse_line
+from backpropagate.contract.events import HOST, Envelope, EventParseError, parse_line
 from backpropagate.contract.settings import DockerSettings
+from backpropagate.contract.specs import read_spec
+from backpropagate.contract.stages import stage_named
 from backpropagate.runtimes.base import StageExit
-from backpropagate.runtimes.gpus import GpuChoice, device_requests, parse_gpus, probe, resolve
+from backpropagate.runtimes.gpus import device_requests, parse_gpus, probe, resolve
 from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts
 
 log = logging.getLogger("backpropagate.runtime")
@@ -52,14 +55,17 @@ class DockerRuntime:
 
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         from backpropagate.images.ensure import ensure_image
-        from backpropagate.images.recipes import RECIPES, STAGE_IMAGES
 
         client = self.client()
+        entry = stage_named(stage)
+        needs = entry.needs(read_spec(entry.spec, spec_path))
         spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-        recipe = RECIPES[STAGE_IMAGES[stage]]
-        gpus = self._gpus(stage, spec)
+        gpus, fallback = resolve(parse_gpus(self.settings.gpus), needs.gpu, self._probe)
+        if fallback:
+            on_event(Envelope(run_id=str(spec.get("run_id", "")), stage=HOST,
+                              event=events.Warning(code="gpu_fallback", message=fallback)))
         variant = "cuda" if gpus.wants_gpu else "cpu"
-        image = ensure_image(client, recipe.name, variant, self.settings, self.note)
+        image = ensure_image(client, entry.image, variant, self.settings, self.note)
         mounts = plan_mounts(spec_path, spec["run_dir"])
         paths = PathMap([mount.host for mount in mounts])
         inner_spec = self._container_spec(spec_path, spec, paths)
@@ -71,8 +77,8 @@ class DockerRuntime:
                 command=["--spec", inner_spec],
                 user=_host_user(),
                 mounts=_sdk_mounts(mounts),
-                environment=_environment(recipe.network),
-                network_mode=None if recipe.network else "none",
+                environment=_environment(needs.network),
+                network_mode=None if needs.network else "none",
                 device_requests=device_requests(gpus),
                 labels={LABEL: stage, "backpropagate.run_id": str(spec.get("run_id", ""))},
                 init=True,  # signals reach the stage, and the converters' child processes are reaped
@@ -90,12 +96,6 @@ class DockerRuntime:
             return StageExit(code=code, stderr_tail=stderr_tail)
         finally:
             container.remove(force=True)
-
-    def _gpus(self, stage: str, spec: dict) -> GpuChoice:
-        if stage != "train":
-            return GpuChoice()
-        device = spec.get("training", {}).get("device", "auto")
-        return resolve(parse_gpus(self.settings.gpus), device, lambda: self._probe())
 
     def _probe(self) -> str | None:
         images = self.client().images.list()

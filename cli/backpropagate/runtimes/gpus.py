@@ -2,18 +2,17 @@
 
 ``--gpus`` takes what ``docker run --gpus`` takes: ``all``, ``none``, a count (``2``) or device
 ids (``0,1`` or GPU UUIDs). ``auto`` (the default) asks for all GPUs when the probe finds them
-usable and for none otherwise. A GPU asked for explicitly where none is usable is
-``DEP_GPU_NOT_AVAILABLE`` with the fix, not the engine's "could not select device driver" 500.
+usable and for none otherwise, and that fallback is announced (the caller turns it into a
+warning event). A GPU asked for explicitly where none is usable is ``DEP_GPU_NOT_AVAILABLE``
+with the fix, not the engine's "could not select device driver" 500.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from backpropagate.contract.errors import BackpropError
 
-log = logging.getLogger("backpropagate.runtime")
 
 @dataclass(frozen=True)
 class GpuChoice:
@@ -77,15 +76,16 @@ def probe(client, image: str) -> str | None:
             container.remove(force=True)
 
 
-def resolve(choice: GpuChoice, device: str, probe_result) -> GpuChoice:
-    """The GPUs a stage gets. ``device`` is the stage's own device setting (``cpu`` needs none);
-    ``probe_result`` is called only when a GPU is wanted and returns None or the reason none is usable."""
-    if device == "cpu" or not choice.wants_gpu:
-        return GpuChoice()
+def resolve(choice: GpuChoice, may_use_gpu: bool, probe_result) -> tuple[GpuChoice, str | None]:
+    """The GPUs a stage gets, and why it gets none when ``auto`` wanted some (None otherwise).
+
+    ``may_use_gpu`` is the stage's declared need (a CPU run needs none); ``probe_result`` is called
+    only when a GPU is wanted and returns None or the reason none is usable."""
+    if not may_use_gpu or not choice.wants_gpu:
+        return GpuChoice(), None
     reason = probe_result()
     if reason is None:
-        return choice
+        return choice, None
     if choice.explicit:
         raise BackpropError("DEP_GPU_NOT_AVAILABLE", reason=f"Docker cannot give containers a GPU ({reason})")
-    log.info("no usable GPU for containers (%s): running without one", reason)
-    return GpuChoice()
+    return GpuChoice(), f"--gpus auto found no GPU Docker can give containers ({reason}): running without one"

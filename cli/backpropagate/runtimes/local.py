@@ -24,8 +24,11 @@ STACK = ("torch", "transformers", "peft", "safetensors", "sentencepiece")
 class LocalRuntime:
     name = "local"
 
+    def __init__(self, stack: tuple[str, ...] = STACK) -> None:
+        self.stack = stack
+
     def check(self) -> None:
-        for package in STACK:
+        for package in self.stack:
             if importlib.util.find_spec(package) is None:
                 raise BackpropError("DEP_LOCAL_STACK_MISSING", package=package,
                                     reason=f"not installed for {sys.executable}")

@@ -2,10 +2,8 @@
 
 import sys
 
-from backpropagate.contract.specs import GgufSpec
-
 from backpropagate_stages.gguf.run import run
 from backpropagate_stages.harness import stage_main
 
 if __name__ == "__main__":
-    sys.exit(stage_main("gguf", GgufSpec, run))
+    sys.exit(stage_main("gguf", run))

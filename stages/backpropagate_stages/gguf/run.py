@@ -20,7 +20,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, fsync_dir
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
-from backpropagate.contract.specs import GgufSpec
+from backpropagate.contract.specs import GgufResult, GgufSpec
 
 from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.gguf import llama_tools, verify
@@ -28,7 +28,7 @@ from backpropagate_stages.gguf import llama_tools, verify
 log = logging.getLogger("backpropagate.gguf")
 
 
-def run(spec: GgufSpec, emit) -> dict:
+def run(spec: GgufSpec, emit) -> GgufResult:
     folder = RunFolder(Path(spec.run_dir))
     merged = Path(spec.merged)
     llama_tools.tools_dir()  # fail before any work when the tools are missing
@@ -53,8 +53,8 @@ def run(spec: GgufSpec, emit) -> dict:
                                                            "perplexity_merged", "tokenizer_mismatches")}
     emit(events.Artifact(kind=kind, path=str(gguf_file), bytes=artifact["bytes"], sha256=artifact["sha256"]))
     record_artifacts(folder.manifest, spec.run_id, {kind}, [artifact], _versions())
-    return {"gguf": str(gguf_file), "kind": spec.kind, "quantization": spec.quantization, "verify": result,
-            "chat_template": result.get("chat_template", False)}
+    return GgufResult(gguf=str(gguf_file), kind=spec.kind, quantization=spec.quantization, verify=result,
+                      chat_template=result.get("chat_template", False))
 
 
 def _publish(partial: Path, target: Path, name: str, result: dict) -> None:

@@ -2,10 +2,8 @@
 
 import sys
 
-from backpropagate.contract.specs import MergeSpec
-
 from backpropagate_stages.harness import stage_main
 from backpropagate_stages.merge.run import run
 
 if __name__ == "__main__":
-    sys.exit(stage_main("merge", MergeSpec, run))
+    sys.exit(stage_main("merge", run))

@@ -17,7 +17,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, publish_folder
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
-from backpropagate.contract.specs import MergeSpec
+from backpropagate.contract.specs import MergeResult, MergeSpec
 
 from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.merge.streaming import merge_shards
@@ -26,7 +26,7 @@ from backpropagate_stages.merge.streaming import merge_shards
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".ckpt")
 
 
-def run(spec: MergeSpec, emit) -> dict:
+def run(spec: MergeSpec, emit) -> MergeResult:
     folder = RunFolder(Path(spec.run_dir))
     adapter = Path(spec.adapter)
     if not (adapter / "adapter_config.json").exists():
@@ -52,8 +52,8 @@ def run(spec: MergeSpec, emit) -> dict:
         emit(events.Artifact(kind="merged", path=str(folder.root / artifact["path"]), bytes=artifact["bytes"],
                              sha256=artifact["sha256"]))
     record_artifacts(folder.manifest, spec.run_id, {"merged"}, artifacts, _versions())
-    return {"merged": str(folder.merged), "shards": len(shard_files), "dtype": spec.dtype,
-            "bytes": sum(a["bytes"] for a in artifacts)}
+    return MergeResult(merged=str(folder.merged), shards=len(shard_files), dtype=spec.dtype,
+                       bytes=sum(a["bytes"] for a in artifacts))
 
 
 def _return_large_buffers_when_freed() -> None:

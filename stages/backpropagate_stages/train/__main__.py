@@ -2,10 +2,8 @@
 
 import sys
 
-from backpropagate.contract.specs import TrainSpec
-
 from backpropagate_stages.harness import stage_main
 from backpropagate_stages.train.run import run
 
 if __name__ == "__main__":
-    sys.exit(stage_main("train", TrainSpec, run))
+    sys.exit(stage_main("train", run))

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, publish_folder, sha256_file
+from backpropagate.contract.layout import RunFolder
 
 from backpropagate_stages.train.data import BatchStream
 from backpropagate_stages.train.loop import LoopState
@@ -100,13 +101,20 @@ def verify(checkpoint: Path) -> None:
                                                                                      "its sha256")
 
 
-def restore(checkpoint: Path, model, optimizer, scheduler, stream: BatchStream) -> LoopState:
-    """Load a verified checkpoint into the live objects; returns the loop state to continue from."""
+def restore(checkpoint: Path, model, optimizer, scheduler, stream: BatchStream, spec_hash: str) -> LoopState:
+    """Load a verified checkpoint into the live objects; returns the loop state to continue from.
+
+    A checkpoint made under other settings (the run's spec.json was edited since) would continue
+    a different run: it is refused with STATE_CHECKPOINT_SPEC_CHANGED before anything is loaded."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(checkpoint / "adapter" / ADAPTER_WEIGHTS))
     saved = torch.load(checkpoint / "training_state.pt", weights_only=False)
+    if saved.get("spec_hash") != spec_hash:
+        raise BackpropError("STATE_CHECKPOINT_SPEC_CHANGED", path=checkpoint, spec=RunFolder(checkpoint.parents[1]).spec,
+                            saved=str(saved.get("spec_hash"))[:12], now=spec_hash[:12],
+                            run_id=checkpoint.parents[1].name)
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter" / ADAPTER_WEIGHTS))
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     stream.restore(saved["data"])

@@ -22,7 +22,7 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.model_ref import check_model_ref
 from backpropagate.contract.schema import to_dict
-from backpropagate.contract.specs import TrainSpec
+from backpropagate.contract.specs import TrainResult, TrainSpec
 
 from backpropagate_stages.harness import STOP
 from backpropagate_stages.train import checkpoint, data, model, thermal
@@ -33,7 +33,7 @@ from backpropagate_stages.train.thermal import ThermalGuard
 log = logging.getLogger("backpropagate.train")
 
 
-def run(spec: TrainSpec, emit) -> dict:
+def run(spec: TrainSpec, emit) -> TrainResult:
     import torch
 
     folder = RunFolder(Path(spec.run_dir))
@@ -106,25 +106,25 @@ def run(spec: TrainSpec, emit) -> dict:
     emit(events.Artifact(kind="adapter", path=str(adapter), bytes=artifact["bytes"], sha256=artifact["sha256"]))
     versions = _versions(torch)
     record_artifacts(folder.manifest, spec.run_id, {"adapter"}, [artifact], versions)
-    return {
-        "adapter": str(adapter),
-        "final_loss": state.losses[-1],
-        "losses": state.losses,
-        "learning_rates": state.learning_rates,
-        "steps": state.step,
-        "resumed_from_step": resumed_from,
-        "tokens": state.tokens,
-        "train_seconds": round(state.seconds, 3),
-        "tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
-        "oom_adjustments": state.oom_adjustments,
-        "thermal_pauses": guard.pauses if guard else [],
-        "device": device.type,
-        "backend": backend.name,
-        "dataset_format": dataset.format,
-        "examples": len(examples),
-        "dropped_rows": len(dataset.dropped),
-        "versions": versions,
-    }
+    return TrainResult(
+        adapter=str(adapter),
+        final_loss=state.losses[-1],
+        losses=list(state.losses),
+        learning_rates=list(state.learning_rates),
+        steps=state.step,
+        resumed_from_step=resumed_from,
+        tokens=state.tokens,
+        train_seconds=round(state.seconds, 3),
+        tokens_per_s=round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
+        oom_adjustments=list(state.oom_adjustments),
+        thermal_pauses=list(guard.pauses) if guard else [],
+        device=device.type,
+        backend=backend.name,
+        dataset_format=dataset.format,
+        examples=len(examples),
+        dropped_rows=len(dataset.dropped),
+        versions=versions,
+    )
 
 
 def _resume(folder: RunFolder, lora_model, optimizer, scheduler, stream, spec_hash: str, emit) -> LoopState | None:
@@ -132,8 +132,10 @@ def _resume(folder: RunFolder, lora_model, optimizer, scheduler, stream, spec_ha
     for candidate in reversed(checkpoint.completed(folder.checkpoints)):
         try:
             checkpoint.verify(candidate)
-            state = checkpoint.restore(candidate, lora_model, optimizer, scheduler, stream)
+            state = checkpoint.restore(candidate, lora_model, optimizer, scheduler, stream, spec_hash)
         except BackpropError as error:
+            if error.code != "STATE_CHECKPOINT_INVALID":
+                raise
             emit(events.Warning(code=error.code, message=f"{error.message}; trying the previous checkpoint"))
             continue
         emit(events.Resumed(reason=f"from checkpoint {candidate.name}"))

@@ -18,7 +18,6 @@ from typing import BinaryIO
 
 from backpropagate.contract.dataset.formats import FORMATS, Example, RowInvalid, parse_row
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.files import sha256_file
 
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # the whitespace JSON allows between values
@@ -82,14 +81,6 @@ def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = Fa
         first = dropped[0]
         raise _invalid(path, first.line, f"no valid rows remain ({total} of {total} invalid); first problem: {first.reason}")
     return Dataset(path, expected, tuple(examples), total, tuple(dropped))
-
-
-def file_sha256(path: str | Path) -> str:
-    """The file's SHA-256 as hex, read in chunks so a large dataset is never held whole."""
-    path = Path(path)
-    if not path.exists():
-        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path))
-    return sha256_file(path)
 
 
 def _check(row: _Row | Problem, expected: str | None, origin: str) -> tuple[str, Example] | Problem:
