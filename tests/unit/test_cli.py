@@ -56,7 +56,10 @@ def test_a_model_path_that_does_not_exist_is_refused_before_a_run_starts(tmp_pat
     data.write_text('{"text": "hello"}\n')
     result = run_cli("train", "--data", str(data), "--model", "./no/such/model", "--output", str(tmp_path / "out"))
     assert result.returncode == 3
-    assert result.stderr.startswith("[INPUT_MODEL_NOT_FOUND]: model ./no/such/model is neither")
+    assert result.stderr.splitlines() == [
+        "[INPUT_MODEL_NOT_FOUND]: model ./no/such/model is neither a local folder nor a hub id",
+        "  fix: pass a folder made with save_pretrained, or a hub id such as Qwen/Qwen2.5-0.5B-Instruct",
+    ]
     assert not (tmp_path / "out" / "run_history.json").exists()
 
 
@@ -66,7 +69,10 @@ def test_qlora_on_cpu_is_refused_as_a_flag_conflict(tmp_path):
     result = run_cli("train", "--data", str(data), "--model", "org/m", "--qlora", "--device", "cpu",
                      "--output", str(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.startswith("[CONFIG_QLORA_NEEDS_CUDA]")
+    assert result.stderr.splitlines() == [
+        "[CONFIG_QLORA_NEEDS_CUDA]: QLoRA loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU",
+        "  fix: drop --qlora to train in full precision on the CPU, or run on a machine with an NVIDIA GPU",
+    ]
 
 
 def test_verbose_adds_the_traceback(tmp_path):
@@ -83,9 +89,15 @@ def test_list_runs_on_an_empty_workspace_is_an_empty_list(tmp_path):
 def test_list_runs_reports_a_corrupt_history_and_keeps_it(tmp_path):
     (tmp_path / "run_history.json").write_text("{oops")
     result = run_cli("list-runs", "--output", str(tmp_path))
+    history = tmp_path / "run_history.json"
     assert result.returncode == 6
-    assert result.stderr.startswith(f"[STATE_HISTORY_CORRUPT]: run history {tmp_path / 'run_history.json'}")
-    assert (tmp_path / "run_history.json").read_text() == "{oops"
+    [backup] = tmp_path.glob("run_history.json.corrupt-*")
+    assert result.stderr.splitlines() == [
+        f"[STATE_HISTORY_CORRUPT]: run history {history} is not readable: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        f"  fix: a copy is kept at {backup}; repair or remove {history}, then run again",
+    ]
+    assert history.read_text() == "{oops" and backup.read_text() == "{oops"
 
 
 def test_validate_reports_format_and_counts(tmp_path):
