@@ -71,6 +71,7 @@ def test_an_unexpected_exception_is_reported_with_the_traceback_kept_in_the_log(
     error = parse_line(result.stdout.splitlines()[-2]).event
     assert error.code == "RUNTIME_STAGE_FAILED"
     assert error.message == "stage merge failed: ZeroDivisionError: boom"
+    assert error.fix == f"see {tmp_path / 'run-1' / 'log.txt'} for the traceback and the full log"
     assert "Traceback" not in result.stdout + result.stderr
     assert "ZeroDivisionError" in (tmp_path / "run-1" / "log.txt").read_text()
 
@@ -85,9 +86,11 @@ def test_an_invalid_spec_lists_every_problem(tmp_path):
     assert result.returncode == 2
     error = parse_line(result.stdout.splitlines()[0]).event
     assert error.code == "CONFIG_SPEC_INVALID"
-    for problem in ("colour: unknown key", "run_id: expected text, got int 1", "run_dir: missing",
-                    "dtype: 'fp8' is not one of float16, bfloat16, float32"):
-        assert problem in error.message
+    assert error.message == (
+        f"spec {spec} is not valid: colour: unknown key (known: run_id, run_dir, base_model, adapter, dtype, "
+        "log_level, stage); run_id: expected text, got int 1; run_dir: missing; "
+        "dtype: 'fp8' is not one of float16, bfloat16, float32")
+    assert error.fix == "let `backprop train` or `backprop export` write the spec, or fix what is named above"
 
 
 def test_a_result_that_is_not_the_stages_result_type_is_a_stage_failure(tmp_path):

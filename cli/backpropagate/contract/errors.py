@@ -47,7 +47,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "CONFIG_SPEC_INVALID",
             "spec {path} is not valid: {problems}",
-            "write the spec with `backprop train` or fix the keys named above",
+            "let `backprop train` or `backprop export` write the spec, or fix what is named above",
         ),
         _kind(
             "CONFIG_QLORA_NEEDS_CUDA",
@@ -268,7 +268,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_STAGE_FAILED",
             "stage {stage} failed: {reason}",
-            "see {log} for the full log, or rerun with --verbose",
+            "see {log} for the traceback and the full log",
         ),
         _kind(
             "RUNTIME_INTERRUPTED",
