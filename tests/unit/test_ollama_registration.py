@@ -112,7 +112,11 @@ def test_a_body_that_does_not_match_its_digest_is_a_coded_error(server, tmp_path
     with pytest.raises(BackpropError) as raised:
         OllamaClient(server.host).push_blob(gguf, wrong)
     assert raised.value.code == "RUNTIME_OLLAMA_DIGEST_MISMATCH"
-    assert "digest mismatch" in raised.value.message
+    actual = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert raised.value.message == (f"Ollama refused {gguf}: its content does not match digest {wrong} "
+                                    f'(digest mismatch, expected "{wrong}", got "{actual}")')
+    assert raised.value.fix == "the file changed while it was uploaded; export it again, then register it"
+    assert raised.value.exit_code == 5
     assert wrong not in server.blobs
 
 
@@ -142,8 +146,9 @@ def test_a_server_that_stops_answering_is_a_timeout(server, tmp_path):
     result = cli(server, "ollama", "register", str(gguf), "--name", "bees", "--timeout", "0.5",
                  "--output", str(tmp_path))
     assert result.returncode == 5
-    assert f"[RUNTIME_OLLAMA_TIMEOUT]: Ollama at http://{server.host} did not answer POST /api/create within 0.5s" \
-        in result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        f"[RUNTIME_OLLAMA_TIMEOUT]: Ollama at http://{server.host} did not answer POST /api/create within 0.5s",
+        "  fix: the server is busy or stuck: check it with `ollama ps`, or pass a larger --timeout"]
 
 
 def test_dropped_connections_are_retried(server, tmp_path):
@@ -187,8 +192,9 @@ def test_no_server_is_a_coded_error_naming_ollama_serve_and_the_container_flag(t
 def test_export_with_ollama_and_a_format_other_than_gguf_is_refused(tmp_path):
     result = run_cli("export", "3f2a", "--format", "merged", "--ollama", "--output", str(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.startswith("[CONFIG_OLLAMA_NEEDS_GGUF]: --ollama registers a GGUF with Ollama, "
-                                    "but --format is merged")
+    assert result.stderr.splitlines() == [
+        "[CONFIG_OLLAMA_NEEDS_GGUF]: --ollama registers a GGUF with Ollama, but --format is merged",
+        "  fix: add --format gguf, or register an existing GGUF with `backprop ollama register RUN --name NAME`"]
 
 
 def test_an_unknown_chat_template_is_refused_and_a_user_template_with_stops_is_used_as_given(server, tmp_path):
@@ -196,8 +202,10 @@ def test_an_unknown_chat_template_is_refused_and_a_user_template_with_stops_is_u
     gguf = write_gguf(tmp_path / "m.gguf", llama2)
     refused = cli(server, "ollama", "register", str(gguf), "--name", "l2", "--output", str(tmp_path))
     assert refused.returncode == 3
-    assert f"[INPUT_CHAT_TEMPLATE_UNKNOWN]: no Ollama template can be derived from the chat template of {gguf}" \
-        in refused.stderr
+    assert refused.stderr.splitlines()[-2:] == [
+        f"[INPUT_CHAT_TEMPLATE_UNKNOWN]: no Ollama template can be derived from the chat template of {gguf}: "
+        "it renders conversations unlike ChatML, Llama 3, Phi-3, Zephyr, Gemma or Mistral",
+        "  fix: pass --template FILE (an Ollama Go template) and --stop TOKEN for each stop token"]
     mine = tmp_path / "llama2.gotmpl"
     mine.write_text("[INST] {{ .Prompt }} [/INST]")
     without_stop = cli(server, "ollama", "register", str(gguf), "--name", "l2", "--template", str(mine),
@@ -213,7 +221,11 @@ def test_an_unknown_chat_template_is_refused_and_a_user_template_with_stops_is_u
 def test_a_gguf_without_a_chat_template_is_refused(server, tmp_path):
     gguf = write_gguf(tmp_path / "m.gguf", None)
     result = cli(server, "ollama", "register", str(gguf), "--name", "x", "--output", str(tmp_path))
-    assert result.returncode == 3 and "it has no chat template" in result.stderr
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-2:] == [
+        f"[INPUT_CHAT_TEMPLATE_UNKNOWN]: no Ollama template can be derived from the chat template of {gguf}: "
+        "it has no chat template",
+        "  fix: pass --template FILE (an Ollama Go template) and --stop TOKEN for each stop token"]
 
 
 def test_lora_adapter_is_created_from_the_named_base(server, tmp_path):
@@ -260,7 +272,10 @@ def test_list_shows_the_models_registered_from_this_workspace_and_rm_deletes_one
     assert set(server.models) == {"someone-elses:latest"}
     assert RunHistory(tmp_path).find("3f2a").ollama == []
     again = cli(server, "ollama", "rm", "bees", "--output", str(tmp_path))
-    assert again.returncode == 3 and "[INPUT_OLLAMA_MODEL_NOT_FOUND]" in again.stderr
+    assert again.returncode == 3
+    assert again.stderr.splitlines()[-2:] == [
+        f"[INPUT_OLLAMA_MODEL_NOT_FOUND]: Ollama at http://{server.host} has no model bees",
+        "  fix: see the models this tool registered with `backprop ollama list`"]
 
 
 def test_gguf_metadata_is_read_without_gguf_py(tmp_path):
@@ -269,7 +284,10 @@ def test_gguf_metadata_is_read_without_gguf_py(tmp_path):
     (tmp_path / "bad.gguf").write_bytes(b"GGML....")
     with pytest.raises(BackpropError) as raised:
         read_metadata(tmp_path / "bad.gguf")
-    assert raised.value.code == "INPUT_GGUF_INVALID"
+    assert raised.value.render() == (
+        f"[INPUT_GGUF_INVALID]: {tmp_path / 'bad.gguf'} is not a readable GGUF file: it does not start with GGUF\n"
+        "  fix: export it again with `backprop export RUN --format gguf`")
+    assert raised.value.exit_code == 3
 
 
 @pytest.mark.parametrize("value,url", [("", "http://127.0.0.1:11434"), ("example.com", "http://example.com:11434"),

@@ -252,7 +252,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         ),
         _kind(
             "RUNTIME_OLLAMA_DIGEST_MISMATCH",
-            "Ollama refused {path}: its content does not have sha256 {digest} ({reason})",
+            "Ollama refused {path}: its content does not match digest {digest} ({reason})",
             "the file changed while it was uploaded; export it again, then register it",
         ),
         _kind(
