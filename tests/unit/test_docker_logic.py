@@ -108,7 +108,13 @@ def test_the_current_docker_context_is_followed_like_the_docker_cli(tmp_path):
 def test_a_context_without_an_endpoint_is_a_coded_error(tmp_path):
     with pytest.raises(BackpropError) as caught:
         engine_url({"HOME": str(tmp_path), "DOCKER_CONTEXT": "gone"}, "linux")
-    assert caught.value.code == "DEP_DOCKER_UNAVAILABLE" and "gone" in caught.value.message
+    meta = tmp_path / ".docker" / "contexts" / "meta" / hashlib.sha256(b"gone").hexdigest() / "meta.json"
+    assert caught.value.render() == (
+        f"[DEP_DOCKER_UNAVAILABLE]: no Docker engine answers (docker context 'gone' has no readable endpoint in "
+        f"{meta})\n"
+        "  fix: start Docker (Docker Desktop, or `sudo systemctl start docker`), check DOCKER_HOST or "
+        "`docker context use`, or pass --runtime local")
+    assert caught.value.exit_code == 4
 
 
 # GPUs
@@ -163,7 +169,11 @@ def test_a_gpu_asked_for_where_docker_has_none_says_how_to_fix_it():
         resolve(parse_gpus("all"), True, lambda: 'could not select device driver "" with capabilities: [[gpu]]')
     error = caught.value
     assert error.code == "DEP_GPU_NOT_AVAILABLE" and error.exit_code == 4
-    assert "NVIDIA Container Toolkit" in error.fix and "could not select device driver" in error.message
+    assert error.message == ('no CUDA GPU is usable here (Docker cannot give containers a GPU '
+                             '(could not select device driver "" with capabilities: [[gpu]]))')
+    assert error.fix == ("pass --device cpu (or --gpus none) to run on the CPU; for a GPU install the NVIDIA driver "
+                         "and a CUDA build of torch (local runtime), or the NVIDIA Container Toolkit and restart Docker "
+                         "(docker runtime)")
 
 
 # Image tags

@@ -40,18 +40,23 @@ def test_update_changes_only_the_named_run(tmp_path):
     assert [r.status for r in history.rows()] == ["running", "completed"]
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"version": 1}', '{"version": 1, "runs": [1, 2]}'])
-def test_a_corrupt_history_is_reported_kept_and_backed_up(tmp_path, content):
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    ('{"version": 1}', "missing key 'runs'"),
+    ('{"version": 1, "runs": [1, 2]}', "'runs' is not a list of runs"),
+])
+def test_a_corrupt_history_is_reported_kept_and_backed_up(tmp_path, content, reason):
     path = tmp_path / "run_history.json"
     path.write_text(content)
     history = RunHistory(tmp_path)
     with pytest.raises(BackpropError) as caught:
         history.append(HistoryRow(run_id="new", status="running"))
-    assert caught.value.code == "STATE_HISTORY_CORRUPT"
-    assert str(path) in caught.value.message
+    assert caught.value.code == "STATE_HISTORY_CORRUPT" and caught.value.exit_code == 6
+    assert caught.value.message == f"run history {path} is not readable: {reason}"
     assert path.read_text() == content  # not overwritten
     backups = list(tmp_path.glob("run_history.json.corrupt-*"))
     assert len(backups) == 1 and backups[0].read_text() == content
+    assert caught.value.fix == f"a copy is kept at {backups[0]}; repair or remove {path}, then run again"
 
 
 def test_any_unique_prefix_selects_a_run(tmp_path):
@@ -68,8 +73,9 @@ def test_an_ambiguous_prefix_lists_the_candidates(tmp_path):
     history.append(HistoryRow(run_id="abd-2", status="running"))
     with pytest.raises(BackpropError) as caught:
         history.find("ab")
-    assert caught.value.code == "INPUT_RUN_AMBIGUOUS"
+    assert caught.value.code == "INPUT_RUN_AMBIGUOUS" and caught.value.exit_code == 3
     assert caught.value.message == "'ab' matches 2 runs: abc-1, abd-2"
+    assert caught.value.fix == "give more characters of the run id"
 
 
 def test_an_unknown_prefix_says_where_it_looked(tmp_path):
@@ -77,7 +83,9 @@ def test_an_unknown_prefix_says_where_it_looked(tmp_path):
     history.append(HistoryRow(run_id="abc-1", status="running"))
     with pytest.raises(BackpropError) as caught:
         history.find("zz")
-    assert caught.value.code == "INPUT_RUN_NOT_FOUND"
+    assert caught.value.code == "INPUT_RUN_NOT_FOUND" and caught.value.exit_code == 3
+    assert caught.value.message == f"no run matches 'zz' in {tmp_path / 'run_history.json'}"
+    assert caught.value.fix == f"list the runs with `backprop list-runs --output {tmp_path}`"
 
 
 def test_history_is_valid_json_with_one_row_per_run(tmp_path):

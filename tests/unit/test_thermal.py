@@ -34,7 +34,10 @@ def test_a_gpu_that_never_cools_is_a_coded_error():
     thermal, emitted, _ = guard([90], settings)
     with pytest.raises(BackpropError) as caught:
         thermal.check(step=2)
-    assert caught.value.code == "RUNTIME_GPU_TEMPERATURE_CRITICAL"
+    assert caught.value.render() == (
+        "[RUNTIME_GPU_TEMPERATURE_CRITICAL]: the GPU stayed at 90.0°C for 0s after training paused at 85°C\n"
+        "  fix: improve cooling, then `backprop resume run-1` (it keeps this run's --thermal-* settings)")
+    assert caught.value.exit_code == 5
 
 
 def test_without_nvml_the_guard_reports_itself_off():

@@ -233,7 +233,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_GPU_TEMPERATURE_CRITICAL",
             "the GPU stayed at {temperature_c}°C for {waited_s:.0f}s after training paused at {pause_c}°C",
-            "improve cooling or lower --thermal-pause-c, then `backprop resume {run_id}`",
+            "improve cooling, then `backprop resume {run_id}` (it keeps this run's --thermal-* settings)",
         ),
         _kind(
             "RUNTIME_DISK_FULL",
