@@ -116,7 +116,10 @@ def test_validate_lists_every_problem_and_fails_without_skip_invalid(tmp_path):
     result = run_cli("validate", "--data", str(data))
     assert result.returncode == 3
     assert "line 2: text is empty" in result.stdout and "line 3: text must be a string, got int" in result.stdout
-    assert result.stderr.startswith(f"[INPUT_DATASET_INVALID]: {data}:2: text is empty (2 invalid rows in all)")
+    assert result.stderr.splitlines() == [
+        f"[INPUT_DATASET_INVALID]: {data}:2: text is empty (2 invalid rows in all)",
+        "  fix: fix that row, or pass --skip-invalid to train on the valid rows only",
+    ]
     assert run_cli("validate", "--data", str(data), "--skip-invalid").returncode == 0
 
 
