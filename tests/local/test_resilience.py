@@ -108,6 +108,25 @@ def test_kill_9_at_a_random_step_then_resume_ends_like_the_uninterrupted_run(
     assert RunHistory(tmp_path).find(run_id).status == "completed"
 
 
+def test_resume_refuses_checkpoints_written_under_settings_that_were_changed_since(tiny_model, chat_data, tmp_path):
+    killed, events = train(tiny_model, chat_data, tmp_path, faults={"kill_at_step": 5})
+    run_id = events[0].run_id
+    assert killed.returncode == 5
+    spec_path = tmp_path / run_id / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec["training"]["learning_rate"] = 5e-3  # edited by hand after the checkpoints were written
+    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+
+    resumed = run_cli("resume", run_id[:8], "--output", str(tmp_path))
+    assert resumed.returncode == 6
+    message, fix = resumed.stderr.strip().splitlines()[-2:]
+    assert message.startswith(f"[STATE_CHECKPOINT_SPEC_CHANGED]: checkpoint {tmp_path / run_id}/checkpoints/step-4 "
+                              f"was written with other settings than {spec_path} now holds (spec hash ")
+    assert fix == ("  fix: restore the run's spec.json as it was, or start a new run with these settings "
+                   f"(`backprop train` or `backprop replay {run_id}`)")
+    assert RunHistory(tmp_path).find(run_id).status == "failed"
+
+
 def test_a_damaged_newest_checkpoint_is_refused_and_the_previous_one_used(tiny_model, chat_data, tmp_path):
     killed, events = train(tiny_model, chat_data, tmp_path, faults={"kill_at_step": 5})
     run_id = events[0].run_id

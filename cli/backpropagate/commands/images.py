@@ -7,7 +7,7 @@ import typer
 from backpropagate.commands._options import JsonOpt
 from backpropagate.config import load_settings
 from backpropagate.contract.errors import BackpropError
-from backpropagate.images.recipes import RECIPES, REPOSITORY, checkout_root, image_ref, recipe_for
+from backpropagate.images.recipes import RECIPES, checkout_root, recipe_for
 from backpropagate.output import Output
 
 EXAMPLES = """
@@ -69,25 +69,12 @@ def build(
 @app.command("ls")
 def ls(json_output: JsonOpt = None) -> None:
     """Each stage's image for this version: present, stale (an older build is here) or missing."""
+    from backpropagate.images.status import image_statuses
     from backpropagate.runtimes.engine import connect
 
     settings = load_settings(overrides={"log_json": json_output})
-    client = connect()
-    rows = []
-    for recipe in RECIPES.values():
-        present = {tag for image in client.images.list(name=REPOSITORY.format(name=recipe.name))
-                   for tag in image.tags}
-        for variant in recipe.locks:
-            ref = image_ref(recipe, variant, settings.docker.base_image)
-            others = sorted(tag for tag in present if tag != ref and f"-{variant}" in tag)
-            if ref in present:
-                image = client.images.get(ref)
-                rows.append({"stage": recipe.name, "variant": variant, "image": ref, "status": "present",
-                             "size_mb": round(image.attrs.get("Size", 0) / 2**20), "created": image.attrs.get(
-                                 "Created", "")[:19]})
-            else:
-                rows.append({"stage": recipe.name, "variant": variant, "image": ref,
-                             "status": "stale" if others else "missing", "older": others})
+    rows = [{key: value for key, value in vars(status).items() if value not in (None, ())}
+            for status in image_statuses(connect(), settings.docker.base_image)]
     text = "\n".join(f"{r['stage']:<13} {r['variant']:<5} {r['status']:<8} {r['image']}"
                      + (f"  {r['size_mb']:,} MB" if "size_mb" in r else "") for r in rows)
     Output(json_mode=settings.log_json).result(text, {"images": rows})

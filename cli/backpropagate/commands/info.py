@@ -81,7 +81,7 @@ def _auto_choice(runtimes: dict) -> dict:
 
 def _docker(settings) -> dict:
     """The engine when one answers, and each stage image of this version: present, stale or missing."""
-    from backpropagate.images.recipes import RECIPES, REPOSITORY, image_ref
+    from backpropagate.images.status import image_statuses
     from backpropagate.runtimes.engine import connect, engine_url
 
     try:
@@ -89,13 +89,7 @@ def _docker(settings) -> dict:
     except BackpropError as error:
         return {"engine": None, "host": engine_url()[0], "note": error.message, "images": {}}
     version = client.version()
-    images = {}
-    for recipe in RECIPES.values():
-        tags = {tag for image in client.images.list(name=REPOSITORY.format(name=recipe.name)) for tag in image.tags}
-        for variant in recipe.locks:
-            ref = image_ref(recipe, variant, settings.docker.base_image)
-            images[f"{recipe.name}:{variant}"] = "present" if ref in tags else (
-                "stale" if any(f"-{variant}" in tag for tag in tags) else "missing")
+    images = {f"{s.stage}:{s.variant}": s.status for s in image_statuses(client, settings.docker.base_image)}
     return {"engine": version.get("Version"), "api": version.get("ApiVersion"), "host": client.api.base_url,
             "note": "stage images: backprop images ls", "images": images}
 
