@@ -1,0 +1,170 @@
+"""Reading a chat template's pieces off its renderings of sentinel conversations.
+
+Each sentinel probe is rendered with the tokenizer's own template; cutting the prompt at the
+sentinel contents leaves the text the template writes around each message. From those gaps
+come the per-role prefixes and suffixes, the generation prompt (with thinking on and off), the
+text before an answer being continued, and where a system message goes: its own turn or merged
+into the first user turn (both read as "first": the text before the first user message
+changes), merged into the last user turn (Mistral's newer [INST] forms, only while that turn
+is the final message in some of them), or refused. A conversation whose gaps are not the same
+from turn to turn raises ``Unmatched``, naming what could not be matched.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+
+from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
+from backpropagate.ollama.probes import SENTINEL_PROBES, render_hf
+
+# Special tokens as templates write them: <|eot_id|>, <｜User｜>, <start_of_turn>, </s>, [INST].
+SPECIAL = re.compile(r"<\|[^<>|]*\|>|<｜[^<>]*?｜>|</?[A-Za-z_][A-Za-z0-9_.▁-]*>|\[/?[A-Z][A-Z_]*\]")
+
+
+class Unmatched(Exception):
+    """What in the template could not be matched by a linear Ollama template."""
+
+
+@dataclass(frozen=True)
+class Pieces:
+    first_user: str  # before the first user message's content, when there is no system message
+    user_prefix: str  # before every later user message's content (after the assistant suffix)
+    user_suffix: str
+    assistant_prefix: str
+    assistant_suffix: str  # ends an assistant turn that is not the final message
+    final_prefix: str  # before an assistant message that the model is to continue
+    generation: str  # after the user suffix of a final user message: the generation prompt
+    generation_on: str  # the same with thinking asked for
+    generation_off: str  # and with thinking turned off
+    system: str  # first | last | last-final | refused
+    system_first: str  # before the system content when it goes with the first user message
+    system_later: str  # before it when it goes with a later user message (system "last")
+    system_close: str  # between the system content and the user's
+    default_system: str = ""  # the system prompt the template writes when there is none
+
+
+def read_off(hf: HfTemplate) -> Pieces:
+    """The pieces of ``hf``, or ``Unmatched`` (``TemplateRaised`` when it refuses a plain conversation)."""
+    head, tail = _gaps(hf, "one turn")
+    two = _gaps(hf, "two turns")
+    if two[0] != head:
+        raise Unmatched("the text before the first user message changes with the number of turns")
+    if two[-1] != tail:
+        raise Unmatched("the generation prompt changes with the number of turns")
+    between_ua, between_au = two[1], two[2]
+    if _gaps(hf, "three turns") != [head, between_ua, between_au, between_ua, between_au, tail]:
+        raise Unmatched("the text between turns changes from one turn to the next")
+    cont = _gaps(hf, "continue")
+    if cont[:3] != [head, between_ua, between_au]:
+        raise Unmatched("earlier turns change when the final message is an answer being continued")
+
+    # Between an answer and the next question: the assistant suffix (the special token that closes
+    # the turn and the whitespace after it), then the user prefix; without such a token, the user
+    # prefix is what the text before the first question ends with too.
+    closing = SPECIAL.match(between_au)
+    if closing:
+        split = len(between_au[:closing.end()] + _leading_space(between_au[closing.end():]))
+    else:
+        split = _snap_right(between_au, len(between_au) - _common_suffix(head, between_au))
+    assistant_suffix, user_prefix = between_au[:split], between_au[split:]
+    # The user suffix: by symmetry the assistant's when every text after a user message starts with it.
+    after_user = (between_ua, tail, cont[3])
+    if assistant_suffix and all(text.startswith(assistant_suffix) for text in after_user):
+        user_suffix = assistant_suffix
+    else:
+        user_suffix = between_ua[:_snap_left(between_ua, _common_prefix(*after_user))]
+    generation = tail[len(user_suffix):]
+    generation_on, generation_off = (_thinking_generation(hf, head, user_suffix, think) for think in (True, False))
+    if generation_on is None or generation_off is None:
+        generation_on = generation_off = tail[len(user_suffix):]
+    system, system_first, system_later, system_close = _system(hf, head, tail, between_ua, between_au,
+                                                                assistant_suffix)
+    default = ""
+    if system != "refused" and head.startswith(system_first) and head.endswith(system_close):
+        default = head[len(system_first):len(head) - len(system_close)]
+    return Pieces(head, user_prefix, user_suffix, between_ua[len(user_suffix):], assistant_suffix,
+                  cont[3][len(user_suffix):], generation, generation_on, generation_off, system, system_first,
+                  system_later, system_close, default)
+
+
+def _gaps(hf: HfTemplate, probe: str, think: bool | None = None) -> list[str]:
+    """The text before, between and after the contents of a sentinel probe's messages."""
+    messages = SENTINEL_PROBES[probe]
+    return _cut(render_hf(hf, messages, think), messages)
+
+
+def _cut(text: str, messages: list[dict]) -> list[str]:
+    gaps, position = [], 0
+    for message in messages:
+        at = text.find(message["content"], position)
+        if at < 0:
+            raise Unmatched(f"the {message['role']} message is not written as given (or not where it was)")
+        gaps.append(text[position:at])
+        position = at + len(message["content"])
+    return gaps + [text[position:]]
+
+
+def _thinking_generation(hf: HfTemplate, head: str, user_suffix: str, think: bool) -> str | None:
+    """The generation prompt with thinking on or off, or None where more than that changes with it
+    (a system prompt of its own, say): the Ollama template then follows the template's default only."""
+    gaps = _gaps(hf, "one turn", think)
+    if gaps[0] != head or not gaps[1].startswith(user_suffix):
+        return None
+    return gaps[1][len(user_suffix):]
+
+
+def _system(hf: HfTemplate, head: str, tail: str, between_ua: str, between_au: str,
+            assistant_suffix: str) -> tuple[str, str, str, str]:
+    """Where a system message goes: (placement, text before it first / later, text after it)."""
+    system = SENTINEL_PROBES["system, one turn"][0]["content"]
+    try:
+        text = render_hf(hf, SENTINEL_PROBES["system, one turn"])
+    except TemplateRaised:
+        # Ollama's SYSTEM is then put before the first user message, as Gemma 3 does.
+        return "refused", head, "", "\n\n"
+    if system not in text:  # left out (Phi-3 mini): Ollama's SYSTEM goes where a refused one goes
+        return "refused", head, "", "\n\n"
+    first, close, after = _cut(text, SENTINEL_PROBES["system, one turn"])
+    if after != tail:
+        raise Unmatched("a system message changes the generation prompt")
+    messages = SENTINEL_PROBES["system, two turns"]
+    text = render_hf(hf, messages)
+    if text.find(system) < text.find(messages[1]["content"]):
+        if _cut(text, messages) != [first, close, between_ua, between_au, tail]:
+            raise Unmatched("with a system message, the turns after the first change")
+        return "first", first, "", close
+    order = [messages[1], messages[2], messages[0], messages[3]]
+    gaps = _cut(text, order)
+    if gaps[:2] != [head, between_ua] or gaps[3:] != [close, tail] or not gaps[2].startswith(assistant_suffix):
+        raise Unmatched("a system message goes neither with the first user message nor with the last")
+    later = gaps[2][len(assistant_suffix):]
+    continued = render_hf(hf, SENTINEL_PROBES["system, continue"])
+    return ("last" if system in continued else "last-final"), first, later, close
+
+
+def _leading_space(text: str) -> str:
+    return text[:len(text) - len(text.lstrip())]
+
+
+def _common_prefix(*texts: str) -> int:
+    return len(os.path.commonprefix(list(texts)))
+
+
+def _common_suffix(a: str, b: str) -> int:
+    return _common_prefix(a[::-1], b[::-1])
+
+
+def _snap_left(text: str, index: int) -> int:
+    """``index``, moved to the start of a special token it would cut."""
+    for match in SPECIAL.finditer(text):
+        if match.start() < index < match.end():
+            return match.start()
+    return index
+
+
+def _snap_right(text: str, index: int) -> int:
+    """``index``, moved to the end of a special token it would cut."""
+    for match in SPECIAL.finditer(text):
+        if match.start() < index < match.end():
+            return match.end()
+    return index
