@@ -25,7 +25,16 @@ from tests.conftest import ROOT
 TEMPLATES = Path(__file__).parent / "chat_templates"
 CORPUS = json.loads((TEMPLATES / "corpus.json").read_text(encoding="utf-8"))
 # The templates no linear Ollama template matches, and why (the README gives the figures).
+SEVERAL_PARTS = ("the model writes its answer's header itself (after the generation prompt {}), with {}, which the "
+                 "template also writes between turns: an answer in several parts that one template and its stops "
+                 "cannot frame")
 REFUSED = {
+    "llama.cpp/Kimi-K3.jinja": SEVERAL_PARTS.format(
+        "'message<|sep|><|end_of_msg|><|open|>message role=\"assistant\"<|sep|><|open|>think<|sep|>'",
+        "<|close|>, <|sep|>, <|open|>"),
+    "llama.cpp/muse-glimmer.jinja": SEVERAL_PARTS.format("'<|start|>assistant'", "<|message|>"),
+    "llama.cpp/openai-gpt-oss-120b.jinja": SEVERAL_PARTS.format("'<|start|>assistant'", "<|message|>"),
+    "llama.cpp/upstage-Solar-Open-100B.jinja": SEVERAL_PARTS.format("'<|begin|>assistant'", "<|content|>"),
     "llama.cpp/fireworks-ai-llama-3-firefunction-v2.jinja": "it refuses a plain user/assistant conversation "
                                                              "('functions' is undefined)",
     "llama.cpp/tests-ai-sage-GigaChat-20B-A3B-instruct.jinja": "it refuses a plain user/assistant conversation "

@@ -74,10 +74,19 @@ def thinks(p: Pieces) -> bool:
     return not p.generation == p.generation_on == p.generation_off
 
 
+def own_tokens(p: Pieces) -> list[str]:
+    """Special tokens of an answer's header that the model writes itself, after the generation prompt
+    (gpt-oss: ``<|channel|>final<|message|>``); reasoning markers aside."""
+    rest = p.assistant_prefix[len(p.generation):] if p.assistant_prefix.startswith(p.generation) else ""
+    return [token for token in SPECIAL.findall(rest) if "think" not in token]
+
+
 def stops(p: Pieces, eos: str) -> tuple[str, ...]:
     """What ends an assistant turn: the special tokens of the assistant suffix, the tokenizer's end of
-    sequence, and those that open or close the other turns (a model that writes them has ended its own)."""
+    sequence, and those that open or close the other turns (a model that writes them has ended its own).
+    Not a token the model writes inside its own answer."""
     found: list[str] = []
+    own = own_tokens(p)
     pieces = ((p.assistant_suffix, True), (eos, None), (p.user_prefix, True), (p.user_suffix, False),
               (p.assistant_prefix, False))
     for text, plain_too in pieces:
@@ -85,7 +94,7 @@ def stops(p: Pieces, eos: str) -> tuple[str, ...]:
         # Without special tokens, the text itself ("USER:") where it ends a turn or opens the next.
         for token in tokens or ([text.strip()] if plain_too else []):
             # Reasoning markers are the model's own output, never the end of its turn.
-            if token and token not in found and "think" not in token:
+            if token and token not in found and "think" not in token and (token not in own or text is eos):
                 found.append(token)
     return tuple(found)
 

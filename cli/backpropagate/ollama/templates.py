@@ -60,7 +60,16 @@ def derive(hf: HfTemplate, source: str) -> OllamaTemplate:
         pieces, failure = (default, None) if fallback_failure is None else (pieces, failure)
     if failure:
         raise BackpropError("INPUT_CHAT_TEMPLATE_UNKNOWN", source=source, reason=failure)
-    return OllamaTemplate(_label(pieces), template, gobuild.stops(pieces, hf.special_tokens.get("eos_token", "")),
+    stops = gobuild.stops(pieces, hf.special_tokens.get("eos_token", ""))
+    # A model that writes its answer's header itself, with tokens the template writes between turns,
+    # gives answers in several parts (gpt-oss: analysis, then final): stops would end it after the first.
+    between = list(dict.fromkeys(t for t in gobuild.own_tokens(pieces) if _between_turns(pieces, t)))
+    if between:
+        raise BackpropError("INPUT_CHAT_TEMPLATE_UNKNOWN", source=source, reason=(
+            f"the model writes its answer's header itself (after the generation prompt {pieces.generation!r}), "
+            f"with {', '.join(between)}, which the template also writes between turns: an answer in several "
+            "parts that one template and its stops cannot frame"))
+    return OllamaTemplate(_label(pieces), template, stops,
                           checked, takes_system=pieces.system != "refused", system_placement=pieces.system,
                           thinks=gobuild.thinks(pieces), default_system=pieces.default_system)
 
@@ -123,6 +132,10 @@ def _difference(probe: Probe, expected: str, got: str) -> str:
     start = max(0, at - 20)
     return (f"the conversation '{probe.name}' comes out differently{' (it depends on the content)' if probe.plain else ''}"
             f": the template writes {expected[start:at + 30]!r} where the derived one writes {got[start:at + 30]!r}")
+
+
+def _between_turns(pieces: Pieces, token: str) -> bool:
+    return any(token in text for text in (pieces.assistant_suffix, pieces.user_prefix, pieces.user_suffix))
 
 
 def _label(pieces: Pieces) -> str:
