@@ -145,6 +145,42 @@ def test_qwen3_follows_ollamas_think_option_as_enable_thinking_and_thinks_when_i
         "<|im_start|>assistant\n<think>\n\n</think>\n\nWasps make")
 
 
+def test_gemma4_asks_for_thinking_with_a_system_turn_of_its_own_only_when_ollamas_think_is_on():
+    template = hf("trl/gemma4.jinja")
+    derived = derive(template, "gemma4")
+    assert derived.thinks
+    question = PROBES["one question"]
+    assert render_ollama(derived.template, question, think=True) == render_hf(template, question, think=True) == (
+        "<|turn>system\n<|think|>\n<turn|>\n<|turn>user\nWhat do bees make?<turn|>\n<|turn>model\n")
+    for think in (None, False):
+        assert render_ollama(derived.template, question, think=think) == (
+            "<|turn>user\nWhat do bees make?<turn|>\n<|turn>model\n")
+
+
+def test_smollm3_switches_its_reasoning_mode_in_its_default_system_prompt_by_ollamas_think():
+    template = hf("llama.cpp/HuggingFaceTB-SmolLM3-3B.jinja")
+    derived = derive(template, "smollm3")
+    question = PROBES["one question"]
+    assert "Reasoning Mode: /think\n" in render_ollama(derived.template, question)
+    off = render_ollama(derived.template, question, think=False)
+    assert off == render_hf(template, question, think=False)
+    assert "Reasoning Mode: /no_think\n" in off and off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n")
+
+
+def test_a_system_message_merged_into_the_last_user_turn_stays_there_while_an_answer_is_continued():
+    last_user = HfTemplate(
+        "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}"
+        "{% endif %}{% endfor %}{% if messages[0].role == 'system' %}{% set system = messages[0].content %}{% endif %}"
+        "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST]{% if system is defined and "
+        "loop.index0 == ns.last %}{{ system }}\n\n{% endif %}{{ m.content }}[/INST]{% elif m.role == 'assistant' %}"
+        "{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}", {"bos_token": "<s>", "eos_token": "</s>"})
+    derived = derive(last_user, "last-user.jinja")
+    assert derived.system_placement == "last"
+    assert render_ollama(derived.template, PROBES["system, continue an answer"]) == (
+        "[INST]What do bees make?[/INST]Honey, from nectar.\nThey store it in wax combs.</s>"
+        "[INST]You are a terse assistant. Answer in one sentence.\n\nAnd wasps?[/INST]Wasps make")
+
+
 @pytest.mark.parametrize("file", ["qwen3.jinja", "trl/deepseek_r1_distill.jinja"])
 def test_the_reasoning_of_earlier_answers_is_dropped_as_the_template_drops_it(file):
     template = hf(file)

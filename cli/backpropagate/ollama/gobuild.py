@@ -12,8 +12,23 @@ from backpropagate.ollama.readoff import SPECIAL, Pieces
 LAST = "{{ $last := eq (len (slice $.Messages $i)) 1 }}"
 
 
-def build(p: Pieces) -> str:
-    """The Go template; the short form of Ollama's library when the system block stands apart."""
+def build(p: Pieces, on: Pieces | None = None, off: Pieces | None = None) -> str:
+    """The Go template; with ``on`` and ``off`` (the pieces with thinking on and off, where they differ in
+    more than the generation prompt) one for each, chosen by Ollama's think option."""
+    if on is None or off is None:
+        return _build(p)
+    default, with_on, with_off = _build(p), _build(on), _build(off)
+    if default == with_on:
+        return "{{- if and $.IsThinkSet (not $.Think) }}" + with_off + "{{ else }}" + with_on + "{{ end }}"
+    if default == with_off:
+        return "{{- if and $.IsThinkSet $.Think }}" + with_on + "{{ else }}" + with_off + "{{ end }}"
+    return ("{{- if $.IsThinkSet }}{{ if $.Think }}" + with_on + "{{ else }}" + with_off + "{{ end }}"
+            "{{ else }}" + default + "{{ end }}")
+
+
+def _build(p: Pieces) -> str:
+    """The template for one thinking setting; the short form of Ollama's library when the system block
+    stands apart."""
     up = p.user_prefix
     apart = (p.system == "first" and p.first_user.endswith(up) and p.system_close.endswith(up))
     if apart:
@@ -69,9 +84,9 @@ def _generation(p: Pieces) -> str:
             "{{ else }}" + _text(default) + "{{ end }}")
 
 
-def thinks(p: Pieces) -> bool:
-    """Whether the template writes something different with thinking on and off."""
-    return not p.generation == p.generation_on == p.generation_off
+def thinks(p: Pieces, on: Pieces | None = None) -> bool:
+    """Whether the template follows Ollama's think option."""
+    return on is not None or not p.generation == p.generation_on == p.generation_off
 
 
 def own_tokens(p: Pieces) -> list[str]:

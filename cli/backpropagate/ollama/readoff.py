@@ -12,7 +12,7 @@ from turn to turn raises ``Unmatched``, naming what could not be matched.
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
 from backpropagate.ollama.probes import SENTINEL_PROBES, render_hf
@@ -34,7 +34,7 @@ class Pieces:
     assistant_suffix: str  # ends an assistant turn that is not the final message
     final_prefix: str  # before an assistant message that the model is to continue
     generation: str  # after the user suffix of a final user message: the generation prompt
-    generation_on: str  # the same with thinking asked for
+    generation_on: str  # the same with thinking asked for, where only the generation prompt changes with it
     generation_off: str  # and with thinking turned off
     system: str  # first | last | last-final | refused
     system_first: str  # before the system content when it goes with the first user message
@@ -43,18 +43,32 @@ class Pieces:
     default_system: str = ""  # the system prompt the template writes when there is none
 
 
-def read_off(hf: HfTemplate) -> Pieces:
+def read_thinking(hf: HfTemplate) -> tuple[Pieces, Pieces | None, Pieces | None]:
+    """The pieces with thinking unset, and with it on and off where they differ in more than the
+    generation prompt (a system prompt of their own, say); both None where thinking on or off cannot be
+    matched, and the Ollama template then follows the template's default only."""
+    default = read_off(hf)
+    try:
+        on, off = read_off(hf, True), read_off(hf, False)
+    except (Unmatched, TemplateRaised):
+        return default, None, None
+    if _same_but_generation(default, on) and _same_but_generation(default, off):
+        return replace(default, generation_on=on.generation, generation_off=off.generation), None, None
+    return default, on, off
+
+
+def read_off(hf: HfTemplate, think: bool | None = None) -> Pieces:
     """The pieces of ``hf``, or ``Unmatched`` (``TemplateRaised`` when it refuses a plain conversation)."""
-    head, tail = _gaps(hf, "one turn")
-    two = _gaps(hf, "two turns")
+    head, tail = _gaps(hf, "one turn", think)
+    two = _gaps(hf, "two turns", think)
     if two[0] != head:
         raise Unmatched("the text before the first user message changes with the number of turns")
     if two[-1] != tail:
         raise Unmatched("the generation prompt changes with the number of turns")
     between_ua, between_au = two[1], two[2]
-    if _gaps(hf, "three turns") != [head, between_ua, between_au, between_ua, between_au, tail]:
+    if _gaps(hf, "three turns", think) != [head, between_ua, between_au, between_ua, between_au, tail]:
         raise Unmatched("the text between turns changes from one turn to the next")
-    cont = _gaps(hf, "continue")
+    cont = _gaps(hf, "continue", think)
     if cont[:3] != [head, between_ua, between_au]:
         raise Unmatched("earlier turns change when the final message is an answer being continued")
 
@@ -74,16 +88,13 @@ def read_off(hf: HfTemplate) -> Pieces:
     else:
         user_suffix = between_ua[:_snap_left(between_ua, _common_prefix(*after_user))]
     generation = tail[len(user_suffix):]
-    generation_on, generation_off = (_thinking_generation(hf, head, user_suffix, think) for think in (True, False))
-    if generation_on is None or generation_off is None:
-        generation_on = generation_off = tail[len(user_suffix):]
     system, system_first, system_later, system_close = _system(hf, head, tail, between_ua, between_au,
-                                                                assistant_suffix)
+                                                                assistant_suffix, think)
     default = ""
     if system != "refused" and head.startswith(system_first) and head.endswith(system_close):
         default = head[len(system_first):len(head) - len(system_close)]
     return Pieces(head, user_prefix, user_suffix, between_ua[len(user_suffix):], assistant_suffix,
-                  cont[3][len(user_suffix):], generation, generation_on, generation_off, system, system_first,
+                  cont[3][len(user_suffix):], generation, generation, generation, system, system_first,
                   system_later, system_close, default)
 
 
@@ -104,21 +115,17 @@ def _cut(text: str, messages: list[dict]) -> list[str]:
     return gaps + [text[position:]]
 
 
-def _thinking_generation(hf: HfTemplate, head: str, user_suffix: str, think: bool) -> str | None:
-    """The generation prompt with thinking on or off, or None where more than that changes with it
-    (a system prompt of its own, say): the Ollama template then follows the template's default only."""
-    gaps = _gaps(hf, "one turn", think)
-    if gaps[0] != head or not gaps[1].startswith(user_suffix):
-        return None
-    return gaps[1][len(user_suffix):]
+def _same_but_generation(a: Pieces, b: Pieces) -> bool:
+    keep = {"generation": "", "generation_on": "", "generation_off": ""}
+    return replace(a, **keep) == replace(b, **keep)
 
 
 def _system(hf: HfTemplate, head: str, tail: str, between_ua: str, between_au: str,
-            assistant_suffix: str) -> tuple[str, str, str, str]:
+            assistant_suffix: str, think: bool | None) -> tuple[str, str, str, str]:
     """Where a system message goes: (placement, text before it first / later, text after it)."""
     system = SENTINEL_PROBES["system, one turn"][0]["content"]
     try:
-        text = render_hf(hf, SENTINEL_PROBES["system, one turn"])
+        text = render_hf(hf, SENTINEL_PROBES["system, one turn"], think)
     except TemplateRaised:
         # Ollama's SYSTEM is then put before the first user message, as Gemma 3 does.
         return "refused", head, "", "\n\n"
@@ -128,7 +135,7 @@ def _system(hf: HfTemplate, head: str, tail: str, between_ua: str, between_au: s
     if after != tail:
         raise Unmatched("a system message changes the generation prompt")
     messages = SENTINEL_PROBES["system, two turns"]
-    text = render_hf(hf, messages)
+    text = render_hf(hf, messages, think)
     if text.find(system) < text.find(messages[1]["content"]):
         if _cut(text, messages) != [first, close, between_ua, between_au, tail]:
             raise Unmatched("with a system message, the turns after the first change")
@@ -138,7 +145,7 @@ def _system(hf: HfTemplate, head: str, tail: str, between_ua: str, between_au: s
     if gaps[:2] != [head, between_ua] or gaps[3:] != [close, tail] or not gaps[2].startswith(assistant_suffix):
         raise Unmatched("a system message goes neither with the first user message nor with the last")
     later = gaps[2][len(assistant_suffix):]
-    continued = render_hf(hf, SENTINEL_PROBES["system, continue"])
+    continued = render_hf(hf, SENTINEL_PROBES["system, continue"], think)
     return ("last" if system in continued else "last-final"), first, later, close
 
 

@@ -17,7 +17,7 @@ from backpropagate.ollama import gobuild
 from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
 from backpropagate.ollama.probes import (PROBES, REASONING_PROBE, SENTINEL_PROBES, Probe, render_hf,
                                          render_ollama)
-from backpropagate.ollama.readoff import Pieces, Unmatched, read_off
+from backpropagate.ollama.readoff import Pieces, Unmatched, read_thinking
 
 __all__ = ["PROBES", "OllamaTemplate", "derive", "mismatches", "probes_for", "render_hf", "render_ollama"]
 
@@ -46,18 +46,18 @@ def derive(hf: HfTemplate, source: str) -> OllamaTemplate:
     if not hf.source.strip():
         raise BackpropError("INPUT_CHAT_TEMPLATE_UNKNOWN", source=source, reason="it has no chat template")
     try:
-        pieces = read_off(hf)
+        pieces, on, off = read_thinking(hf)
     except Unmatched as exc:
         raise BackpropError("INPUT_CHAT_TEMPLATE_UNKNOWN", source=source, reason=str(exc)) from None
     except TemplateRaised as exc:
         raise BackpropError("INPUT_CHAT_TEMPLATE_UNKNOWN", source=source,
                             reason=f"it refuses a plain user/assistant conversation ({exc})") from None
-    template, checked, failure = _verified(hf, pieces)
-    if failure and gobuild.thinks(pieces):
-        # Thinking on or off changes more than the generation prompt: follow the template's default only.
-        default = replace(pieces, generation_on=pieces.generation, generation_off=pieces.generation)
-        template, checked, fallback_failure = _verified(hf, default)
-        pieces, failure = (default, None) if fallback_failure is None else (pieces, failure)
+    template, checked, failure = _verified(hf, pieces, on, off)
+    if failure and gobuild.thinks(pieces, on):
+        # Thinking on or off cannot be matched: follow the template's default only.
+        pieces, on, off = replace(pieces, generation_on=pieces.generation, generation_off=pieces.generation), None, None
+        template, checked, fallback_failure = _verified(hf, pieces)
+        failure = failure if fallback_failure else None
     if failure:
         raise BackpropError("INPUT_CHAT_TEMPLATE_UNKNOWN", source=source, reason=failure)
     stops = gobuild.stops(pieces, hf.special_tokens.get("eos_token", ""))
@@ -71,14 +71,15 @@ def derive(hf: HfTemplate, source: str) -> OllamaTemplate:
             "parts that one template and its stops cannot frame"))
     return OllamaTemplate(_label(pieces), template, stops,
                           checked, takes_system=pieces.system != "refused", system_placement=pieces.system,
-                          thinks=gobuild.thinks(pieces), default_system=pieces.default_system)
+                          thinks=gobuild.thinks(pieces, on), default_system=pieces.default_system)
 
 
-def _verified(hf: HfTemplate, pieces: Pieces) -> tuple[str, int, str | None]:
+def _verified(hf: HfTemplate, pieces: Pieces, on: Pieces | None = None,
+              off: Pieces | None = None) -> tuple[str, int, str | None]:
     """The Go template of ``pieces``, how many probes it rendered as ``hf`` does, and the first failure."""
-    template = gobuild.build(pieces)
+    template = gobuild.build(pieces, on, off)
     checked = 0
-    for probe in probes_for(hf, pieces.system != "refused", gobuild.thinks(pieces)):
+    for probe in probes_for(hf, pieces.system != "refused", gobuild.thinks(pieces, on)):
         try:
             expected = render_hf(hf, probe.messages, probe.think)
         except TemplateRaised as exc:
