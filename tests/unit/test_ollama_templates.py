@@ -206,6 +206,13 @@ def test_llama31_writes_its_date_header_with_and_without_a_system_message():
     assert derived.stops == LLAMA3_STOPS
 
 
+def test_llama32_holds_the_date_of_registration_where_its_template_writes_today():
+    from datetime import datetime
+
+    derived = derive(hf("llama3_2.jinja"), "llama3.2")
+    assert f"Today Date: {datetime.now().strftime('%d %b %Y')}\n\n" in derived.template
+
+
 def test_mistral_nemo_merges_the_system_message_into_the_last_user_turn():
     derived = derive(hf("llama.cpp/mistralai-Mistral-Nemo-Instruct-2407.jinja"), "nemo")
     assert derived.system_placement == "last-final"
