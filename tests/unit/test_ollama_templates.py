@@ -169,7 +169,8 @@ def test_smollm3_switches_its_reasoning_mode_in_its_default_system_prompt_by_oll
 
 def test_a_system_message_merged_into_the_last_user_turn_stays_there_while_an_answer_is_continued():
     last_user = HfTemplate(
-        "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}"
+        "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'user' %}"
+        "{% set ns.last = loop.index0 %}"
         "{% endif %}{% endfor %}{% if messages[0].role == 'system' %}{% set system = messages[0].content %}{% endif %}"
         "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST]{% if system is defined and "
         "loop.index0 == ns.last %}{{ system }}\n\n{% endif %}{{ m.content }}[/INST]{% elif m.role == 'assistant' %}"
@@ -199,7 +200,8 @@ def test_deepseek_r1_opens_the_answer_inside_its_reasoning_and_stops_at_end_of_s
 
 def test_llama31_writes_its_date_header_with_and_without_a_system_message():
     derived = derive(hf("llama3_1.jinja"), "llama3.1")
-    header = "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+    header = ("<|start_header_id|>system<|end_header_id|>\n\n"
+              "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n")
     assert render_ollama(derived.template, PROBES["one question"]).startswith(header + "<|eot_id|>")
     assert render_ollama(derived.template, PROBES["one question"], system="Be brief.").startswith(
         header + "Be brief.<|eot_id|>")
@@ -278,7 +280,8 @@ class TestGoTemplateRenderer:
 
     def test_and_or_not_ne_printf_and_boolean_literals(self):
         template = '{{ if and .A (not .B) }}1{{ end }}{{ if or .B .A }}2{{ end }}{{ if ne .A "y" }}3{{ end }}' \
-                   '{{ printf "%s-%s" .A "z" }}{{ $f := true }}{{ if $f }}4{{ end }}{{ $f = false }}{{ if $f }}5{{ end }}'
+                   '{{ printf "%s-%s" .A "z" }}{{ $f := true }}{{ if $f }}4{{ end }}{{ $f = false }}' \
+                   '{{ if $f }}5{{ end }}'
         assert gotemplate.render(template, {"A": "x", "B": ""}) == "123x-z4"
 
     def test_unsupported_syntax_is_refused_not_guessed(self):

@@ -131,7 +131,8 @@ def _difference(probe: Probe, expected: str, got: str) -> str:
     """Where the two prompts part, in a few characters of each."""
     at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
     start = max(0, at - 20)
-    return (f"the conversation '{probe.name}' comes out differently{' (it depends on the content)' if probe.plain else ''}"
+    content = " (it depends on the content)" if probe.plain else ""
+    return (f"the conversation '{probe.name}' comes out differently{content}"
             f": the template writes {expected[start:at + 30]!r} where the derived one writes {got[start:at + 30]!r}")
 
 
