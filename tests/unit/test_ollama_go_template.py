@@ -34,10 +34,10 @@ def go_execute(tmp_path_factory):
     binary = tmp_path_factory.mktemp("go") / "go_template_check"
     subprocess.run([go, "build", "-o", str(binary), PROGRAM], check=True, capture_output=True)
 
-    def execute(checks: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+    def execute(checks: list[tuple[str, dict]], tags: bool = False) -> list[tuple]:
         done = subprocess.run([str(binary)], input=json.dumps([{"Template": t, "Values": v} for t, v in checks]),
                               capture_output=True, text=True, check=True)
-        return [(r["output"], r["error"]) for r in json.loads(done.stdout)]
+        return [(r["output"], r["error"]) + ((r["thinking_tags"],) if tags else ()) for r in json.loads(done.stdout)]
 
     return execute
 
@@ -49,7 +49,7 @@ def test_go_renders_every_derived_template_of_the_corpus_as_our_renderer_and_the
             continue
         template = hf(entry["file"])
         derived = derive(template, entry["file"])
-        for probe in probes_for(template, derived.takes_system, derived.thinks):
+        for probe in probes_for(template, derived.takes_system, derived.thinks, derived.reasons):
             values = ollama_values(probe.messages, think=probe.think)
             checks.append((derived.template, values))
             expected.append((entry["file"], probe.name, render_hf(template, probe.messages, probe.think),
@@ -64,6 +64,18 @@ def test_go_renders_every_derived_template_of_the_corpus_as_our_renderer_and_the
                  in zip(expected, results) if error or output != ours or output != tokenizer]
     assert differing == []
     assert len(results) == len(checks) > 1000
+
+
+def test_ollama_takes_exactly_the_templates_that_write_an_answers_reasoning_as_thinking_with_its_tags(go_execute):
+    """Ollama counts a model as thinking when its template writes {{ .Thinking }} inside the messages, and
+    takes the text around it for the reasoning markers it separates from the answer."""
+    derived = [(e["file"], derive(hf(e["file"]), e["file"])) for e in CORPUS if e["file"] not in REFUSED]
+    results = go_execute([(d.template, ollama_values(PROBES["one question"])) for _, d in derived], tags=True)
+    tags = {file: found for (file, d), (_, _, found) in zip(derived, results) if d.reasons}
+    assert [file for (file, d), (_, _, found) in zip(derived, results) if bool(found) != d.reasons] == []
+    assert tags["qwen3.jinja"] == ["<think>", "</think>"]
+    assert all("think" in opening and "think" in closing for opening, closing in tags.values()), tags
+    assert len(tags) >= 20
 
 
 def test_go_refuses_a_template_our_renderer_refuses(go_execute):

@@ -18,7 +18,7 @@ import pytest
 from backpropagate.errors import BackpropError
 from backpropagate.ollama import gotemplate
 from backpropagate.ollama.hf_template import HfTemplate
-from backpropagate.ollama.probes import REASONING_PROBE
+from backpropagate.ollama.probes import CONTINUE_AFTER_REASONING, REASONING_PROBE
 from backpropagate.ollama.templates import PROBES, derive, probes_for, render_hf, render_ollama
 from tests.conftest import ROOT
 
@@ -79,7 +79,7 @@ def test_the_corpus_holds_at_least_40_distinct_published_templates_each_pinned()
 def test_derived_template_renders_every_probe_exactly_as_the_tokenizer_template(file):
     template = hf(file)
     derived = derive(template, file)
-    probes = probes_for(template, derived.takes_system, derived.thinks)
+    probes = probes_for(template, derived.takes_system, derived.thinks, derived.reasons)
     for probe in probes:
         assert render_ollama(derived.template, probe.messages, think=probe.think) == \
             render_hf(template, probe.messages, probe.think), probe.name
@@ -143,6 +143,15 @@ def test_qwen3_follows_ollamas_think_option_as_enable_thinking_and_thinks_when_i
     assert render_ollama(derived.template, question, think=False) == render_hf(template, question, think=False)
     assert render_ollama(derived.template, PROBES["continue an answer"]).endswith(
         "<|im_start|>assistant\n<think>\n\n</think>\n\nWasps make")
+
+
+def test_qwen3_continues_an_answer_after_the_reasoning_ollama_passes_as_its_thinking():
+    template = hf("qwen3.jinja")
+    derived = derive(template, "qwen3")
+    assert derived.reasons
+    prompt = render_ollama(derived.template, CONTINUE_AFTER_REASONING)
+    assert prompt.endswith("<|im_start|>assistant\n<think>\nqqreasonqq\n</think>\n\nqqanswer2qq")
+    assert prompt == render_hf(template, CONTINUE_AFTER_REASONING)
 
 
 def test_gemma4_asks_for_thinking_with_a_system_turn_of_its_own_only_when_ollamas_think_is_on():

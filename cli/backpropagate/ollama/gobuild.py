@@ -50,7 +50,7 @@ def _build(p: Pieces) -> str:
             + '{{ if eq .Role "user" }}' + user_open + "{{ .Content }}" + _text(p.user_suffix)
             + ("{{ if $last }}" + generation + "{{ end }}" if generation else "")
             + ("" if apart else "{{ $firstUser = false }}")
-            + '{{ else if eq .Role "assistant" }}{{ if $last }}' + _text(p.final_prefix) + "{{ .Content }}"
+            + '{{ else if eq .Role "assistant" }}{{ if $last }}' + _final_prefix(p) + "{{ .Content }}"
             + "{{ else }}" + _text(p.assistant_prefix) + "{{ .Content }}" + _text(p.assistant_suffix)
             + "{{ end }}{{ end }}{{ end }}")
 
@@ -66,6 +66,15 @@ def _user_open(p: Pieces) -> str:
         condition = "and $.System (eq $i $lastUser)" if p.system == "last" else "and $.System $last"
     return "{{ if " + condition + " }}" + opening + "{{ $.System }}" + _text(p.system_close) + \
         "{{ else }}" + plain + "{{ end }}"
+
+
+def _final_prefix(p: Pieces) -> str:
+    """What opens an answer being continued: its reasoning, where the template writes it, in the form that
+    tells Ollama the model thinks (its thinking tags are the text around ``.Thinking`` in the messages)."""
+    if not p.reasoning_open:
+        return _text(p.final_prefix)
+    return (_text(p.reasoning_head) + "{{ if .Thinking }}" + _text(p.reasoning_open) + "{{ .Thinking }}"
+            + _text(p.reasoning_close) + "{{ else }}" + _text(p.final_prefix[len(p.reasoning_head):]) + "{{ end }}")
 
 
 def _choice(condition: str, then: str, otherwise: str) -> str:
@@ -87,6 +96,11 @@ def _generation(p: Pieces) -> str:
 def thinks(p: Pieces, on: Pieces | None = None) -> bool:
     """Whether the template follows Ollama's think option."""
     return on is not None or not p.generation == p.generation_on == p.generation_off
+
+
+def reasons(p: Pieces) -> bool:
+    """Whether the template writes the reasoning of an answer (Ollama then takes the model as thinking)."""
+    return bool(p.reasoning_open)
 
 
 def own_tokens(p: Pieces) -> list[str]:

@@ -54,6 +54,9 @@ SENTINEL_PROBES: dict[str, list[dict]] = {
 REASONING = {"role": "assistant", "content": "<think>\nqqreasonqq\n</think>qqanswer1qq",
              "ollama_content": "qqanswer1qq", "thinking": "qqreasonqq"}
 REASONING_PROBE = [SU[0], REASONING, SU[1]]
+# An answer being continued after its reasoning: transformers passes it as reasoning_content.
+CONTINUE_AFTER_REASONING = [SU[0], SA[0], SU[1], {"role": "assistant", "content": "qqanswer2qq",
+                                                  "reasoning_content": "qqreasonqq", "thinking": "qqreasonqq"}]
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def render_hf(hf: HfTemplate, messages: list[dict], think: bool | None = None) -
     assistant turn; less the BOS text that llama.cpp adds as a token."""
     final_assistant = messages[-1]["role"] == "assistant"
     extra = {} if think is None else {"enable_thinking": think, "thinking": think}
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    plain = [{key: m[key] for key in ("role", "content", "reasoning_content") if key in m} for m in messages]
     return hf.without_bos(hf.render(plain, add_generation_prompt=not final_assistant,
                                     continue_final_message=final_assistant, **extra))
 

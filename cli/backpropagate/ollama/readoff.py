@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 
 from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
-from backpropagate.ollama.probes import SENTINEL_PROBES, render_hf
+from backpropagate.ollama.probes import CONTINUE_AFTER_REASONING, SENTINEL_PROBES, render_hf
 
 # Special tokens as templates write them: <|eot_id|>, <｜User｜>, <start_of_turn>, </s>, [INST].
 SPECIAL = re.compile(r"<\|[^<>|]*\|>|<｜[^<>]*?｜>|</?[A-Za-z_][A-Za-z0-9_.▁-]*>|\[/?[A-Z][A-Z_]*\]")
@@ -41,6 +41,11 @@ class Pieces:
     system_later: str  # before it when it goes with a later user message (system "last")
     system_close: str  # between the system content and the user's
     default_system: str = ""  # the system prompt the template writes when there is none
+    # An answer being continued after its reasoning: final_prefix is reasoning_head + (reasoning_open,
+    # the reasoning, reasoning_close, or else the rest of final_prefix); empty where not matched.
+    reasoning_head: str = ""
+    reasoning_open: str = ""
+    reasoning_close: str = ""
 
 
 def read_thinking(hf: HfTemplate) -> tuple[Pieces, Pieces | None, Pieces | None]:
@@ -93,9 +98,10 @@ def read_off(hf: HfTemplate, think: bool | None = None) -> Pieces:
     default = ""
     if system != "refused" and head.startswith(system_first) and head.endswith(system_close):
         default = head[len(system_first):len(head) - len(system_close)]
-    return Pieces(head, user_prefix, user_suffix, between_ua[len(user_suffix):], assistant_suffix,
-                  cont[3][len(user_suffix):], generation, generation, generation, system, system_first,
-                  system_later, system_close, default)
+    final_prefix = cont[3][len(user_suffix):]
+    return Pieces(head, user_prefix, user_suffix, between_ua[len(user_suffix):], assistant_suffix, final_prefix,
+                  generation, generation, generation, system, system_first, system_later, system_close, default,
+                  *_reasoning(hf, think, [head, between_ua, between_au], user_suffix, final_prefix))
 
 
 def _gaps(hf: HfTemplate, probe: str, think: bool | None = None) -> list[str]:
@@ -113,6 +119,26 @@ def _cut(text: str, messages: list[dict]) -> list[str]:
         gaps.append(text[position:at])
         position = at + len(message["content"])
     return gaps + [text[position:]]
+
+
+def _reasoning(hf: HfTemplate, think: bool | None, earlier: list[str], user_suffix: str,
+               final_prefix: str) -> tuple[str, str, str]:
+    """How the template writes the reasoning of an answer being continued (Qwen3:
+    ``<think>\n...\n</think>\n\n``), as (head, opening, closing), where its opening tag stands apart."""
+    try:
+        text = render_hf(hf, CONTINUE_AFTER_REASONING, think)
+        gaps = _cut(text, CONTINUE_AFTER_REASONING[:3] + [{"role": "reasoning", "content": "qqreasonqq"},
+                                                          CONTINUE_AFTER_REASONING[3]])
+    except (TemplateRaised, Unmatched):
+        return "", "", ""
+    if gaps[:3] != earlier or not gaps[3].startswith(user_suffix) or gaps[5]:
+        return "", "", ""
+    before, after = gaps[3][len(user_suffix):], gaps[4]
+    tags = [m for m in SPECIAL.finditer(before) if "think" in m.group()]
+    head = before[:tags[-1].start()] if tags else ""
+    if not tags or not final_prefix.startswith(head) or not after.strip():
+        return "", "", ""
+    return head, before[len(head):], after
 
 
 def _same_but_generation(a: Pieces, b: Pieces) -> bool:

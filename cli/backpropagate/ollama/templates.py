@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from backpropagate.errors import BackpropError
 from backpropagate.ollama import gobuild
 from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
-from backpropagate.ollama.probes import (PROBES, REASONING_PROBE, SENTINEL_PROBES, Probe, render_hf,
-                                         render_ollama)
+from backpropagate.ollama.probes import (CONTINUE_AFTER_REASONING, PROBES, REASONING_PROBE, SENTINEL_PROBES,
+                                         Probe, render_hf, render_ollama)
 from backpropagate.ollama.readoff import Pieces, Unmatched, read_thinking
 
 __all__ = ["PROBES", "OllamaTemplate", "derive", "mismatches", "probes_for", "render_hf", "render_ollama"]
@@ -38,6 +38,7 @@ class OllamaTemplate:
     takes_system: bool = True  # False: the tokenizer's template refuses a system message
     system_placement: str = "first"  # first (its own turn or the first user's), last, last-final, refused
     thinks: bool = False  # True: the template follows Ollama's think option (.Think)
+    reasons: bool = False  # True: it writes an answer's reasoning (.Thinking): Ollama takes the model as thinking
     default_system: str = ""
 
 
@@ -71,7 +72,8 @@ def derive(hf: HfTemplate, source: str) -> OllamaTemplate:
             "parts that one template and its stops cannot frame"))
     return OllamaTemplate(_label(pieces), template, stops,
                           checked, takes_system=pieces.system != "refused", system_placement=pieces.system,
-                          thinks=gobuild.thinks(pieces, on), default_system=pieces.default_system)
+                          thinks=gobuild.thinks(pieces, on), reasons=_reasons(pieces, on, off),
+                          default_system=pieces.default_system)
 
 
 def _verified(hf: HfTemplate, pieces: Pieces, on: Pieces | None = None,
@@ -79,7 +81,7 @@ def _verified(hf: HfTemplate, pieces: Pieces, on: Pieces | None = None,
     """The Go template of ``pieces``, how many probes it rendered as ``hf`` does, and the first failure."""
     template = gobuild.build(pieces, on, off)
     checked = 0
-    for probe in probes_for(hf, pieces.system != "refused", gobuild.thinks(pieces, on)):
+    for probe in probes_for(hf, pieces.system != "refused", gobuild.thinks(pieces, on), _reasons(pieces, on, off)):
         try:
             expected = render_hf(hf, probe.messages, probe.think)
         except TemplateRaised as exc:
@@ -91,13 +93,15 @@ def _verified(hf: HfTemplate, pieces: Pieces, on: Pieces | None = None,
     return template, checked, None
 
 
-def probes_for(hf: HfTemplate, takes_system: bool, thinks: bool) -> list[Probe]:
+def probes_for(hf: HfTemplate, takes_system: bool, thinks: bool, reasons: bool = False) -> list[Probe]:
     """Every conversation the derived template must render as ``hf`` does."""
     conversations = {**SENTINEL_PROBES, **PROBES}
     if not takes_system:
         conversations = {name: m for name, m in conversations.items() if m[0]["role"] != "system"}
     if "</think>" in hf.source and _drops_reasoning(hf):
         conversations["earlier reasoning"] = REASONING_PROBE
+    if reasons:
+        conversations["continue after reasoning"] = CONTINUE_AFTER_REASONING
     settings = (None, True, False) if thinks else (None,)
     return [Probe(name + ("" if think is None else f", thinking {'on' if think else 'off'}"), messages, think,
                   plain=name in PROBES)
@@ -134,6 +138,10 @@ def _difference(probe: Probe, expected: str, got: str) -> str:
     content = " (it depends on the content)" if probe.plain else ""
     return (f"the conversation '{probe.name}' comes out differently{content}"
             f": the template writes {expected[start:at + 30]!r} where the derived one writes {got[start:at + 30]!r}")
+
+
+def _reasons(pieces: Pieces, on: Pieces | None, off: Pieces | None) -> bool:
+    return any(gobuild.reasons(p) for p in (pieces, on, off) if p)
 
 
 def _between_turns(pieces: Pieces, token: str) -> bool:

@@ -1,7 +1,10 @@
 // Executes Ollama chat templates with Go's own text/template, as Ollama does.
 //
 // Reads a JSON list of {"Template": ..., "Values": ...} on stdin and writes a JSON list of
-// {"output": ..., "error": ...} on stdout, one per case, so that one process checks them all.
+// {"output": ..., "error": ..., "thinking_tags": [...]} on stdout, one per case, so that one
+// process checks them all. The thinking tags are what Ollama takes a template's reasoning markers
+// to be: the text that opens and closes the list holding {{ .Thinking }} inside the range over
+// .Messages (a model whose template has them counts as thinking).
 package main
 
 import (
@@ -10,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"text/template"
+	"text/template/parse"
 )
 
 // Message holds the fields of Ollama's api.Message that chat templates read.
@@ -36,8 +40,54 @@ type check struct {
 }
 
 type result struct {
-	Output string `json:"output"`
-	Error  string `json:"error"`
+	Output       string   `json:"output"`
+	Error        string   `json:"error"`
+	ThinkingTags []string `json:"thinking_tags"`
+}
+
+// thinkingTags walks the parse tree with the list nodes and the range over .Messages that enclose each node.
+func thinkingTags(node parse.Node, lists []*parse.ListNode, inMessages bool) []string {
+	switch n := node.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, child := range n.Nodes {
+			if tags := thinkingTags(child, append(lists, n), inMessages); tags != nil {
+				return tags
+			}
+		}
+	case *parse.ActionNode:
+		if inMessages && len(n.Pipe.Cmds) == 1 && len(n.Pipe.Cmds[0].Args) == 1 {
+			if field, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode); ok && field.Ident[0] == "Thinking" {
+				list := lists[len(lists)-1]
+				return []string{edgeText(list.Nodes[0]), edgeText(list.Nodes[len(list.Nodes)-1])}
+			}
+		}
+	case *parse.IfNode:
+		return branchTags(&n.BranchNode, lists, inMessages)
+	case *parse.RangeNode:
+		messages := strings.Contains(n.Pipe.String(), ".Messages")
+		return branchTags(&n.BranchNode, lists, inMessages || messages)
+	}
+	return nil
+}
+
+func branchTags(n *parse.BranchNode, lists []*parse.ListNode, inMessages bool) []string {
+	if tags := thinkingTags(n.List, lists, inMessages); tags != nil {
+		return tags
+	}
+	if n.ElseList != nil {
+		return thinkingTags(n.ElseList, lists, inMessages)
+	}
+	return nil
+}
+
+func edgeText(node parse.Node) string {
+	if text, ok := node.(*parse.TextNode); ok {
+		return strings.TrimSpace(string(text.Text))
+	}
+	return ""
 }
 
 func main() {
@@ -59,6 +109,7 @@ func main() {
 			continue
 		}
 		results[i].Output = out.String()
+		results[i].ThinkingTags = thinkingTags(parsed.Tree.Root, nil, false)
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(results); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot write the results:", err)
