@@ -16,8 +16,8 @@ import pytest
 
 from backpropagate.ollama import gotemplate
 from backpropagate.ollama.probes import PROBES, ollama_values
-from backpropagate.ollama.templates import derive, probes_for, render_hf
-from tests.unit.test_ollama_templates import CORPUS, REFUSED, hf
+from backpropagate.ollama.templates import probes_for, render_hf
+from tests.unit.test_ollama_templates import CORPUS, REFUSED, derived_from, hf
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "go_template_check", "main.go")
 
@@ -48,7 +48,7 @@ def test_go_renders_every_derived_template_of_the_corpus_as_our_renderer_and_the
         if entry["file"] in REFUSED:
             continue
         template = hf(entry["file"])
-        derived = derive(template, entry["file"])
+        derived = derived_from(entry["file"])
         for probe in probes_for(template, derived.takes_system, derived.thinks, derived.reasons):
             values = ollama_values(probe.messages, think=probe.think)
             checks.append((derived.template, values))
@@ -69,7 +69,7 @@ def test_go_renders_every_derived_template_of_the_corpus_as_our_renderer_and_the
 def test_ollama_takes_exactly_the_templates_that_write_an_answers_reasoning_as_thinking_with_its_tags(go_execute):
     """Ollama counts a model as thinking when its template writes {{ .Thinking }} inside the messages, and
     takes the text around it for the reasoning markers it separates from the answer."""
-    derived = [(e["file"], derive(hf(e["file"]), e["file"])) for e in CORPUS if e["file"] not in REFUSED]
+    derived = [(e["file"], derived_from(e["file"])) for e in CORPUS if e["file"] not in REFUSED]
     results = go_execute([(d.template, ollama_values(PROBES["one question"])) for _, d in derived], tags=True)
     tags = {file: found for (file, d), (_, _, found) in zip(derived, results) if d.reasons}
     assert [file for (file, d), (_, _, found) in zip(derived, results) if bool(found) != d.reasons] == []

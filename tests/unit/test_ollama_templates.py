@@ -8,6 +8,7 @@ turns, a question awaiting an answer, an answer being continued, thinking unset,
 test_ollama_go_template.py runs the same templates through Go's own text/template.
 """
 
+import functools
 import hashlib
 import json
 import re
@@ -19,7 +20,8 @@ from backpropagate.errors import BackpropError
 from backpropagate.ollama import gotemplate
 from backpropagate.ollama.hf_template import HfTemplate
 from backpropagate.ollama.probes import CONTINUE_AFTER_REASONING, REASONING_PROBE
-from backpropagate.ollama.templates import PROBES, derive, probes_for, render_hf, render_ollama
+from backpropagate.ollama.templates import (PROBES, OllamaTemplate, derive, probes_for, render_hf,
+                                            render_ollama)
 from tests.conftest import ROOT
 
 TEMPLATES = Path(__file__).parent / "chat_templates"
@@ -66,6 +68,12 @@ def hf(file: str) -> HfTemplate:
                       {"bos_token": entry["bos_token"], "eos_token": entry["eos_token"]})
 
 
+@functools.cache
+def derived_from(file: str) -> OllamaTemplate:
+    """The template derived from a corpus template, once per test session (the Go check reuses it)."""
+    return derive(hf(file), file)
+
+
 def test_the_corpus_holds_at_least_40_distinct_published_templates_each_pinned():
     assert len(CORPUS) >= 40
     assert len({entry["sha256"] for entry in CORPUS}) == len(CORPUS)
@@ -78,7 +86,7 @@ def test_the_corpus_holds_at_least_40_distinct_published_templates_each_pinned()
 @pytest.mark.parametrize("file", [entry["file"] for entry in CORPUS if entry["file"] not in REFUSED])
 def test_derived_template_renders_every_probe_exactly_as_the_tokenizer_template(file):
     template = hf(file)
-    derived = derive(template, file)
+    derived = derived_from(file)
     probes = probes_for(template, derived.takes_system, derived.thinks, derived.reasons)
     for probe in probes:
         assert render_ollama(derived.template, probe.messages, think=probe.think) == \

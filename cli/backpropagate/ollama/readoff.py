@@ -2,12 +2,13 @@
 
 Each sentinel probe is rendered with the tokenizer's own template; cutting the prompt at the
 sentinel contents leaves the text the template writes around each message. From those gaps
-come the per-role prefixes and suffixes, the generation prompt (with thinking on and off), the
-text before an answer being continued, and where a system message goes: its own turn or merged
+come the per-role prefixes and suffixes, the generation prompt, the text before an answer being
+continued (and around its reasoning), and where a system message goes: its own turn or merged
 into the first user turn (both read as "first": the text before the first user message
 changes), merged into the last user turn (Mistral's newer [INST] forms, only while that turn
 is the final message in some of them), or refused. A conversation whose gaps are not the same
-from turn to turn raises ``Unmatched``, naming what could not be matched.
+from turn to turn raises ``Unmatched``, naming what could not be matched. All of it is read with
+thinking unset, on and off (``enable_thinking``), which may change any piece.
 """
 
 import os
