@@ -23,9 +23,10 @@ from backpropagate.ollama.gguf_meta import read_metadata
 
 from tests.conftest import run_cli
 from tests.unit.ollama_standin import OllamaStandIn
-from tests.unit.test_ollama_templates import STOPS, tiny_chatml
+from tests.unit.test_ollama_templates import CHATML_STOPS as CHATML
+from tests.unit.test_ollama_templates import tiny_chatml
 
-CHATML_STOPS = list(STOPS["chatml"])
+CHATML_STOPS = list(CHATML)
 
 
 def write_gguf(path: Path, chat_template: str | None, payload: bytes = b"\0" * 4096) -> Path:
@@ -197,14 +198,15 @@ def test_export_with_ollama_and_a_format_other_than_gguf_is_refused(tmp_path):
         "  fix: add --format gguf, or register an existing GGUF with `backprop ollama register RUN --name NAME`"]
 
 
-def test_an_unknown_chat_template_is_refused_and_a_user_template_with_stops_is_used_as_given(server, tmp_path):
-    llama2 = (Path(__file__).parent / "chat_templates" / "llama2.jinja").read_text()
-    gguf = write_gguf(tmp_path / "m.gguf", llama2)
+def test_an_unmatched_chat_template_is_refused_and_a_user_template_with_stops_is_used_as_given(server, tmp_path):
+    # SmolVLM's template takes message contents as lists of parts only: no linear template matches it.
+    smolvlm = (Path(__file__).parent / "chat_templates" / "trl" / "smolvlm.jinja").read_text()
+    gguf = write_gguf(tmp_path / "m.gguf", smolvlm)
     refused = cli(server, "ollama", "register", str(gguf), "--name", "l2", "--output", str(tmp_path))
     assert refused.returncode == 3
     assert refused.stderr.splitlines()[-2:] == [
         f"[INPUT_CHAT_TEMPLATE_UNKNOWN]: no Ollama template can be derived from the chat template of {gguf}: "
-        "it renders conversations unlike ChatML, Llama 3, Phi-3, Zephyr, Gemma or Mistral",
+        "the user message is not written as given (or not where it was)",
         "  fix: pass --template FILE (an Ollama Go template) and --stop TOKEN for each stop token"]
     mine = tmp_path / "llama2.gotmpl"
     mine.write_text("[INST] {{ .Prompt }} [/INST]")
@@ -243,7 +245,8 @@ def test_lora_adapter_is_created_from_the_named_base(server, tmp_path):
     created = server.models["bees-lora:latest"]
     digest = "sha256:" + hashlib.sha256(adapter.read_bytes()).hexdigest()
     assert created["from"] == "tiny-base" and created["adapters"] == {"adapter-f16.gguf": digest}
-    assert "files" not in created and created["parameters"]["stop"] == CHATML_STOPS
+    # the base tokenizer's end of sequence (</s>) stops too, after the end of turn its template writes
+    assert "files" not in created and created["parameters"]["stop"] == ["<|im_end|>", "</s>", "<|im_start|>"]
 
 
 def test_modelfile_prints_the_same_template_and_parameters(server, tmp_path):
@@ -255,7 +258,7 @@ def test_modelfile_prints_the_same_template_and_parameters(server, tmp_path):
     assert lines[0] == "# made by backpropagate; register with: ollama create bees -f Modelfile"
     assert lines[1] == f"FROM {folder / 'gguf' / 'model-q4_k_m.gguf'}"
     assert lines[2] == 'TEMPLATE """{{- if .System }}<|im_start|>system'
-    assert lines[-4:] == ['PARAMETER stop "<|im_start|>"', 'PARAMETER stop "<|im_end|>"', "PARAMETER num_ctx 512",
+    assert lines[-4:] == ['PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"', "PARAMETER num_ctx 512",
                           'SYSTEM """Be brief."""']
 
 

@@ -5,7 +5,7 @@ the same prompt as the tokenizer's own chat template. It follows text/template's
 rules for what it supports: ``{{-``/``-}}`` trimming, ``if``/``else if``/``else``,
 ``range`` (with ``$i, $x :=`` and ``else``), ``continue``/``break``, variables
 declared with ``:=`` and re-assigned with ``=`` (visible until their ``end``),
-fields of ``.``, ``$`` and variables, string and integer literals, parentheses,
+fields of ``.``, ``$`` and variables, string, integer and boolean literals, parentheses,
 and the functions ``eq ne and or not len slice index printf``. Anything else is
 refused with ``ValueError`` rather than guessed.
 """
@@ -212,8 +212,13 @@ def _range(node: _Node, dot: Any, scopes: list[dict], out: list[str]) -> None:
             break
 
 
+_CONSTANTS = {"true": True, "false": False, "nil": None}
+
+
 def _evaluate(command: list, dot: Any, scopes: list[dict]) -> Any:
     head_kind, head = command[0]
+    if head_kind == "word" and head in _CONSTANTS and len(command) == 1:
+        return _CONSTANTS[head]
     if head_kind == "word" and not head.startswith(("$", ".")):
         args = [_operand(arg, dot, scopes) for arg in command[1:]]
         return _call(head, args)

@@ -22,15 +22,18 @@ class HfTemplate:
     special_tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token, ...
 
     def render(self, messages: list[dict], add_generation_prompt: bool = False,
-               continue_final_message: bool = False) -> str:
+               continue_final_message: bool = False, **variables) -> str:
+        """``variables``: the template's own keyword arguments (``enable_thinking``, say), as
+        ``apply_chat_template`` passes them."""
         from jinja2 import TemplateError
 
         try:
             text = _compiled(self.source).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                 **self.special_tokens)
+                                                 **self.special_tokens, **variables)
         except TemplateRaised:
             raise
-        except TemplateError as exc:
+        except (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            # A published template is foreign code: any failure means it cannot render this conversation.
             raise TemplateRaised(str(exc)) from None
         if continue_final_message:
             text = _cut_after_final_message(text, messages[-1]["content"])
