@@ -1,6 +1,7 @@
 """`backprop export --format merged` and `Trainer.export("merged")`, from a run id, a run folder or an adapter."""
 
 import json
+import shutil
 
 import torch
 from backpropagate.contract.history import RunHistory
@@ -49,7 +50,32 @@ def test_exporting_a_run_without_an_adapter_is_refused(tiny_model, tmp_path):
     assert failed.returncode == 4
     result = run_cli("export", run_id, "--output", str(tmp_path))
     assert result.returncode == 6
-    assert result.stderr.startswith(f"[STATE_NO_ADAPTER]: run {run_id} has no adapter")
+    assert result.stderr.splitlines() == [
+        f"[STATE_NO_ADAPTER]: run {run_id} has no adapter in {tmp_path / run_id}",
+        "  fix: export a run that completed (`backprop list-runs --status completed`), or resume this one",
+    ]
+
+
+def test_merging_onto_a_base_saved_as_pytorch_bin_is_refused_with_how_to_convert_it(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model, base)
+    trained = run_cli("train", "--data", str(QUICKSTART), "--model", str(base), "--device", "cpu", "--steps", "1",
+                      "--checkpoint-every", "0", "--output", str(tmp_path / "runs"), "--json")
+    assert trained.returncode == 0, trained.stderr
+    run_id = json.loads(trained.stdout.splitlines()[-1])["result"]["run_id"]
+    # The same weights in the legacy format: transformers 5 writes only safetensors, so torch.save
+    # makes the pytorch_model.bin an older save_pretrained would have.
+    torch.save(load_file(base / "model.safetensors"), base / "pytorch_model.bin")
+    (base / "model.safetensors").unlink()
+    result = run_cli("export", run_id, "--format", "merged", "--output", str(tmp_path / "runs"))
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-2:] == [
+        f"[INPUT_MODEL_NOT_SAFETENSORS]: model {base} has no model.safetensors or model.safetensors.index.json",
+        "  fix: load it with from_pretrained and save it again with save_pretrained, which writes model.safetensors",
+    ]
+    assert not (tmp_path / "runs" / run_id / "merged").exists()
 
 
 def test_the_python_api_exports_the_run_it_trained(tiny_model, tmp_path):

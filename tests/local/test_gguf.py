@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 
@@ -97,8 +98,30 @@ def test_a_corrupted_tokenizer_fails_verification_and_leaves_no_gguf(trained, tm
     assert done.returncode == 5, done.stdout
     error = [parse_line(line).event for line in done.stdout.splitlines()][-2]
     assert error.code == "RUNTIME_GGUF_VERIFY_FAILED"
+    assert error.message.startswith("the q8_0 GGUF disagrees with the merged model: ")
     assert "tokenizes" in error.message
+    assert error.fix == "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway"
     assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
+
+
+def test_chat_refuses_a_gguf_without_a_chat_template(tiny_model, tmp_path):
+    from backpropagate_stages.gguf import llama_tools
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    del config["chat_template"]
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    gguf = tmp_path / "bare-f16.gguf"
+    llama_tools.convert(bare, gguf, "f16", logging.getLogger("test"))
+    assert gguf_field(gguf, "tokenizer.chat_template") is None  # the converter had no template to copy
+    result = run_cli("chat", str(gguf), "--prompt", "What do bees make?", "--max-tokens", "4")
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        f"[INPUT_GGUF_NO_TEMPLATE]: {gguf} carries no chat template, so its prompts would be guessed",
+        "  fix: export it again with `backprop export RUN --format gguf` from a model whose tokenizer has one",
+    ]
+    assert result.stdout == ""
 
 
 def test_an_unknown_quantization_lists_the_valid_ones(trained):
@@ -127,7 +150,9 @@ def test_an_architecture_the_converter_does_not_know_is_gguf_export_failed(train
     assert done.returncode == 5
     error = [parse_line(line).event for line in done.stdout.splitlines()][-2]
     assert error.code == "RUNTIME_GGUF_EXPORT_FAILED"
+    assert error.message.startswith(f"llama.cpp could not convert {merged}: ")
     assert "MadeUpForCausalLM" in error.message
+    assert error.fix == "check that the architecture is one llama.cpp's convert_hf_to_gguf.py supports; see log.txt"
     assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
 
 

@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from backpropagate.contract.files import sha256_file
 
 from tests.conftest import ROOT, run_cli
 
@@ -104,7 +105,11 @@ def test_replay_refuses_a_changed_dataset_unless_allowed(tiny_model, tmp_path):
     data.write_text(data.read_text() + QUICKSTART.read_text().splitlines()[0] + "\n")
     refused = run_cli("replay", run_id, "--output", str(tmp_path / "out"))
     assert refused.returncode == 3
-    assert refused.stderr.startswith(f"[INPUT_DATASET_CHANGED]: dataset {data} has changed since run {run_id}")
+    old, new = sha256_file(QUICKSTART)[:12], sha256_file(data)[:12]
+    assert refused.stderr.splitlines() == [
+        f"[INPUT_DATASET_CHANGED]: dataset {data} has changed since run {run_id} (sha256 {old} then, {new} now)",
+        "  fix: restore the file, or pass --allow-changed-data to replay on it as it is now",
+    ]
     allowed = run_cli("replay", run_id, "--allow-changed-data", "--steps", "1", "--output", str(tmp_path / "out"))
     assert allowed.returncode == 0, allowed.stderr
 

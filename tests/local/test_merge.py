@@ -112,7 +112,12 @@ def test_an_adapter_for_another_model_is_refused_and_leaves_nothing(base, tmp_pa
     run_dir = tmp_path / trained["run_id"]
     result, events = merge(run_dir, base, adapter)
     assert result.returncode == 3
-    assert events[-2].event.code == "INPUT_ADAPTER_MISMATCH"
+    error = events[-2].event
+    assert error.code == "INPUT_ADAPTER_MISMATCH"
+    assert error.message.startswith(f"adapter {adapter} changes weights that base model {base} does not have: ")
+    assert "x_proj" in error.message.split(" does not have: ")[1]
+    assert error.fix == ("merge it into the model it was trained on "
+                         "(see base_model_name_or_path in adapter_config.json)")
     assert not (run_dir / "merged").exists() and not (run_dir / "merged.partial").exists()
 
 

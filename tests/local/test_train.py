@@ -107,6 +107,18 @@ def test_without_a_gpu_and_without_device_cpu_training_stops_with_dep_gpu_not_av
     assert [row.status for row in RunHistory(tmp_path).rows()] == ["failed"]
 
 
+def test_a_learning_rate_that_blows_up_the_loss_stops_with_training_diverged(tiny_model, tmp_path):
+    # Adam moves each weight by about the learning rate per step, so at 1e20 the first update
+    # overflows the activations and step 2's loss is nan: a real divergence, nothing injected.
+    result, events = train(tiny_model, tmp_path, "--steps", "4", "--learning-rate", "1e20", "--warmup-steps", "0",
+                           "--lr-scheduler", "constant")
+    assert result.returncode == 5
+    assert coded_error(result.stderr) == ["[RUNTIME_TRAINING_DIVERGED]: the loss became nan at step 2",
+                                          "  fix: lower --learning-rate (now 1e+20)"]
+    assert len(losses(events)) == 1  # only the finite loss of step 1 was reported
+    assert [row.status for row in RunHistory(tmp_path).rows()] == ["failed"]
+
+
 def test_checkpoints_are_complete_hashed_and_pruned(tiny_model, tmp_path):
     result, events = train(tiny_model, tmp_path, "--steps", "7", "--checkpoint-every", "2",
                            "--keep-checkpoints", "2")
@@ -175,7 +187,12 @@ def test_an_unreachable_hub_model_is_dep_model_load_failed(tmp_path):
     result = run_cli("train", "--data", str(QUICKSTART), "--model", "nobody/no-such-model", "--device", "cpu",
                      "--steps", "1", "--output", str(tmp_path), env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 4
-    assert coded_error(result.stderr)[0].startswith("[DEP_MODEL_LOAD_FAILED]: could not load model nobody/no-such-model")
+    assert coded_error(result.stderr) == [
+        "[DEP_MODEL_LOAD_FAILED]: could not load model nobody/no-such-model: We couldn't connect to "
+        "'https://huggingface.co' to load the files, and couldn't find them in the cached files.",
+        "  fix: pass a local folder made with save_pretrained, or a hub id reachable from here "
+        "(set HF_TOKEN for gated models)",
+    ]
 
 
 def test_a_model_without_chat_template_falls_back_to_chatml_with_a_warning(tiny_model, tmp_path):
@@ -219,5 +236,7 @@ def test_ctrl_c_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model, tmp
     os.killpg(process.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert "[RUNTIME_INTERRUPTED]" in stderr
-    assert [row.status for row in RunHistory(tmp_path).rows()] == ["interrupted"]
+    [row] = RunHistory(tmp_path).rows()
+    assert row.status == "interrupted"
+    assert coded_error(stderr) == [f"[RUNTIME_INTERRUPTED]: run {row.run_id} was interrupted",
+                                   "  fix: start it again with the same command"]

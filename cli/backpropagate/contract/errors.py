@@ -97,7 +97,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "INPUT_MODEL_NOT_SAFETENSORS",
             "model {path} has no model.safetensors or model.safetensors.index.json",
-            "save the base model with save_pretrained(safe_serialization=True)",
+            "load it with from_pretrained and save it again with save_pretrained, which writes model.safetensors",
         ),
         _kind(
             "INPUT_GGUF_NOT_FOUND",
