@@ -78,7 +78,7 @@ def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_pat
     assert any("top-1 agreement" in problem for problem in result["problems"])
 
 
-def test_a_corrupted_tokenizer_fails_verification_and_leaves_no_gguf(trained, tmp_path):
+def test_a_corrupted_tokenizer_fails_with_the_tokenizer_fix_and_leaves_no_gguf(trained, tmp_path):
     output, run_id = trained
     run_dir = output / run_id
     merged = tmp_path / "merged"
@@ -96,8 +96,8 @@ def test_a_corrupted_tokenizer_fails_verification_and_leaves_no_gguf(trained, tm
                           capture_output=True, text=True)
     assert done.returncode == 5, done.stdout
     error = [parse_line(line).event for line in done.stdout.splitlines()][-2]
-    assert error.code == "RUNTIME_GGUF_VERIFY_FAILED"
-    assert "tokenizes" in error.message
+    assert error.code == "RUNTIME_GGUF_TOKENIZER_MISMATCH"
+    assert "tokenizes" in error.message and "for llama.cpp" in error.message
     assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
 
 
