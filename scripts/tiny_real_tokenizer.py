@@ -1,6 +1,6 @@
-"""A tiny model around a real tokenizer (Qwen3's or Llama 3's 128-152k vocabulary and chat template).
+"""A tiny model around a real tokenizer (Qwen3's, Llama 3's or Gemma 3's 128-262k vocabulary and chat template).
 
-Used by ``make_tiny_model.py --tokenizer qwen3|llama3|DIR``. The tokenizer files are copied as they are, so
+Used by ``make_tiny_model.py --tokenizer qwen3|llama3|gemma3|DIR``. The tokenizer files are copied as they are, so
 llama.cpp's converter meets the real pre-tokenizer and special tokens. Pretraining stays as fast as for the
 SentencePiece model because it runs over the few hundred tokens the generated corpus uses: the other rows of
 the (tied) embedding are zero, so their logits are 0, and one extra logit fixed at log(their count) stands for

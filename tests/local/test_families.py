@@ -1,7 +1,8 @@
-"""Qwen3 and Llama 3, with their real tokenizers and templates, through training, GGUF export, verification and chat."""
+"""Qwen3, Llama 3 and Gemma 3, with their real tokenizers and templates, through training, GGUF export, verification
+and chat."""
 
 import json
-import sys
+import shutil
 
 import pytest
 from backpropagate.contract.errors import BackpropError
@@ -10,7 +11,9 @@ from transformers import AutoTokenizer
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
-END_OF_TURN = {"qwen3": "<|im_end|>", "llama3": "<|eot_id|>"}
+END_OF_TURN = {"qwen3": "<|im_end|>", "llama3": "<|eot_id|>", "gemma3": "<end_of_turn>"}
+# llama.cpp's pre-tokenizer for each; Gemma 3's SentencePiece-style vocabulary needs none ("default").
+PRE_TOKENIZER = {"qwen3": "qwen2", "llama3": "llama-bpe", "gemma3": "default"}
 
 
 @pytest.fixture(scope="module", params=list(END_OF_TURN))
@@ -44,9 +47,16 @@ def test_the_export_verifies_and_keeps_the_family_tokenizer(trained, quantizatio
     assert check["tokenizer_mismatches"] == 0 and check["tokenizer_cases"] >= 25
     tokenizer = AutoTokenizer.from_pretrained(model)
     metadata = gguf_metadata(gguf)
-    assert metadata["tokenizer.ggml.pre"] == {"qwen3": "qwen2", "llama3": "llama-bpe"}[family]
+    assert metadata["tokenizer.ggml.pre"] == PRE_TOKENIZER[family]
     assert int(metadata["tokenizer.ggml.eos_token_id"]) == tokenizer.convert_tokens_to_ids(END_OF_TURN[family])
     assert metadata["tokenizer.chat_template"] == tokenizer.chat_template
+    # Every token the tokenizer marks special is a control token: llama.cpp reads it from template text only.
+    from backpropagate_stages.gguf.header import read
+
+    types = read(gguf, ["tokenizer.ggml.token_type"])["tokenizer.ggml.token_type"]
+    control = 3  # llama.cpp's CONTROL token type
+    assert [token.content for i, token in tokenizer.added_tokens_decoder.items()
+            if token.special and types[i] != control] == []
 
 
 def gguf_metadata(path) -> dict:
@@ -73,28 +83,59 @@ def test_chat_answers_and_ends_its_turn(trained):
         assert "did not end its turn" not in answer.stderr, (family, answer.stdout)
 
 
-def test_a_gguf_whose_pre_tokenizer_is_wrong_fails_verification_with_its_code(trained, tmp_path):
+def test_a_gguf_whose_pre_tokenizer_is_wrong_fails_verification_with_the_tokenizer_fix(trained, tmp_path):
     """The classic broken conversion: the right vocabulary split by the wrong pre-tokenizer rules."""
-    from backpropagate_stages.gguf import llama_tools, verify
+    from backpropagate_stages.gguf import llama_tools
+
+    family = trained[0]
+    if PRE_TOKENIZER[family] == "default":
+        pytest.skip("a SentencePiece vocabulary has no pre-tokenizer for llama.cpp to get wrong")
+    raised = verify_broken_copy(trained, tmp_path, lambda right, wrong: llama_tools.quantize(
+        right, wrong, None, {"tokenizer.ggml.pre": "gpt-2"}))
+    assert raised.code == "RUNTIME_GGUF_TOKENIZER_MISMATCH"
+    assert "tokenizes" in raised.message
+
+
+START_OF_TURN = {"qwen3": "<|im_start|>", "llama3": "<|start_header_id|>", "gemma3": "<start_of_turn>"}
+
+
+def test_a_gguf_whose_start_of_turn_is_not_a_control_token_fails_with_the_tokenizer_fix(trained, tmp_path):
+    """What llama.cpp's converter writes for Gemma 3 unless the stage corrects it: the turn marker typed as
+    ordinary text, so llama.cpp spells it out piece by piece. No quantization type can mend that."""
+    from backpropagate_stages.gguf import header
+
+    family, model, _, _ = trained
+    marker = START_OF_TURN[family]
+    normal = 1  # llama.cpp's NORMAL token type
+
+    def retype(right, wrong):
+        shutil.copyfile(right, wrong)
+        header.patch(wrong, "tokenizer.ggml.token_type",
+                     {AutoTokenizer.from_pretrained(model).convert_tokens_to_ids(marker): normal})
+
+    raised = verify_broken_copy(trained, tmp_path, retype)
+    assert raised.code == "RUNTIME_GGUF_TOKENIZER_MISMATCH" and raised.exit_code == 5
+    # The first difference names the token and what each side made of it.
+    assert f"{marker!r} is 1 token for the model's tokenizer [{marker!r}] and " in raised.message
+    assert raised.render().splitlines()[-1] == (
+        "  fix: no other type will help: llama.cpp's converter read the tokenizer differently; check that token "
+        "in the merged model's tokenizer.json, or pass --no-verify to keep the GGUF anyway")
+
+
+def verify_broken_copy(trained, tmp_path, breaks) -> BackpropError:
+    """Verify ``breaks(right, wrong)``'s copy of the family's verified q8_0 GGUF; return the error it raises."""
+    from backpropagate_stages.gguf import verify
     from backpropagate_stages.gguf.run import _check
 
-    family, model, output, result = trained
+    _, model, output, result = trained
     right = output / result["run_id"] / "gguf" / "model-q8_0.gguf"  # verified by its export
     if not right.exists():
         pytest.skip("runs after the export tests")
-    sys.path.insert(0, str(llama_tools.tools_dir() / "gguf-py"))
-    import gguf
-    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
-
-    reader = gguf.GGUFReader(right)
     wrong = tmp_path / "wrong.gguf"
-    writer = gguf.GGUFWriter(wrong, arch=reader.get_field(gguf.Keys.General.ARCHITECTURE).contents())
-    copy_with_new_metadata(reader, writer, {gguf.Keys.Tokenizer.PRE: MetadataDetails(gguf.GGUFValueType.STRING,
-                                                                                        "gpt-2")}, [])
+    breaks(right, wrong)
     cases = verify.verification_cases(AutoTokenizer.from_pretrained(model), [])
     checked = verify.compare(wrong, output / result["run_id"] / "merged", cases, "q8_0")
-    assert checked["tokenizer_mismatches"] > 0
+    assert checked["tokenizer_mismatches"] > 0 and not checked["passed"]
     with pytest.raises(BackpropError) as raised:
         _check(checked, "q8_0", lambda event: None)
-    assert raised.value.code == "RUNTIME_GGUF_VERIFY_FAILED"
-    assert "tokenizes" in raised.value.message
+    return raised.value

@@ -1,4 +1,4 @@
-"""Loss masks on the real Qwen3 and Llama 3 tokenizers and chat templates, from data files as users write them."""
+"""Loss masks on the real Qwen3, Llama 3 and Gemma 3 tokenizers and chat templates, from data files as users write them."""
 
 import json
 import sys
@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from tests.conftest import ROOT
 
-END_OF_TURN = {"qwen3": "<|im_end|>", "llama3": "<|eot_id|>"}
+END_OF_TURN = {"qwen3": "<|im_end|>", "llama3": "<|eot_id|>", "gemma3": "<end_of_turn>"}
 CONVERSATIONS = {
     "with a system message": [("system", "Be brief."), ("user", "Name a colour."), ("assistant", "Red."),
                               ("user", "Another one?"), ("assistant", "Blue, like the sea."),

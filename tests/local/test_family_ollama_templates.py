@@ -1,4 +1,4 @@
-"""The Ollama template and stop tokens derived from the real Qwen3 and Llama 3 tokenizers render every
+"""The Ollama template and stop tokens derived from the real Qwen3, Llama 3 and Gemma 3 tokenizers render every
 probe conversation (system message, several turns, an answer being continued) exactly as their own chat
 templates do, and stop at the family's end-of-turn token.
 
@@ -13,7 +13,8 @@ from backpropagate.ollama.templates import PROBES, derive, mismatches, render_hf
 from tests.conftest import ROOT
 
 CACHE = ROOT / ".cache" / "tokenizers"
-FAMILIES = {"qwen3": ("chatml", "<|im_end|>"), "llama3": ("llama3", "<|eot_id|>")}
+FAMILIES = {"qwen3": ("chatml", "<|im_end|>"), "llama3": ("llama3", "<|eot_id|>"),
+            "gemma3": ("gemma", "<end_of_turn>")}
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -79,7 +79,7 @@ def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_pat
     assert any("top-1 agreement" in problem for problem in result["problems"])
 
 
-def test_a_corrupted_tokenizer_fails_verification_and_leaves_no_gguf(trained, tmp_path):
+def test_a_corrupted_tokenizer_fails_with_the_tokenizer_fix_and_leaves_no_gguf(trained, tmp_path):
     output, run_id = trained
     run_dir = output / run_id
     merged = tmp_path / "merged"
@@ -97,10 +97,11 @@ def test_a_corrupted_tokenizer_fails_verification_and_leaves_no_gguf(trained, tm
                           capture_output=True, text=True)
     assert done.returncode == 5, done.stdout
     error = [parse_line(line).event for line in done.stdout.splitlines()][-2]
-    assert error.code == "RUNTIME_GGUF_VERIFY_FAILED"
-    assert error.message.startswith("the q8_0 GGUF disagrees with the merged model: ")
-    assert "tokenizes" in error.message
-    assert error.fix == "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway"
+    assert error.code == "RUNTIME_GGUF_TOKENIZER_MISMATCH"
+    assert error.message.startswith("the q8_0 GGUF does not tokenize as the merged model does: ")
+    assert "for llama.cpp" in error.message
+    assert error.fix == ("no other type will help: llama.cpp's converter read the tokenizer differently; check that "
+                         "token in the merged model's tokenizer.json, or pass --no-verify to keep the GGUF anyway")
     assert not (tmp_path / "run" / "gguf").exists() and not (tmp_path / "run" / "gguf.partial").exists()
 
 

@@ -251,6 +251,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway",
         ),
         _kind(
+            "RUNTIME_GGUF_TOKENIZER_MISMATCH",
+            "the {quantization} GGUF does not tokenize as the merged model does: {details}",
+            "no other type will help: llama.cpp's converter read the tokenizer differently; check that token in "
+            "the merged model's tokenizer.json, or pass --no-verify to keep the GGUF anyway",
+        ),
+        _kind(
             "RUNTIME_OLLAMA_DIGEST_MISMATCH",
             "Ollama refused {path}: its content does not match digest {digest} ({reason})",
             "the file changed while it was uploaded; export it again, then register it",

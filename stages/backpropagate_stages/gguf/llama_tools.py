@@ -12,6 +12,8 @@ from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
 
+from backpropagate_stages.gguf import header
+
 # The converter writes f16, bf16 and q8_0 itself; the other types are quantized from f16.
 CONVERTER_TYPES = ("f16", "bf16", "q8_0")
 FTYPES = {"q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
@@ -54,48 +56,31 @@ def _run_converter(arguments: list[str], out_file: Path, step: str, model: Path,
                             reason=lines[-1] if lines else f"exit code {done.returncode}", log="log.txt")
 
 
-def quantize(source: Path, target: Path, quantization: str, no_space_prefix: bool = False) -> None:
-    """Quantize ``source`` into ``target``; ``no_space_prefix`` also writes add_space_prefix=false
-    (the quantizer applies metadata overrides as it copies, saving a rewrite of the file)."""
+def quantize(source: Path, target: Path, quantization: str | None, overrides: dict[str, bool | str] | None = None
+             ) -> None:
+    """Quantize ``source`` into ``target``, or with ``quantization`` None copy its tensors as they are; either
+    way ``overrides`` (keys set to a bool or a string) go into the metadata as the quantizer copies it, which
+    saves a second pass over the file."""
     module = llama_cpp()
     params = module.llama_model_quantize_default_params()
-    params.ftype = getattr(module, FTYPES[quantization])
+    if quantization is None:
+        params.only_copy = True
+    else:
+        params.ftype = getattr(module, FTYPES[quantization])
     params.nthread = os.cpu_count() or 1
-    if no_space_prefix:
-        overrides = (module.llama_model_kv_override * 2)()  # the zeroed second entry ends the list
-        overrides[0].tag = module.LLAMA_KV_OVERRIDE_TYPE_BOOL
-        overrides[0].key = b"tokenizer.ggml.add_space_prefix"
-        overrides[0].value.val_bool = False
-        params.kv_overrides = ctypes.cast(overrides, ctypes.POINTER(module.llama_model_kv_override))
+    entries = (module.llama_model_kv_override * (len(overrides or {}) + 1))()  # a zeroed entry ends the list
+    for entry, (key, value) in zip(entries, (overrides or {}).items()):
+        entry.key = key.encode()
+        if isinstance(value, bool):
+            entry.tag, entry.value.val_bool = module.LLAMA_KV_OVERRIDE_TYPE_BOOL, value
+        else:
+            entry.tag, entry.value.val_str = module.LLAMA_KV_OVERRIDE_TYPE_STR, value.encode()
+    if overrides:
+        params.kv_overrides = ctypes.cast(entries, ctypes.POINTER(module.llama_model_kv_override))
     if module.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
-        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step=f"quantize to {quantization}", model=source,
-                            reason="llama_model_quantize returned an error", log="log.txt")
-
-
-def set_no_space_prefix(source: Path, target: Path) -> None:
-    """Copy a GGUF with tokenizer.ggml.add_space_prefix = false.
-
-    For a SentencePiece vocabulary the converter writes this key only for some
-    architectures (not Qwen2), and llama.cpp then assumes true: every prompt would
-    gain a leading space and the tokens would differ from the model's own tokenizer.
-    """
-    sys.path.insert(0, str(tools_dir() / "gguf-py"))
-    import gguf
-    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
-
-    reader = gguf.GGUFReader(source)
-    writer = gguf.GGUFWriter(target, arch=reader.get_field(gguf.Keys.General.ARCHITECTURE).contents(),
-                             endianess=reader.endianess)
-    alignment = reader.get_field(gguf.Keys.General.ALIGNMENT)
-    if alignment is not None:
-        writer.data_alignment = alignment.contents()
-    copy_with_new_metadata(reader, writer, {gguf.Keys.Tokenizer.ADD_PREFIX:
-                                            MetadataDetails(gguf.GGUFValueType.BOOL, False)}, [])
+        raise BackpropError("RUNTIME_GGUF_EXPORT_FAILED", step=f"quantize to {quantization}" if quantization else
+                            "copy", model=source, reason="llama_model_quantize returned an error", log="log.txt")
 
 
 def read_field(path: Path, key: str):
-    sys.path.insert(0, str(tools_dir() / "gguf-py"))
-    import gguf
-
-    field = gguf.GGUFReader(path).get_field(key)
-    return None if field is None else field.contents()
+    return header.read(path, (key,))[key]

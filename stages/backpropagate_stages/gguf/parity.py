@@ -6,7 +6,12 @@ sides follow the rule of chat_tokens.py: the template's text is read with specia
 with them off.
 """
 
+import re
+
 from backpropagate_stages.chat_tokens import Segment, encode, hf_tokenize, render_segments
+from backpropagate_stages.gguf import header
+
+CONTROL = 3  # llama.cpp's token type for control tokens
 
 HARD_STRINGS = [
     "Grüße aus Köln: naïve café, déjà vu, Œuvre, ß.",
@@ -48,11 +53,74 @@ def parity_cases(tokenizer, conversations: list[list[Segment]]) -> list[list[Seg
     return cases
 
 
-def mismatches(cases: list[list[Segment]], tokenizer, llm) -> list[str]:
-    """The texts of the cases that llama.cpp tokenizes differently from ``tokenizer``."""
-    def theirs(text: str, special: bool) -> list[int]:
-        return llm.tokenize(text.encode(), add_bos=False, special=special)
+def llama_cpp_rules(gguf_path, llm) -> list[str]:
+    """Tokens llama.cpp makes control tokens as it loads a model, whatever the file says.
 
-    ours = hf_tokenize(tokenizer)
-    return ["".join(segment.text for segment in case) for case in cases
-            if encode(case, ours)[0] != encode(case, theirs)[0]]
+    It knows some end-of-generation spellings by heart ("</s>", "<eos>", "<|endoftext|>", ...). Where the model's
+    tokenizer keeps such a token as plain text (Gemma 3's "</s>"), llama.cpp splits it in message text, and no
+    GGUF can change that: the comparison leaves those stretches out, and the stage says so.
+    """
+    from backpropagate_stages.gguf.llama_tools import llama_cpp
+
+    module = llama_cpp()
+    vocab = module.llama_model_get_vocab(llm.model)
+    types = header.read(gguf_path, ("tokenizer.ggml.token_type",))["tokenizer.ggml.token_type"] or []
+    return [llm.detokenize([i], special=True).decode("utf-8", "replace") for i, kind in enumerate(types)
+            if kind != CONTROL and module.llama_vocab_get_attr(vocab, i) & module.LLAMA_TOKEN_ATTR_CONTROL]
+
+
+def mismatches(cases: list[list[Segment]], tokenizer, llm, rules: list[str] = ()) -> list[list[Segment]]:
+    """The cases that llama.cpp tokenizes differently from ``tokenizer``, around the texts in ``rules``."""
+    ours, theirs = _around(hf_tokenize(tokenizer), rules), _around(_llama_tokenize(llm), rules)
+    return [case for case in cases if encode(case, ours)[0] != encode(case, theirs)[0]]
+
+
+def first_difference(case: list[Segment], tokenizer, llm, rules: list[str] = (), most: int = 12) -> str:
+    """Where the two tokenizers part ways in ``case``: the text, and the tokens each side made of it."""
+    ours, theirs = _around(hf_tokenize(tokenizer), rules), _around(_llama_tokenize(llm), rules)
+    a = b = []
+    for segment in case:  # segments are tokenized alone, so the first differing one holds the difference
+        a, b = ours(segment.text, segment.special), theirs(segment.text, segment.special)
+        if a != b:
+            break
+    start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    # Widen each side token by token until both cover the same text, so the two lists show one stretch.
+    ours_end, theirs_end = start + 1, start + 1
+    while ours_end <= len(a) and theirs_end <= len(b) and max(ours_end, theirs_end) - start < most:
+        covered_ours = len(tokenizer.decode([i for i in a[:ours_end] if i >= 0]))
+        covered_theirs = len(llm.detokenize([i for i in b[:theirs_end] if i >= 0], special=True).decode(
+            "utf-8", "replace"))
+        if covered_ours == covered_theirs:
+            break
+        if covered_ours < covered_theirs:
+            ours_end += 1
+        else:
+            theirs_end += 1
+    mine = [tokenizer.decode([i]) for i in a[start:ours_end] if i >= 0]
+    other = [llm.detokenize([i], special=True).decode("utf-8", "replace") for i in b[start:theirs_end] if i >= 0]
+    return (f"{''.join(mine)!r} is {_count(mine)} for the model's tokenizer {mine} "
+            f"and {_count(other)} for llama.cpp {other}")
+
+
+def _around(tokenize, rules: list[str]):
+    """``tokenize`` that, in message text, leaves out the texts in ``rules`` and tokenizes what lies between
+    them alone (a -1 marks each cut, so pieces cannot pair up differently)."""
+    if not rules:
+        return tokenize
+    pattern = re.compile("|".join(re.escape(text) for text in sorted(rules, key=len, reverse=True)))
+
+    def around(text: str, special: bool) -> list[int]:
+        if special:
+            return tokenize(text, special)
+        pieces = pattern.split(text)
+        return [i for n, piece in enumerate(pieces) for i in ([-1] if n else []) + tokenize(piece, special)]
+
+    return around
+
+
+def _count(pieces: list[str]) -> str:
+    return "1 token" if len(pieces) == 1 else f"{len(pieces)} tokens"
+
+
+def _llama_tokenize(llm):
+    return lambda text, special: llm.tokenize(text.encode(), add_bos=False, special=special)

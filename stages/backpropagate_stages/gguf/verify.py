@@ -61,7 +61,9 @@ def compare(gguf_path, merged_dir, cases: list[list[Segment]], quantization: str
                             verbose=False, **extra)
     try:
         checked = parity.parity_cases(tokenizer, cases)
-        mismatched = parity.mismatches(checked, tokenizer, llm)
+        rules = parity.llama_cpp_rules(gguf_path, llm)
+        mismatched = parity.mismatches(checked, tokenizer, llm, rules)
+        difference = parity.first_difference(mismatched[0], tokenizer, llm, rules) if mismatched else None
         agree = total = 0
         nll_gguf = nll_hf = 0.0
         for ids in sequences:
@@ -82,13 +84,15 @@ def compare(gguf_path, merged_dir, cases: list[list[Segment]], quantization: str
         "quantization": quantization, "sequences": len(sequences), "predictions": total,
         "top1_agreement": round(agree / total, 4), "perplexity_gguf": round(ppl_gguf, 4),
         "perplexity_merged": round(ppl_hf, 4), "tokenizer_cases": len(checked),
-        "tokenizer_mismatches": len(mismatched),
+        "tokenizer_mismatches": len(mismatched), "tokenizer_llama_cpp_rules": rules,
         "thresholds": {"min_top1_agreement": min_agreement, "max_relative_perplexity_change": max_ppl_change},
     }
     problems = []
     if mismatched:
-        problems.append(f"llama.cpp tokenizes {len(mismatched)} of {len(checked)} texts differently "
-                        f"(first: {mismatched[0][:60]!r})")
+        text = "".join(segment.text for segment in mismatched[0])
+        result["tokenizer_first_difference"] = difference
+        problems.append(f"llama.cpp tokenizes {len(mismatched)} of {len(checked)} texts differently; in the "
+                        f"first, {text[:60]!r}, {difference}")
     if result["top1_agreement"] < min_agreement:
         problems.append(f"top-1 agreement {result['top1_agreement']:.1%} is below {min_agreement:.0%}")
     if abs(ppl_gguf / ppl_hf - 1) > max_ppl_change:
