@@ -135,7 +135,14 @@ def test_a_damaged_newest_checkpoint_is_refused_and_the_previous_one_used(tiny_m
     resumed, resumed_events = resume(tmp_path, run_id)
     assert resumed.returncode == 0, resumed.stderr
     refused = [w for w in named(resumed_events, "warning") if w.code == "STATE_CHECKPOINT_INVALID"]
-    assert refused and "step-4 is not valid: training_state.pt does not match its sha256" in refused[0].message
+    assert refused and refused[0].message == (
+        f"checkpoint {tmp_path / run_id / 'checkpoints' / 'step-4'} is not valid: training_state.pt does not match "
+        "its sha256; trying the previous checkpoint")
+    # The fix the catalog gives when this is met outside a resume: the previous one is used anyway.
+    from backpropagate.contract.errors import CATALOG
+
+    assert CATALOG["STATE_CHECKPOINT_INVALID"].fix == ("delete that checkpoint folder; the previous checkpoint is "
+                                                       "used instead")
     assert named(resumed_events, "resumed")[0].reason == "from checkpoint step-2"
 
 
@@ -162,7 +169,9 @@ def test_a_fourth_oom_ends_the_run_with_runtime_gpu_oom(tiny_model, chat_data, t
     result, events = train(tiny_model, chat_data, tmp_path, "--batch-size", "8", "--gradient-accumulation", "1",
                            faults={"oom_at_steps": [2, 3, 4, 5]})
     assert result.returncode == 5
-    assert named(events, "error")[0].message == "out of GPU memory at step 5"
+    error = named(events, "error")[0]
+    assert (error.code, error.message) == ("RUNTIME_GPU_OOM", "out of GPU memory at step 5")
+    assert error.fix == "lower --batch-size or --max-seq-length, or add --qlora"
 
 
 def test_no_oom_recovery_fails_at_the_first_oom(tiny_model, chat_data, tmp_path):
@@ -204,7 +213,10 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_finis
     run_id = events[0].run_id
     assert result.returncode == 5
     error = named(events, "error")[0]
-    assert error.code == "RUNTIME_DISK_FULL" and "step-4.partial" in error.message
+    assert error.code == "RUNTIME_DISK_FULL"
+    assert error.message == ("no space left on the device while writing "
+                             f"{tmp_path / run_id / 'checkpoints' / 'step-4.partial'}")
+    assert error.fix == f"free some space (older runs in {tmp_path} can go), then `backprop resume {run_id}`"
     checkpoints = tmp_path / run_id / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-2"]
 
@@ -245,7 +257,8 @@ def test_resuming_a_completed_run_is_refused(tiny_model, chat_data, tmp_path):
     result, events = train(tiny_model, chat_data, tmp_path, "--steps", "1")
     refused, _ = resume(tmp_path, events[0].run_id)
     assert refused.returncode == 6
-    assert refused.stderr.startswith(f"[STATE_NOTHING_TO_RESUME]: run {events[0].run_id} is completed")
+    assert refused.stderr == (f"[STATE_NOTHING_TO_RESUME]: run {events[0].run_id} is completed; only a failed or "
+                              "interrupted run can be resumed\n  fix: start a new run with `backprop train`\n")
 
 
 def test_the_python_api_resumes_a_run(tiny_model, chat_data, tmp_path):
