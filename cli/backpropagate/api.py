@@ -16,6 +16,8 @@ from typing import Any
 
 from backpropagate.config import load_settings, output_dir, settings_from_arguments
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.quality import QualityReport, read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.output import Output
 from backpropagate.runs.export import plan_export
@@ -32,6 +34,7 @@ class TrainResult:
     final_loss: float
     loss_history: list[float] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # everything the stage reported
+    quality: QualityReport | None = None  # with eval data or eval prompts
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class ExportResult:
     format: str
     path: Path
     outputs: dict[str, Any] = field(default_factory=dict)
+    quality: QualityReport | None = None  # with the GGUF's answers to the run's eval prompts
 
 
 class Trainer:
@@ -51,25 +55,29 @@ class Trainer:
         self.last_result: TrainResult | None = None
 
     def train(self, data: str | Path | None = None, steps: int | None = None, *, data_format: str = "auto",
-              skip_invalid: bool = False, resume: str | None = None, **overrides: Any) -> TrainResult:
+              skip_invalid: bool = False, resume: str | None = None, eval_data: str | Path | None = None,
+              eval_prompts: str | Path | None = None, **overrides: Any) -> TrainResult:
         """Train an adapter on ``data``; returns where it is and how the loss went.
 
+        ``eval_data`` / ``eval_split=0.1`` and ``eval_prompts`` add the quality report (``result.quality``).
         ``resume=RUN`` continues that failed or interrupted run from its newest valid checkpoint
         with its own settings (``data`` and other arguments are then not used).
         """
-        settings = settings_from_arguments({**self.settings, **overrides, "model": self.model, "steps": steps},
-                                           call="Trainer.train()")
+        # None means "not given" here too, so train(data) keeps the steps the Trainer was made with.
+        given = {**overrides, **({"steps": steps} if steps is not None else {})}
+        settings = settings_from_arguments({**self.settings, **given, "model": self.model}, call="Trainer.train()")
         if resume is not None:
             plan = plan_resume(output_dir(settings), resume)
         elif data is None:
             raise BackpropError("CONFIG_VALUE_INVALID", name="data", value=None, reason="no dataset given",
                                 allowed="a JSONL or JSON file (or resume=RUN to continue a run)")
         else:
-            plan = plan_train(settings, data, data_format, skip_invalid)
+            plan = plan_train(settings, data, data_format, skip_invalid, eval_data, eval_prompts)
         result = self._session(settings).run(plan.pipeline())["train"]
         self.last_result = TrainResult(run_id=plan.spec.run_id, run_dir=Path(plan.spec.run_dir),
                                        adapter_path=Path(result.adapter), final_loss=result.final_loss,
-                                       loss_history=list(result.losses), outputs=to_dict(result))
+                                       loss_history=list(result.losses), outputs=to_dict(result),
+                                       quality=read_report(RunFolder(Path(plan.spec.run_dir)).quality))
         return self.last_result
 
     def export(self, format: str = "merged", *, quantization: str | None = None, verify: bool = True,
@@ -92,7 +100,8 @@ class Trainer:
         results = self._session(settings).run(plan.pipeline())
         outputs = {key: value for result in results.values() for key, value in to_dict(result).items()}
         path = results["gguf"].gguf if "gguf" in results else results["merge"].merged
-        return ExportResult(run_id=plan.run_id, format=format, path=Path(path), outputs=outputs)
+        return ExportResult(run_id=plan.run_id, format=format, path=Path(path), outputs=outputs,
+                            quality=read_report(plan.folder.quality))
 
     def _session(self, settings) -> Session:
         return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress)

@@ -26,6 +26,7 @@ from backpropagate.commands import (
     train,
     validate,
 )
+from backpropagate.commands import eval as eval_command  # not to shadow the builtin
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.command("train", epilog=train.EXAMPLES)(train.train)
 app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
 app.command("export", epilog=export.EXAMPLES)(export.export)
 app.command("chat", epilog=chat.EXAMPLES)(chat.chat)
+app.command("eval", epilog=eval_command.EXAMPLES)(eval_command.eval_run)
 app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
 app.command("show-run", epilog=show_run.EXAMPLES)(show_run.show_run)

@@ -23,7 +23,9 @@ def text_curve(values: list[float], width: int = 60, height: int = 8) -> str:
     return "\n".join([f"{high:.4f} ┐", *rows, f"{low:.4f} ┘ steps 1-{len(values)}"])
 
 
-def write_png(path: Path, steps: list[int], losses: list[float], learning_rates: list[float], title: str) -> Path:
+def write_png(path: Path, steps: list[int], losses: list[float], learning_rates: list[float], title: str,
+              eval_losses: list | None = None) -> Path:
+    """Training loss and learning rate by step; held-out loss (``[step, loss]`` pairs) as points on the loss axis."""
     try:
         import matplotlib
 
@@ -33,6 +35,10 @@ def write_png(path: Path, steps: list[int], losses: list[float], learning_rates:
         raise BackpropError("DEP_PLOT_UNAVAILABLE", reason=str(exc)) from None
     figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
     loss_axis.plot(steps, losses, color="tab:blue", label="loss")
+    if eval_losses:
+        loss_axis.plot([s for s, _ in eval_losses], [v for _, v in eval_losses], color="tab:green", marker="o",
+                       label="held-out loss")
+        loss_axis.legend(loc="upper right")
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("loss", color="tab:blue")
     lr_axis = loss_axis.twinx()

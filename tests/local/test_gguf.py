@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import parse_line
 from backpropagate.contract.history import RunHistory
 
@@ -77,6 +78,15 @@ def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_pat
     result = verify.compare(impostor, tiny_model, cases, "f16")
     assert not result["passed"]
     assert any("top-1 agreement" in problem for problem in result["problems"])
+    # The same tokens, other predictions: a measure a larger type can mend, so its fix says so.
+    from backpropagate_stages.gguf.run import check_result
+
+    with pytest.raises(BackpropError) as caught:
+        check_result(result, "q4_k_m", lambda event: None)
+    error = caught.value
+    assert (error.code, error.exit_code) == ("RUNTIME_GGUF_VERIFY_FAILED", 5)
+    assert error.message.startswith("the q4_k_m GGUF disagrees with the merged model: top-1 agreement ")
+    assert error.fix == "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway"
 
 
 def test_a_corrupted_tokenizer_fails_with_the_tokenizer_fix_and_leaves_no_gguf(trained, tmp_path):

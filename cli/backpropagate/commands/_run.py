@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+from backpropagate.commands._quality import quality_lines
 from backpropagate.config import Settings
+from backpropagate.contract.quality import read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.output import Output
 from backpropagate.runs.plan import TrainPlan
@@ -18,9 +20,11 @@ def run_and_report(out: Output, plan: TrainPlan, settings: Settings) -> None:
              f"{len(plan.dataset.examples)} examples"
              + (f", {len(plan.dataset.dropped)} invalid rows skipped" if plan.dataset.dropped else ""))
     result = session.run(plan.pipeline())["train"]
+    report = read_report(plan.folder.quality)
     out.result(
         f"adapter: {result.adapter}\nrun id: {plan.spec.run_id}\nloss: {result.losses[0]:.4f} -> "
-        f"{result.final_loss:.4f} over {result.steps} steps ({result.tokens_per_s:,.0f} tokens/s)",
+        f"{result.final_loss:.4f} over {result.steps} steps ({result.tokens_per_s:,.0f} tokens/s)"
+        + ("".join("\n" + line for line in quality_lines(report)) if report else ""),
         {"run_id": plan.spec.run_id, "run_dir": plan.spec.run_dir, "runtime": session.runtime.name,
          **to_dict(result)},
     )

@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt, RuntimeOpt
+from backpropagate.commands._quality import quality_lines
 from backpropagate.config import load_settings, output_dir
+from backpropagate.contract.quality import read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import QUANTIZATIONS
 from backpropagate.output import Output
@@ -75,6 +77,8 @@ def export(
         lines.append(f"gguf: {results['gguf'].gguf} " + (
             f"(verified: top-1 agreement {check['top1_agreement']:.1%}, perplexity {check['perplexity_gguf']} "
             f"vs {check['perplexity_merged']})" if check.get("verified") else "(not verified)"))
+        report = read_report(plan.folder.quality) if results["gguf"].quality else None
+        lines += quality_lines(report) if report else []
     if "--ollama" in given:
         registered = _register(results["gguf"].gguf, ollama_name or plan.run_id, ollama_container,
                                out, output_dir(settings))

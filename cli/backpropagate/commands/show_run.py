@@ -8,6 +8,7 @@ import typer
 
 from backpropagate.charts import text_curve, write_png
 from backpropagate.commands._options import JsonOpt, OutputOpt
+from backpropagate.commands._quality import quality_lines
 from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.records import RunRecord, flatten, load_record
 from backpropagate.output import Output
@@ -35,7 +36,8 @@ def show_run(
     if plot is not None:
         steps = sorted(record.losses)
         data["plot"] = str(write_png(plot, steps, [record.losses[s] for s in steps],
-                                     [record.learning_rates[s] for s in steps], f"run {record.row.run_id[:8]}"))
+                                     [record.learning_rates[s] for s in steps], f"run {record.row.run_id[:8]}",
+                                     record.quality.eval_loss if record.quality else None))
     Output(json_mode=settings.log_json).result(_text(record, data.get("plot")), data)
 
 
@@ -61,6 +63,8 @@ def _text(record: RunRecord, plot: str | None) -> str:
         lines.append(f"artifact {artifact['kind']}: {artifact['path']} ({artifact['bytes']:,} bytes, "
                      f"sha256 {artifact['sha256']})")
     lines += ["loss:", text_curve([record.losses[s] for s in sorted(record.losses)])]
+    if record.quality:
+        lines += quality_lines(record.quality)
     if plot:
         lines.append(f"plot: {plot}")
     return "\n".join(lines)

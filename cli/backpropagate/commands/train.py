@@ -21,6 +21,8 @@ Examples:
 
   backprop train --data my.jsonl --model ./base --lora-preset fast --lora-r 8 --json
 
+  backprop train --data my.jsonl --model ./base --eval-split 0.1 --eval-every 20 --eval-prompts prompts.jsonl
+
   backprop train --resume 3f2a   (or: backprop resume 3f2a)
 """
 
@@ -79,6 +81,17 @@ def train(
                                                                  "[default 900].")] = None,
     thermal_poll_s: Annotated[float | None, typer.Option(help="Seconds between readings while paused "
                                                               "[default 5].")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Held-out rows (any dataset format): their loss before "
+                                                       "training, every --eval-every steps and at the end.")] = None,
+    eval_split: Annotated[float | None, typer.Option(help="Hold out this fraction of --data instead (seeded) "
+                                                          "[default 0: none].")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Steps between held-out evaluations [default 0: before and "
+                                                        "after only].")] = None,
+    eval_prompts: Annotated[Path | None, typer.Option(help="JSONL of {\"prompt\", \"expect\"}: the base's and the "
+                                                           "fine-tune's greedy answers side by side, with hits.")
+                            ] = None,
+    eval_max_tokens: Annotated[int | None, typer.Option(help="Length of those answers in tokens [default 48].")
+                               ] = None,
     runtime: RuntimeOpt = None,
     gpus: GpusOpt = None,
     resume: Annotated[str | None, typer.Option(help="Continue this failed or interrupted run (id or prefix) "
@@ -92,7 +105,8 @@ def train(
     if resume:
         given = sorted(flag_name(name) for name, value in flags.items()
                        if value is not None and name not in ("output", "runtime", "gpus"))
-        given += ["--data"] if data is not None else []
+        given += [flag for flag, value in (("--data", data), ("--eval-data", eval_data),
+                                           ("--eval-prompts", eval_prompts)) if value is not None]
         if given:
             out.warn(f"resuming uses the run's own settings and data; ignored: {', '.join(given)}")
         run_and_report(out, plan_resume(output_dir(settings), resume), settings)
@@ -100,4 +114,4 @@ def train(
     if data is None:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--data", value=None, reason="no dataset given",
                             allowed="a JSONL or JSON file (or --resume RUN to continue a run)")
-    run_and_report(out, plan_train(settings, data, data_format, skip_invalid), settings)
+    run_and_report(out, plan_train(settings, data, data_format, skip_invalid, eval_data, eval_prompts), settings)

@@ -80,6 +80,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "fix that row, or pass --skip-invalid to train on the valid rows only",
         ),
         _kind(
+            "INPUT_EVAL_PROMPTS_INVALID",
+            "eval prompts {location}: {reason}",
+            'write one JSON object per line: {{"prompt": "...", "expect": "text the answer contains"}} '
+            '("expect" and "kind" are optional)',
+        ),
+        _kind(
             "INPUT_DATASET_CHANGED",
             "dataset {path} has changed since run {run_id} (sha256 {old} then, {new} now)",
             "restore the file, or pass --allow-changed-data to replay on it as it is now",
@@ -303,6 +309,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "STATE_NO_ADAPTER",
             "run {run_id} has no adapter in {run_dir}",
             "export a run that completed (`backprop list-runs --status completed`), or resume this one",
+        ),
+        _kind(
+            "STATE_QUALITY_REPORT_INVALID",
+            "the quality report {path} is not readable: {reason}",
+            "delete it and measure again with `backprop eval RUN`",
         ),
         _kind(
             "STATE_HISTORY_CORRUPT",

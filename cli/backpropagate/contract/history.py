@@ -59,6 +59,7 @@ class HistoryRow:
     lora_gguf: str | None = None
     lora_gguf_verify: dict | None = None
     ollama: list = field(default_factory=list)  # models registered from this run
+    quality: dict | None = None  # the quality report's summary: held-out loss before and after, hits
     versions: dict | None = None
     extra: dict = field(default_factory=dict)  # fields this version does not know, kept as found
 

@@ -10,6 +10,7 @@
     <output>/<run_id>/merged/                 the merged model
     <output>/<run_id>/gguf/model-<type>.gguf  GGUF exports, adapter-f16.gguf, verify.json
     <output>/<run_id>/manifest.json           artifacts with sha256
+    <output>/<run_id>/quality.json            held-out loss and answers to eval prompts
 
 A folder being written is ``<name>.partial`` beside its final name until it is complete.
 """
@@ -83,6 +84,18 @@ class RunFolder:
     @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
+
+    @property
+    def quality(self) -> Path:
+        return self.root / "quality.json"
+
+    @property
+    def eval_data_link(self) -> Path:
+        return self.root / "input" / "eval-data"
+
+    @property
+    def eval_prompts_link(self) -> Path:
+        return self.root / "input" / "eval-prompts"
 
     def exported_gguf(self, quantization: str | None = None, lora: bool = False) -> Path | None:
         """The run's GGUF: the adapter's (``lora``), the one of ``quantization``, else the newest

@@ -8,6 +8,8 @@ from typing import Any
 from backpropagate.contract.events import EventParseError, parse_line
 from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.layout import PARTIAL, RunFolder
+from backpropagate.contract.quality import QualityReport, read_report
+from backpropagate.contract.schema import to_dict
 
 # Fields that differ between any two runs and say nothing about how they differ.
 ALWAYS_DIFFERENT = {"run_id", "run_dir", "started_at", "finished_at", "duration_s", "adapter", "resumed_at",
@@ -22,10 +24,12 @@ class RunRecord:
     checkpoints: list[str]
     losses: dict[int, float] = field(default_factory=dict)  # step -> loss, the last report of each step
     learning_rates: dict[int, float] = field(default_factory=dict)
+    quality: QualityReport | None = None  # quality.json, when the run has one
 
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.row.to_dict(), "spec": self.spec, "manifest": self.manifest,
                 "checkpoints": self.checkpoints,
+                "quality": {**to_dict(self.quality), "hits": self.quality.hits()} if self.quality else None,
                 "losses": [[step, loss] for step, loss in sorted(self.losses.items())],
                 "learning_rates": [[step, lr] for step, lr in sorted(self.learning_rates.items())]}
 
@@ -36,7 +40,8 @@ def load_record(output: Path, run: str) -> RunRecord:
     record = RunRecord(row=row, spec=_json(folder.spec), manifest=_json(folder.manifest),
                        checkpoints=sorted((p.name for p in folder.checkpoints.glob("step-*")
                                            if p.is_dir() and not p.name.endswith(PARTIAL)),
-                                          key=lambda name: int(name.split("-")[1])))
+                                          key=lambda name: int(name.split("-")[1])),
+                       quality=read_report(folder.quality))
     if folder.events.exists():
         for line in folder.events.read_text(encoding="utf-8").splitlines():
             try:

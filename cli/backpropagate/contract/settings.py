@@ -36,6 +36,10 @@ class TrainingSettings:
     unsloth: Literal["auto", "on", "off"] = field("auto")
     oom_recovery: bool = field(True, help="on out-of-memory, halve the micro-batch and double accumulation")
     checkpoint_on_interrupt: bool = field(False)
+    # Quality report: held-out loss every eval_every steps (0: before and after only), and answers.
+    eval_every: int = field(0, check=at_least(0), allowed="an integer of at least 0 (0: before and after only)")
+    eval_split: float = field(0.0, check=fraction, allowed="a fraction in [0, 1), such as 0.1")
+    eval_max_tokens: int = field(48, check=at_least(1), allowed="an integer of at least 1")
     # Thermal guard (NVML): pause between steps at pause_c, go on at resume_c, give up after timeout_s.
     thermal_pause_c: float = field(85.0, check=positive, allowed="degrees Celsius greater than 0")
     thermal_resume_c: float = field(75.0, check=positive, allowed="degrees Celsius greater than 0")

@@ -28,6 +28,13 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class PromptsSpec:
+    path: str  # a link in the run folder to the user's file
+    sha256: str = field("")
+    source: str = field("", help="where the user's file is, redacted")
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     run_id: str
     run_dir: str
@@ -38,7 +45,24 @@ class TrainSpec:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
     versions: dict = field({}, help="of the host that planned the run")
     resume: bool = field(False, help="continue from the newest valid checkpoint in run_dir")
+    eval_data: DataSpec | None = field(None, help="held-out rows; without it, training.eval_split of the data")
+    eval_prompts: PromptsSpec | None = field(None, help="prompts answered by the base and the fine-tune")
     stage: Literal["train"] = field("train")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """`backprop eval`: the quality report of a trained run, measured after the fact."""
+    run_id: str
+    run_dir: str
+    model: str  # the base
+    adapter: str
+    training: TrainingSettings  # the run's: sequence length, loss masking, device, answer length
+    data: DataSpec | None = field(None, help="the run's training data, whose held-out split is used by default")
+    eval_data: DataSpec | None = field(None)
+    eval_prompts: PromptsSpec | None = field(None)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
+    stage: Literal["eval"] = field("eval")
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,8 @@ class GgufSpec:
     quantization: Literal[QUANTIZATIONS] = field("q4_k_m")
     verify: bool = field(True)
     data: str = field("", help="dataset whose rows give the verification sequences; built-in text when empty")
+    prompts: str = field("", help="eval prompts the exported GGUF answers too, into quality.json")
+    max_new_tokens: int = field(48, help="answer length for those prompts")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
     stage: Literal["gguf"] = field("gguf")
 
@@ -89,6 +115,7 @@ class TrainResult:
     examples: int
     dropped_rows: int
     versions: dict
+    quality: dict = field({})  # the quality report's summary (QualityReport.summary), when there is one
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,12 @@ class GgufResult:
     quantization: str
     verify: dict  # what gguf/verify.json keeps for this file; {"verified": false} with --no-verify
     chat_template: bool
+    quality: dict = field({})  # the quality report's summary, with this GGUF's answers counted
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    quality: dict  # the quality report's summary
 
 
 def write_spec(spec, path: Path) -> None:

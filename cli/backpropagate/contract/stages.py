@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.specs import GgufResult, GgufSpec, MergeResult, MergeSpec, TrainResult, TrainSpec
+from backpropagate.contract.specs import (
+    EvalResult,
+    EvalSpec,
+    GgufResult,
+    GgufSpec,
+    MergeResult,
+    MergeSpec,
+    TrainResult,
+    TrainSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     # The base was fetched by the train stage: merge and convert read the cache, offline.
     Stage("merge", MergeSpec, MergeResult, "merge.spec.json", "merge", needs=lambda spec: Needs()),
     Stage("gguf", GgufSpec, GgufResult, "gguf.spec.json", "gguf-convert", needs=lambda spec: Needs()),
+    # The quality report after the fact: the train image (the base, the adapter, generation).
+    Stage("eval", EvalSpec, EvalResult, "eval.spec.json", "train",
+          needs=lambda spec: Needs(gpu=spec.training.device != "cpu", network=True)),
 )}
 
 

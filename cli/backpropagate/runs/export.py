@@ -45,8 +45,12 @@ def plan_export(output: Path, target: str, export_format: str = "merged", dtype:
     """Find the adapter and its base, and write the spec of each step of ``export_format``."""
     output = Path(output).resolve()
     folder, base_model, adapter, new_row, trained_with = _source(output, target)
-    data = read_spec(TrainSpec, folder.spec).data.path if folder.holds_run else ""
-    log_level = read_spec(TrainSpec, folder.spec).log_level if folder.holds_run else "INFO"
+    train = read_spec(TrainSpec, folder.spec) if folder.holds_run else None
+    data = train.data.path if train else ""
+    log_level = train.log_level if train else "INFO"
+    # The GGUF answers the run's eval prompts too, so the quality report holds them beside the fine-tune's.
+    answering = {"prompts": train.eval_prompts.path, "max_new_tokens": train.training.eval_max_tokens} \
+        if train and train.eval_prompts else {}
     if new_row is not None:
         folder.root.mkdir(parents=True)
     run_id, run_dir = folder.root.name, str(folder.root)
@@ -61,7 +65,8 @@ def plan_export(output: Path, target: str, export_format: str = "merged", dtype:
                                     log_level=log_level)
         else:
             specs[stage] = GgufSpec(run_id=run_id, run_dir=run_dir, merged=str(folder.merged),
-                                    quantization=quantization, verify=verify, data=data, log_level=log_level)
+                                    quantization=quantization, verify=verify, data=data, log_level=log_level,
+                                    **answering)
         write_spec(specs[stage], folder.spec_of(STAGES[stage].spec_file))
     return ExportPlan(run_id=run_id, folder=folder, base_model=base_model, adapter=adapter,
                       export_format=export_format, specs=specs, new_row=new_row, trained_with=trained_with)

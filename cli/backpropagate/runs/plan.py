@@ -18,9 +18,10 @@ from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.model_ref import check_model_ref
+from backpropagate.contract.quality import load_prompts
 from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
-from backpropagate.contract.specs import DataSpec, TrainSpec, read_spec, write_spec
+from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_spec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.base import RunStart
@@ -58,8 +59,13 @@ def check_conflicts(settings: Settings) -> None:
                             f"({settings.training.thermal_pause_c})", allowed="a temperature below the pause one")
 
 
-def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", skip_invalid: bool = False) -> TrainPlan:
+def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", skip_invalid: bool = False,
+               eval_data: str | Path | None = None, eval_prompts: str | Path | None = None) -> TrainPlan:
     check_conflicts(settings)
+    if eval_data is not None and settings.training.eval_split:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--eval-split", value=settings.training.eval_split,
+                            reason="--eval-data already gives the held-out rows",
+                            allowed="0 with --eval-data, or drop --eval-data to hold out part of --data")
     model = settings.model.name
     check_model_ref(model)
     # Resolve a local model to an absolute path: the stage may run from another folder.
@@ -67,6 +73,13 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         model = str(Path(model).expanduser().resolve())
     data_path = Path(data).expanduser().resolve()
     dataset = load_dataset(data_path, data_format, skip_invalid)
+    # Checked here too, so a bad eval file costs nothing.
+    eval_path = Path(eval_data).expanduser().resolve() if eval_data is not None else None
+    prompts_path = Path(eval_prompts).expanduser().resolve() if eval_prompts is not None else None
+    if eval_path is not None:
+        load_dataset(eval_path, "auto", skip_invalid)
+    if prompts_path is not None:
+        load_prompts(prompts_path, redact(str(prompts_path)))
 
     output = output_dir(settings).resolve()
     RunHistory(output).rows()  # a corrupt history stops the run here, before a run folder exists
@@ -77,8 +90,14 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         run_id=run_id,
         run_dir=str(folder.root),
         model=model,
-        data=DataSpec(path=str(_link_data(data_path, folder)), format=data_format, skip_invalid=skip_invalid,
+        data=DataSpec(path=str(_link(data_path, folder.data_link)), format=data_format, skip_invalid=skip_invalid,
                       sha256=sha256_file(data_path), source=redact(str(data_path))),
+        eval_data=None if eval_path is None else DataSpec(
+            path=str(_link(eval_path, folder.eval_data_link)), skip_invalid=skip_invalid,
+            sha256=sha256_file(eval_path), source=redact(str(eval_path))),
+        eval_prompts=None if prompts_path is None else PromptsSpec(
+            path=str(_link(prompts_path, folder.eval_prompts_link)), sha256=sha256_file(prompts_path),
+            source=redact(str(prompts_path))),
         training=settings.training,
         lora=settings.lora,
         log_level=settings.log_level,
@@ -116,15 +135,16 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     training = replace(old.training, steps=steps) if steps is not None else old.training
     settings = Settings(log_level=old.log_level, output=str(output), model=ModelSettings(name=old.model),
                         training=training, lora=old.lora)
-    plan = plan_train(settings, data_path, old.data.format, old.data.skip_invalid)
+    plan = plan_train(settings, data_path, old.data.format, old.data.skip_invalid,
+                      eval_data=Path(old.eval_data.path).resolve() if old.eval_data else None,
+                      eval_prompts=Path(old.eval_prompts.path).resolve() if old.eval_prompts else None)
     return replace(plan, replay_of=row.run_id)
 
 
-def _link_data(data_path: Path, folder: RunFolder) -> Path:
+def _link(data_path: Path, link: Path) -> Path:
     """The spec names a link in the run folder, so the user's path (which may hold a token) is not
     written into spec.json; where links are not possible, the path itself."""
-    link = folder.data_link
-    link.parent.mkdir()
+    link.parent.mkdir(exist_ok=True)
     try:
         link.symlink_to(data_path)
     except OSError:

@@ -12,7 +12,7 @@ from backpropagate.contract.history import HistoryRow
 class RunStart:
     run_id: str
     run_dir: Path
-    kind: str  # "train" or "export"
+    kind: str  # "train", "export" or "eval"
     runtime: str  # the runtime's name
     spec: Any = None  # the train spec (the run's resolved settings); None for an export
     resume: bool = False

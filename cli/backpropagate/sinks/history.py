@@ -64,6 +64,9 @@ class HistorySink:
         if end.status == "completed":
             for result in end.results.values():
                 fields |= _recorded(result)
+            qualities = [result.quality for result in end.results.values() if getattr(result, "quality", None)]
+            if qualities:  # each stage's summary is of the whole report, so the last one is the newest
+                fields["quality"] = qualities[-1]
         if fields:
             self.history.update(self.start.run_id, **fields)
 

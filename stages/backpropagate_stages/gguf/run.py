@@ -23,7 +23,7 @@ from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.specs import GgufResult, GgufSpec
 
 from backpropagate_stages.base_model import base_folder
-from backpropagate_stages.gguf import llama_tools, tokenizer_fix, verify
+from backpropagate_stages.gguf import answers, llama_tools, tokenizer_fix, verify
 
 log = logging.getLogger("backpropagate.gguf")
 
@@ -53,8 +53,15 @@ def run(spec: GgufSpec, emit) -> GgufResult:
                                                            "perplexity_merged", "tokenizer_mismatches")}
     emit(events.Artifact(kind=kind, path=str(gguf_file), bytes=artifact["bytes"], sha256=artifact["sha256"]))
     record_artifacts(folder.manifest, spec.run_id, {kind}, [artifact], _versions())
+    quality = {}
+    if spec.prompts and spec.kind == "model":
+        report = answers.answer_prompts(gguf_file, spec.prompts, spec.max_new_tokens, folder.quality)
+        quality = report.summary()
+        if "hits" in quality:
+            emit(events.Metric(key="eval_hits", value=f"{gguf_file.name} {quality['hits'][f'gguf:{gguf_file.name}']} "
+                                                      f"of {quality['hits']['expected']}"))
     return GgufResult(gguf=str(gguf_file), kind=spec.kind, quantization=spec.quantization, verify=result,
-                      chat_template=result.get("chat_template", False))
+                      chat_template=result.get("chat_template", False), quality=quality)
 
 
 def _publish(partial: Path, target: Path, name: str, result: dict) -> None:
@@ -88,11 +95,12 @@ def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> tuple[str, dict
         step("verify")
         result |= verify.compare(final, merged, _cases(spec, merged), spec.quantization)
         result["verified"] = True
-        _check(result, spec.quantization, emit)
+        check_result(result, spec.quantization, emit)
     return final.name, result
 
 
-def _check(result: dict, quantization: str, emit) -> None:
+def check_result(result: dict, quantization: str, emit) -> None:
+    """Refuse a GGUF that failed verification, with the fix of the measure that failed."""
     emit(events.Metric(key="top1_agreement", value=result["top1_agreement"]))
     if result.get("tokenizer_llama_cpp_rules"):
         texts = ", ".join(repr(text) for text in result["tokenizer_llama_cpp_rules"])
@@ -126,7 +134,7 @@ def _build_lora(spec: GgufSpec, partial: Path, emit) -> tuple[str, dict]:
                                  adapter_dir=spec.adapter)
         result["verified"] = True
         base_gguf.unlink()
-        _check(result, "f16 LoRA", emit)
+        check_result(result, "f16 LoRA", emit)
     return adapter_file.name, result
 
 

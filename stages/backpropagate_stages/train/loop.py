@@ -32,6 +32,7 @@ class LoopState:
     micro_batch: int = 0  # rows per forward pass; OOM recovery halves it
     accumulation: int = 0  # forward passes per optimizer step; OOM recovery doubles it
     oom_adjustments: list[dict] = field(default_factory=list)
+    eval_losses: list[list] = field(default_factory=list)  # [step, held-out loss]; step 0 is before training
 
 
 @dataclass(frozen=True)

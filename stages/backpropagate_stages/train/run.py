@@ -21,9 +21,11 @@ from backpropagate.contract.files import sha256_file
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.model_ref import check_model_ref
+from backpropagate.contract.quality import QualityReport, load_prompts, write_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import TrainResult, TrainSpec
 
+from backpropagate_stages.eval import quality
 from backpropagate_stages.harness import STOP
 from backpropagate_stages.train import checkpoint, data, model, thermal
 from backpropagate_stages.train.faults import Faults
@@ -52,6 +54,7 @@ def run(spec: TrainSpec, emit) -> TrainResult:
                             message=f"{spec.model} has no chat template; using ChatML"))
         tokenizer.chat_template = data.CHATML_TEMPLATE
     examples = _tokenize(dataset, tokenizer, spec, emit)
+    examples, held_out, eval_source = _held_out(spec, examples, tokenizer)
     stream = data.BatchStream(examples, spec.training.max_seq_length, spec.training.packing,
                               tokenizer.pad_token_id, spec.training.seed)
     emit(events.Metric(key="examples", value=len(examples)))
@@ -74,6 +77,14 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         state = _resume(folder, lora_model, optimizer, scheduler, stream, spec_hash, emit) or state
     resumed_from = state.step
 
+    def measure(state: LoopState) -> None:
+        loss = quality.held_out_loss(lora_model, held_out, tokenizer.pad_token_id, device)
+        state.eval_losses.append([state.step, loss])
+        emit(events.Metric(key="eval_loss", value=loss, step=state.step))
+
+    if held_out and not state.eval_losses:
+        measure(state)  # before the first step: the base's loss, the adapter being zero
+
     def save(state: LoopState) -> None:
         path = checkpoint.save_checkpoint(folder.checkpoints, lora_model, optimizer, scheduler, stream, state,
                                           spec_hash, faults.during_checkpoint)
@@ -82,6 +93,8 @@ def run(spec: TrainSpec, emit) -> TrainResult:
 
     def after_step(state: LoopState) -> None:
         faults.after_step(state.step)
+        if held_out and spec.training.eval_every and state.step % spec.training.eval_every == 0:
+            measure(state)  # before the checkpoint, which then keeps it
         every = spec.training.checkpoint_every
         if every and state.step % every == 0 and state.step < spec.training.steps:
             save(state)
@@ -101,6 +114,9 @@ def run(spec: TrainSpec, emit) -> TrainResult:
             save(state)
         raise KeyboardInterrupt
 
+    if held_out and state.eval_losses[-1][0] != state.step:
+        measure(state)
+    report = _report(spec, lora_model, tokenizer, device, state, held_out, eval_source, emit)
     adapter = checkpoint.save_adapter(lora_model, folder.adapter)
     artifact = describe("adapter", adapter / checkpoint.ADAPTER_WEIGHTS, folder.root)
     emit(events.Artifact(kind="adapter", path=str(adapter), bytes=artifact["bytes"], sha256=artifact["sha256"]))
@@ -124,6 +140,7 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         examples=len(examples),
         dropped_rows=len(dataset.dropped),
         versions=versions,
+        quality=report.summary() if report else {},
     )
 
 
@@ -142,6 +159,48 @@ def _resume(folder: RunFolder, lora_model, optimizer, scheduler, stream, spec_ha
         return state
     emit(events.Warning(code="no_checkpoint", message="no valid checkpoint to resume from; starting at step 0"))
     return None
+
+
+def _held_out(spec: TrainSpec, examples: list, tokenizer) -> tuple[list, list, str]:
+    """(training examples, held-out examples, where the held-out ones came from)."""
+    if spec.eval_data is not None:
+        held = quality.tokenize_file(spec.eval_data, tokenizer, spec.training.max_seq_length,
+                                     spec.training.train_on_inputs)
+        if not held:
+            raise BackpropError("INPUT_DATASET_INVALID", location=f"{spec.eval_data.source}:1",
+                                reason="no eval example has a reply within --max-seq-length "
+                                       f"{spec.training.max_seq_length}")
+        return examples, held, spec.eval_data.source
+    if not spec.training.eval_split:
+        return examples, [], ""
+    if len(examples) < 2:
+        raise BackpropError("INPUT_DATASET_INVALID", location=f"{spec.data.source}:1",
+                            reason="--eval-split needs at least 2 examples, one to train on and one to hold out")
+    kept, held = quality.split_held_out(examples, spec.training.eval_split, spec.training.seed)
+    return kept, held, (f"{len(held)} of {len(examples)} examples of {spec.data.source} held out "
+                        f"(--eval-split {spec.training.eval_split})")
+
+
+def _report(spec: TrainSpec, model, tokenizer, device, state: LoopState, held_out: list, eval_source: str,
+            emit) -> QualityReport | None:
+    """The run's quality report, written to quality.json: held-out losses, and the answers of base and
+    fine-tune to the eval prompts."""
+    answers = []
+    if spec.eval_prompts is not None:
+        prompts = load_prompts(spec.eval_prompts.path, spec.eval_prompts.source)
+        limit = spec.training.eval_max_tokens
+        answers = quality.answered(prompts, quality.answer(model, tokenizer, prompts, limit, device, adapter=False),
+                                   quality.answer(model, tokenizer, prompts, limit, device))
+    if not held_out and not answers:
+        return None
+    report = QualityReport(eval_source=eval_source, eval_examples=len(held_out), eval_loss=state.eval_losses,
+                           answers=answers)
+    write_report(RunFolder(Path(spec.run_dir)).quality, report)
+    if answers:
+        hits = report.hits()
+        emit(events.Metric(key="eval_hits", value=f"base {hits['base']}, fine-tune {hits['fine_tune']} "
+                                                  f"of {hits['expected']}"))
+    return report
 
 
 def _thermal_guard(spec: TrainSpec, device, faults: Faults, emit) -> ThermalGuard | None:

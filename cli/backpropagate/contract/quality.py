@@ -1,0 +1,117 @@
+"""The quality report of a run: held-out loss over training, and answers to prompts before and after.
+
+``quality.json`` in the run folder is written by the stages that measure (train, eval, gguf) and read
+by the host (`show-run`, the history row, `--json`, the API). Prompts come from a JSONL file, one
+``{"prompt": ..., "expect": ..., "kind": ...}`` per line: ``expect`` is text a right answer contains
+(compared without case), ``kind`` is free (``taught``, ``general``) and groups the hits.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.schema import from_dict, to_dict
+
+
+@dataclass(frozen=True)
+class Prompt:
+    prompt: str
+    expect: str = ""
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One prompt and what each model answered: the base, the fine-tune, and each exported GGUF."""
+
+    prompt: str
+    expect: str = ""
+    kind: str = ""
+    base: str = ""
+    fine_tune: str = ""
+    gguf: dict = field(default_factory=dict)  # GGUF file name -> its answer
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    eval_source: str = ""  # where the held-out rows came from, for people
+    eval_examples: int = 0
+    eval_loss: list = field(default_factory=list)  # [step, loss] pairs; step 0 is the base, before training
+    answers: list[Answered] = field(default_factory=list)
+
+    def hits(self) -> dict[str, int]:
+        """How many answers contain their expected text, per model, over the prompts that expect one."""
+        expected = [a for a in self.answers if a.expect]
+        counts = {"expected": len(expected),
+                  "base": sum(hit(a.base, a.expect) for a in expected),
+                  "fine_tune": sum(hit(a.fine_tune, a.expect) for a in expected)}
+        for name in sorted({name for a in expected for name in a.gguf}):
+            counts[f"gguf:{name}"] = sum(hit(a.gguf.get(name, ""), a.expect) for a in expected)
+        return counts
+
+    def summary(self) -> dict:
+        """What the history row keeps: losses before and after, and the hit counts."""
+        data: dict = {}
+        if self.eval_loss:
+            data |= {"eval_loss_before": self.eval_loss[0][1], "eval_loss_after": self.eval_loss[-1][1],
+                     "eval_examples": self.eval_examples}
+        if self.answers:
+            data["hits"] = self.hits()
+        return data
+
+
+def hit(answer: str, expect: str) -> bool:
+    return bool(expect) and expect.lower() in answer.lower()
+
+
+def read_report(path: Path) -> QualityReport | None:
+    """The run's report, or None when it has none."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise BackpropError("STATE_QUALITY_REPORT_INVALID", path=path, reason=f"not JSON ({exc})") from None
+    report, problems = from_dict(QualityReport, {**data, "answers": []})
+    answers = []
+    for index, item in enumerate(data.get("answers", [])):
+        answered, more = from_dict(Answered, item, f"answers[{index}].")
+        problems += more
+        answers.append(answered)
+    if problems:
+        raise BackpropError("STATE_QUALITY_REPORT_INVALID", path=path, reason="; ".join(problems))
+    return QualityReport(**{**vars(report), "answers": answers})
+
+
+def write_report(path: Path, report: QualityReport) -> None:
+    atomic_write_text(path, json.dumps(to_dict(report), indent=1, ensure_ascii=False) + "\n")
+
+
+def load_prompts(path: Path, shown: str = "") -> list[Prompt]:
+    """The prompts of a JSONL file; INPUT_EVAL_PROMPTS_INVALID names the first bad line."""
+    shown = shown or str(path)
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=shown, reason="the file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=shown, reason=f"cannot be read ({exc})") from None
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=f"{shown}:{number}",
+                                reason="not a JSON object") from None
+        prompt, problems = from_dict(Prompt, row)
+        if problems or not prompt.prompt.strip():
+            raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=f"{shown}:{number}",
+                                reason="; ".join(problems) or "the prompt is empty")
+        prompts.append(prompt)
+    if not prompts:
+        raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=shown, reason="the file holds no prompt")
+    return prompts
