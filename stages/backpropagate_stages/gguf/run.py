@@ -18,6 +18,7 @@ from backpropagate.contract import events
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, fsync_dir
+from backpropagate.contract import layout
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.specs import GgufResult, GgufSpec
@@ -33,7 +34,7 @@ def run(spec: GgufSpec, emit) -> GgufResult:
     merged = Path(spec.merged)
     llama_tools.tools_dir()  # fail before any work when the tools are missing
     llama_tools.llama_cpp()
-    partial = folder.gguf.with_name("gguf.partial")
+    partial = layout.partial(folder.gguf)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from backpropagate.contract import events
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, publish_folder
+from backpropagate.contract import layout
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.specs import MergeResult, MergeSpec
@@ -33,7 +34,7 @@ def run(spec: MergeSpec, emit) -> MergeResult:
         raise BackpropError("INPUT_ADAPTER_UNSUPPORTED", path=adapter, reason="it has no adapter_config.json")
     base = base_folder(spec.base_model)
     _return_large_buffers_when_freed()
-    partial = folder.merged.with_name("merged.partial")
+    partial = layout.partial(folder.merged)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)

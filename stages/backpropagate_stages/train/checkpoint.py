@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, publish_folder, sha256_file
+from backpropagate.contract import layout
 from backpropagate.contract.layout import RunFolder
 
 from backpropagate_stages.train.data import BatchStream
@@ -30,7 +31,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, stream: BatchStre
                     spec_hash: str, during_write=lambda step, path: None) -> Path:
     """Write checkpoints/step-N atomically; a full disk leaves the older checkpoints untouched."""
     final = folder / f"step-{state.step}"
-    partial = folder / f"step-{state.step}.partial"
+    partial = layout.partial(final)
     try:
         if partial.exists():
             shutil.rmtree(partial)
@@ -63,13 +64,13 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, stream: BatchStre
 
 def remove_partials(folder: Path) -> None:
     """Leftovers of a write that a crash interrupted: never complete, never loaded."""
-    for leftover in folder.glob("*.partial"):
+    for leftover in folder.glob("*" + layout.PARTIAL):
         shutil.rmtree(leftover)
 
 
 def completed(folder: Path) -> list[Path]:
     """Finished checkpoint folders, oldest step first."""
-    done = [p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".partial")]
+    done = [p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(layout.PARTIAL)]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -126,7 +127,7 @@ def restore(checkpoint: Path, model, optimizer, scheduler, stream: BatchStream, 
 
 
 def save_adapter(model, target: Path) -> Path:
-    partial = target.with_name(target.name + ".partial")
+    partial = layout.partial(target)
     if partial.exists():
         shutil.rmtree(partial)
     model.save_pretrained(partial)
