@@ -16,6 +16,10 @@ from tests.docker.conftest import DOCKER_SETTINGS, docker_cli
 DATA = ROOT / "examples" / "quickstart.jsonl"
 
 
+def _events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"v"')]
+
+
 @pytest.fixture(scope="module")
 def local_run(tiny_model, tmp_path_factory):
     """A run trained with the local runtime, for exports in containers."""
@@ -31,8 +35,10 @@ def test_auto_announces_that_it_exports_in_docker_a_run_trained_locally(local_ru
     result = docker_cli("export", run_id, "--format", "merged", "--output", str(out), "--json",
                         env={"BACKPROPAGATE_RUNTIME": "auto"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert ("warning: --runtime auto: a Docker engine answers, so this export runs on docker; the run was trained "
-            "on local (pass --runtime local to export there)") in result.stderr
+    warnings = [e for e in _events(result.stdout) if e["event"] == "warning" and e["stage"] == "host"]
+    assert [w["message"] for w in warnings] == [
+        "--runtime auto: a Docker engine answers, so this export runs on docker; the run was trained on local "
+        "(pass --runtime local to export there)"]
     row = json.loads((out / "run_history.json").read_text())["runs"][0]
     assert row["warnings"][0]["code"] == "runtime_differs" and row["merged"].endswith("/merged")
     host_events = [json.loads(line) for line in (out / run_id / "events.jsonl").read_text().splitlines()
@@ -48,7 +54,9 @@ def test_gpus_auto_on_an_engine_without_a_gpu_says_it_runs_without_one(tiny_mode
         pytest.skip("this engine can give containers a GPU")
     result = docker_cli("train", "--data", str(DATA), "--model", str(tiny_model), "--steps", "1", "--device", "auto",
                         "--gpus", "auto", "--output", str(tmp_path), "--json")
-    assert "warning: --gpus auto found no GPU Docker can give containers (" in result.stderr
+    warnings = [e for e in _events(result.stdout) if e["event"] == "warning" and e["stage"] == "host"]
+    assert warnings[0]["code"] == "gpu_fallback"
+    assert warnings[0]["message"].startswith("--gpus auto found no GPU Docker can give containers (")
     # Without a GPU, --device auto stops with its own coded error, after the warning said why.
     assert result.returncode == 4 and "[DEP_GPU_NOT_AVAILABLE]" in result.stderr
     row = json.loads((tmp_path / "run_history.json").read_text())["runs"][0]
@@ -102,8 +110,9 @@ def test_a_stage_image_that_cannot_start_is_a_coded_error_and_leaves_no_containe
         first, fix = result.stderr.strip().splitlines()[-2:]
         assert first.startswith("[RUNTIME_CONTAINER_FAILED]: the merge container could not run: ")
         assert "python" in first
-        assert fix == "  fix: check `docker info` and `backprop images ls`, then run again with --verbose"
-        assert not (out / run_id / "merged").exists()
+        assert fix == ("  fix: check `docker info` and `backprop images ls` (`backprop images build` rebuilds an "
+                       "image), then run again with --verbose")
+        assert not (out / run_id / "merged.partial").exists()
     finally:
         for tag in (ref, alias):
             if client.images.list(name=tag):

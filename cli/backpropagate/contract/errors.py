@@ -189,7 +189,8 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_CONTAINER_FAILED",
             "the {stage} container could not run: {reason}",
-            "check `docker info` and `backprop images ls`, then run again with --verbose",
+            "check `docker info` and `backprop images ls` (`backprop images build` rebuilds an image), then run "
+            "again with --verbose",
         ),
         _kind(
             "DEP_PLOT_UNAVAILABLE",

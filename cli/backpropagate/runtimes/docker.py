@@ -32,6 +32,7 @@ HF_CACHE_TARGET = "/cache/huggingface"  # HF_HOME in every image
 SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # passed through by environment, never written
 PASSED_VARIABLES = ("BACKPROP_FAULTS",)  # test-only fault injection (stages/backpropagate_stages/train/faults.py)
 LABEL = "backpropagate.stage"
+NOT_STARTED = (126, 127)  # the container's command could not be executed, or was not found
 
 
 class DockerRuntime:
@@ -91,11 +92,18 @@ class DockerRuntime:
             raise BackpropError("RUNTIME_CONTAINER_FAILED", stage=stage,
                                 reason=str(getattr(exc, "explanation", None) or exc)) from None
         try:
-            code = self._follow(container, on_event, paths)
+            heard: list[Envelope] = []
+            code = self._follow(container, lambda envelope: (heard.append(envelope), on_event(envelope)), paths)
             stderr_tail = container.logs(stdout=False, stderr=True, tail=40).decode("utf-8", "replace")
-            return StageExit(code=code, stderr_tail=stderr_tail)
         finally:
             container.remove(force=True)
+        if code in NOT_STARTED and not heard:
+            # The image could not start the stage program at all (no python, a broken image): the image's
+            # fault, not the stage's, so the fix is about the image.
+            lines = stderr_tail.strip().splitlines()
+            raise BackpropError("RUNTIME_CONTAINER_FAILED", stage=stage,
+                                reason=lines[-1] if lines else f"exit code {code} before the stage started")
+        return StageExit(code=code, stderr_tail=stderr_tail)
 
     def _probe(self) -> str | None:
         images = self.client().images.list()
