@@ -51,17 +51,23 @@ def held_out_loss(model, examples: list, pad_id: int, device) -> float:
 
 @torch.no_grad()
 def answer(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, device, adapter: bool = True) -> list[str]:
-    """Greedy answers, one per prompt, through the tokenizer's chat template (``adapter=False``: the base's)."""
+    """Greedy answers, one per prompt, through the tokenizer's chat template (``adapter=False``: the base's).
+
+    Prompts go ROWS_PER_PASS at a time, padded on the left, so a step of generation serves them all."""
     was_training = model.training
     model.eval()
     off = model.disable_adapter() if not adapter and hasattr(model, "disable_adapter") else nullcontext()
+    pad = tokenizer.pad_token_id
     replies = []
     with off:
-        for prompt in prompts:
-            ids = torch.tensor([prompt_ids(tokenizer, prompt.prompt)], device=device)
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            replies.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+        for at in range(0, len(prompts), ROWS_PER_PASS):
+            rows = [prompt_ids(tokenizer, p.prompt) for p in prompts[at: at + ROWS_PER_PASS]]
+            width = max(len(row) for row in rows)
+            ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=device)
+            mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad)
+            replies += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
     model.train(was_training)
     return replies
 
