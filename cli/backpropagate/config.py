@@ -209,3 +209,10 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
             value = str(value)
         values[OVERRIDES[name]] = value
     return load_settings(environ, overrides=values, names={key: spelled(name) for name, key in OVERRIDES.items()})
+
+
+def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,
+                     gpus: str | None = None) -> Settings:
+    """The settings of a command that takes the shared --output, --json, --runtime and --gpus options."""
+    return load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
+                                    "runtime": runtime, "docker.gpus": gpus})

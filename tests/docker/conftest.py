@@ -7,6 +7,7 @@ that the images they expect are the ones built. Without an engine the tier is sk
 reason; with REQUIRE_DOCKER_TIER=1 (CI) that is a failure instead.
 """
 
+import json
 import os
 
 import pytest
@@ -64,3 +65,8 @@ def no_leftover_containers(client):
 def docker_cli(*args, env=None, **kwargs):
     """`backprop` with the docker runtime and the image build settings of this test run."""
     return run_cli(*args, env={**DOCKER_SETTINGS, "BACKPROPAGATE_RUNTIME": "docker", **(env or {})}, **kwargs)
+
+
+def events_of(stdout: str) -> list[dict]:
+    """The JSON-line events a `--json` command printed."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"v"')]

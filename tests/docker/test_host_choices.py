@@ -11,13 +11,10 @@ import pytest
 from backpropagate.contract.errors import BackpropError
 
 from tests.conftest import ROOT, run_cli
-from tests.docker.conftest import DOCKER_SETTINGS, docker_cli
+from tests.docker.conftest import DOCKER_SETTINGS, docker_cli, events_of
 
 DATA = ROOT / "examples" / "quickstart.jsonl"
 
-
-def _events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"v"')]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def test_auto_announces_that_it_exports_in_docker_a_run_trained_locally(local_ru
     result = docker_cli("export", run_id, "--format", "merged", "--output", str(out), "--json",
                         env={"BACKPROPAGATE_RUNTIME": "auto"})
     assert result.returncode == 0, result.stderr[-2000:]
-    warnings = [e for e in _events(result.stdout) if e["event"] == "warning" and e["stage"] == "host"]
+    warnings = [e for e in events_of(result.stdout) if e["event"] == "warning" and e["stage"] == "host"]
     assert [w["message"] for w in warnings] == [
         "--runtime auto: a Docker engine answers, so this export runs on docker; the run was trained on local "
         "(pass --runtime local to export there)"]
@@ -54,7 +51,7 @@ def test_gpus_auto_on_an_engine_without_a_gpu_says_it_runs_without_one(tiny_mode
         pytest.skip("this engine can give containers a GPU")
     result = docker_cli("train", "--data", str(DATA), "--model", str(tiny_model), "--steps", "1", "--device", "auto",
                         "--gpus", "auto", "--output", str(tmp_path), "--json")
-    warnings = [e for e in _events(result.stdout) if e["event"] == "warning" and e["stage"] == "host"]
+    warnings = [e for e in events_of(result.stdout) if e["event"] == "warning" and e["stage"] == "host"]
     assert warnings[0]["code"] == "gpu_fallback"
     assert warnings[0]["message"].startswith("--gpus auto found no GPU Docker can give containers (")
     # Without a GPU, --device auto stops with its own coded error, after the warning said why.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.docker.conftest import DOCKER_SETTINGS, docker_cli
+from tests.docker.conftest import DOCKER_SETTINGS, docker_cli, events_of
 
 DATA = ROOT / "examples" / "quickstart.jsonl"
 
@@ -23,9 +23,6 @@ def _owned_by_me(folder: Path) -> list[str]:
     """Every file and folder under ``folder`` that the invoking user does not own."""
     return [str(path) for path in [folder, *folder.rglob("*")] if path.lstat().st_uid != os.getuid()]
 
-
-def _events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{\"v\"")]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +39,7 @@ def test_train_runs_in_its_container_and_writes_files_the_user_owns(trained, cli
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])["result"]
     assert final["runtime"] == "docker" and final["steps"] == 4
-    events = _events(result.stdout)
+    events = events_of(result.stdout)
     assert [e["event"] for e in events][0] == "started" and events[-1]["event"] == "finished"
     assert sum(e["event"] == "progress" for e in events) == 4
     adapter = Path(final["adapter"])
@@ -64,7 +61,7 @@ def test_export_merges_converts_quantizes_and_verifies_in_containers(trained, no
     assert gguf.name == "model-q4_k_m.gguf" and gguf.stat().st_size > 0
     check = json.loads((gguf.parent / "verify.json").read_text())[gguf.name]
     assert check["verified"] is True and check["passed"] is True and check["tokenizer_mismatches"] == 0
-    assert {e["stage"] for e in _events(result.stdout)} >= {"merge", "gguf"}
+    assert {e["stage"] for e in events_of(result.stdout)} >= {"merge", "gguf"}
     assert _owned_by_me(out) == []
 
 

@@ -7,7 +7,7 @@ import typer
 
 from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._quality import quality_lines
-from backpropagate.config import load_settings, output_dir
+from backpropagate.config import command_settings, output_dir
 from backpropagate.contract.quality import read_report
 from backpropagate.output import Output
 from backpropagate.runs.evaluate import plan_eval
@@ -36,8 +36,7 @@ def eval_run(
     gpus: GpusOpt = None,
 ) -> None:
     """Measure a trained run: held-out loss of the base and the fine-tune, and their answers side by side."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
-                                        "runtime": runtime, "docker.gpus": gpus})
+    settings = command_settings(output, json_output, runtime, gpus)
     out = Output(json_mode=settings.log_json)
     plan = plan_eval(output_dir(settings), run, eval_data, eval_prompts, eval_max_tokens)
     result = Session.for_settings(settings, out).run(plan.pipeline())["eval"]

@@ -6,7 +6,7 @@ import typer
 
 from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
-from backpropagate.config import load_settings, output_dir
+from backpropagate.config import command_settings, output_dir
 from backpropagate.output import Output
 from backpropagate.runs.plan import plan_replay
 
@@ -30,7 +30,6 @@ def replay(
     gpus: GpusOpt = None,
 ) -> None:
     """Start a new run with the same model, data file (checked by sha256) and settings as RUN."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
-                                        "runtime": runtime, "docker.gpus": gpus})
+    settings = command_settings(output, json_output, runtime, gpus)
     plan = plan_replay(output_dir(settings), run, steps, allow_changed_data)
     run_and_report(Output(json_mode=settings.log_json), plan, settings)

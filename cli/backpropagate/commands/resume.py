@@ -6,7 +6,7 @@ import typer
 
 from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
-from backpropagate.config import load_settings, output_dir
+from backpropagate.config import command_settings, output_dir
 from backpropagate.output import Output
 from backpropagate.runs.plan import plan_resume
 
@@ -27,6 +27,5 @@ def resume(
     gpus: GpusOpt = None,
 ) -> None:
     """Continue a failed or interrupted run with the same settings and data order."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
-                                        "runtime": runtime, "docker.gpus": gpus})
+    settings = command_settings(output, json_output, runtime, gpus)
     run_and_report(Output(json_mode=settings.log_json), plan_resume(output_dir(settings), run), settings)
