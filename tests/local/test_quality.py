@@ -40,8 +40,8 @@ def test_held_out_loss_is_measured_before_training_every_n_steps_and_after(measu
     assert [step for step, _ in metrics] == [0, 2, 4]
     report = json.loads((out / result["run_id"] / "quality.json").read_text())
     assert report["eval_loss"] == [list(point) for point in metrics]
-    assert report["eval_examples"] == 6 and "6 of 24 examples" in report["eval_source"]
-    assert result["examples"] == 18  # the held-out examples are not trained on
+    assert report["eval_examples"] == 8 and "8 of 30 examples" in report["eval_source"]
+    assert result["examples"] == 22  # the held-out examples are not trained on
     summary = result["quality"]
     assert (summary["eval_loss_before"], summary["eval_loss_after"]) == (metrics[0][1], metrics[-1][1])
 
@@ -60,7 +60,7 @@ def test_the_answers_stand_side_by_side_in_every_place_a_user_looks(measured):
     assert record["quality"]["eval_loss"] == report["eval_loss"]
     assert record["row"]["quality"] == result["quality"]
     runs = json.loads(run_cli("list-runs", "--output", str(out), "--json").stdout)["result"]["runs"]
-    assert runs[0]["quality"]["eval_examples"] == 6
+    assert runs[0]["quality"]["eval_examples"] == 8
 
 
 def test_eval_after_the_fact_measures_what_training_measured(measured):
