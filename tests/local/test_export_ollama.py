@@ -36,7 +36,7 @@ def test_export_gguf_with_ollama_uploads_that_gguf_with_chatml_template_and_stop
         created = server.models["tiny-bees:latest"]
         assert created["files"] == {"model-q8_0.gguf": digest}
         assert server.blobs[digest] == gguf.read_bytes()
-        assert created["parameters"]["stop"] == ["<|im_start|>", "<|im_end|>"]
+        assert created["parameters"]["stop"] == ["<|im_end|>", "<|im_start|>"]
         assert created["parameters"]["num_ctx"] == 1024  # the run's --max-seq-length default
         assert "<|im_start|>user\n{{ .Content }}<|im_end|>\n" in created["template"]
     outputs = json.loads(result.stdout.splitlines()[-1])["result"]

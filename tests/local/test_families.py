@@ -125,7 +125,7 @@ def test_a_gguf_whose_start_of_turn_is_not_a_control_token_fails_with_the_tokeni
 def verify_broken_copy(trained, tmp_path, breaks) -> BackpropError:
     """Verify ``breaks(right, wrong)``'s copy of the family's verified q8_0 GGUF; return the error it raises."""
     from backpropagate_stages.gguf import verify
-    from backpropagate_stages.gguf.run import _check
+    from backpropagate_stages.gguf.run import check_result
 
     _, model, output, result = trained
     right = output / result["run_id"] / "gguf" / "model-q8_0.gguf"  # verified by its export
@@ -137,5 +137,5 @@ def verify_broken_copy(trained, tmp_path, breaks) -> BackpropError:
     checked = verify.compare(wrong, output / result["run_id"] / "merged", cases, "q8_0")
     assert checked["tokenizer_mismatches"] > 0 and not checked["passed"]
     with pytest.raises(BackpropError) as raised:
-        _check(checked, "q8_0", lambda event: None)
+        check_result(checked, "q8_0", lambda event: None)
     return raised.value
