@@ -51,7 +51,7 @@ def test_the_export_verifies_and_keeps_the_family_tokenizer(trained, quantizatio
     assert int(metadata["tokenizer.ggml.eos_token_id"]) == tokenizer.convert_tokens_to_ids(END_OF_TURN[family])
     assert metadata["tokenizer.chat_template"] == tokenizer.chat_template
     # Every token the tokenizer marks special is a control token: llama.cpp reads it from template text only.
-    from backpropagate_stages.gguf.header import read
+    from backpropagate.contract.gguf_header import read
 
     types = read(gguf, ["tokenizer.ggml.token_type"])["tokenizer.ggml.token_type"]
     control = 3  # llama.cpp's CONTROL token type
@@ -102,7 +102,7 @@ START_OF_TURN = {"qwen3": "<|im_start|>", "llama3": "<|start_header_id|>", "gemm
 def test_a_gguf_whose_start_of_turn_is_not_a_control_token_fails_with_the_tokenizer_fix(trained, tmp_path):
     """What llama.cpp's converter writes for Gemma 3 unless the stage corrects it: the turn marker typed as
     ordinary text, so llama.cpp spells it out piece by piece. No quantization type can mend that."""
-    from backpropagate_stages.gguf import header
+    from backpropagate.contract import gguf_header as header
 
     family, model, _, _ = trained
     marker = START_OF_TURN[family]

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from backpropagate_stages.gguf import header
+from backpropagate.contract import gguf_header as header
 from backpropagate_stages.gguf.llama_tools import tools_dir
 
 

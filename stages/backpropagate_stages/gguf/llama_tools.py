@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from backpropagate.contract import gguf_header as header
 from backpropagate.contract.errors import BackpropError
-
-from backpropagate_stages.gguf import header
 
 # The converter writes f16, bf16 and q8_0 itself; the other types are quantized from f16.
 CONVERTER_TYPES = ("f16", "bf16", "q8_0")

@@ -8,8 +8,9 @@ with them off.
 
 import re
 
+from backpropagate.contract import gguf_header as header
+
 from backpropagate_stages.chat_tokens import Segment, encode, hf_tokenize, render_segments
-from backpropagate_stages.gguf import header
 
 CONTROL = 3  # llama.cpp's token type for control tokens
 

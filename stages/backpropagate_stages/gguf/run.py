@@ -14,11 +14,10 @@ import os
 import shutil
 from pathlib import Path
 
-from backpropagate.contract import events
+from backpropagate.contract import events, layout
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, fsync_dir
-from backpropagate.contract import layout
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.specs import GgufResult, GgufSpec

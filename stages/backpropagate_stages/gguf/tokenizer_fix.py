@@ -23,7 +23,7 @@ import json
 import logging
 from pathlib import Path
 
-from backpropagate_stages.gguf import header
+from backpropagate.contract import gguf_header as header
 
 log = logging.getLogger("backpropagate.gguf")
 

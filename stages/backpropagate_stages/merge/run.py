@@ -12,10 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from backpropagate.contract import events
+from backpropagate.contract import events, layout
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, publish_folder
-from backpropagate.contract import layout
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.specs import MergeResult, MergeSpec

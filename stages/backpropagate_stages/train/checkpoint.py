@@ -16,9 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from backpropagate.contract import layout
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, publish_folder, sha256_file
-from backpropagate.contract import layout
 from backpropagate.contract.layout import RunFolder
 
 from backpropagate_stages.train.data import BatchStream

@@ -1,5 +1,9 @@
 """A GGUF's key-value header, read fast, and its fixed-size values patched in place.
 
+One reader for the host (Ollama registration reads a GGUF's template and tokens) and the gguf stage
+(which corrects the token types llama.cpp's converter writes). Only the header is read: the tensors
+that follow are never touched, so a multi-GB file costs one short walk.
+
 gguf-py's GGUFReader builds a numpy view per array element: on a 262k-token vocabulary it took 26 s to open a
 file, once per read. This walks the header with struct instead (a fraction of a second) and reads only the keys
 asked for. A patch overwrites values of the same size where they lie, so the file's layout, and its tensors,
@@ -16,6 +20,10 @@ STRING, ARRAY = 8, 9
 FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
+class GgufHeaderError(ValueError):
+    """The file is not a GGUF this reader understands; the message says why, for people."""
+
+
 @dataclass(frozen=True)
 class Field:
     offset: int  # where the value starts: the scalar, the string's length, or an array's first element
@@ -26,29 +34,41 @@ class Field:
 
 def scan(path: Path) -> dict[str, Field]:
     """Every key of the header and where its value lies."""
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        magic, version = struct.unpack_from("<4sI", data, 0)
-        if magic != b"GGUF" or not 2 <= version <= 255:
-            raise ValueError(f"{path} is not a little-endian GGUF (magic {magic!r}, version {version})")
-        n_kv = struct.unpack_from("<Q", data, 16)[0]
-        fields, pos = {}, 24
-        for _ in range(n_kv):
-            key, pos = _string(data, pos)
-            kind = struct.unpack_from("<I", data, pos)[0]
-            pos += 4
-            if kind == ARRAY:
-                item_type, count = struct.unpack_from("<IQ", data, pos)
-                fields[key] = Field(pos + 12, kind, item_type, count)
-                pos = _skip_items(data, pos + 12, item_type, count)
-            else:
-                fields[key] = Field(pos, kind)
-                pos = _skip_items(data, pos, kind, 1)
+    with open(path, "rb") as file:
+        if Path(path).stat().st_size < 4 or file.read(4) != b"GGUF":
+            raise GgufHeaderError("it does not start with GGUF")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                return _fields(data)
+            except struct.error:
+                raise GgufHeaderError("the header is cut short") from None
+
+
+def _fields(data) -> dict[str, Field]:
+    version = struct.unpack_from("<I", data, 4)[0]
+    if version not in (2, 3):
+        raise GgufHeaderError(f"GGUF version {version} is not 2 or 3")
+    n_kv = struct.unpack_from("<Q", data, 16)[0]
+    fields, pos = {}, 24
+    for _ in range(n_kv):
+        key, pos = _string(data, pos)
+        kind = struct.unpack_from("<I", data, pos)[0]
+        pos += 4
+        if kind == ARRAY:
+            item_type, count = struct.unpack_from("<IQ", data, pos)
+            fields[key] = Field(pos + 12, kind, item_type, count)
+            pos = _skip_items(data, pos + 12, item_type, count)
+        else:
+            fields[key] = Field(pos, kind)
+            pos = _skip_items(data, pos, kind, 1)
     return fields
 
 
-def read(path: Path, keys) -> dict:
-    """The values of ``keys``: numbers, strings or lists of them; None for a key the file lacks."""
+def read(path: Path, keys=None) -> dict:
+    """The values of ``keys`` (default: every key): numbers, strings or lists of them; None for a key the
+    file lacks."""
     fields = scan(path)
+    keys = fields if keys is None else keys
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         return {key: _value(data, fields[key]) if key in fields else None for key in keys}
 
@@ -80,7 +100,9 @@ def replace_array(path: Path, key: str, values: list) -> None:
 
 def _string(data, pos: int) -> tuple[str, int]:
     length = struct.unpack_from("<Q", data, pos)[0]
-    return bytes(data[pos + 8: pos + 8 + length]).decode("utf-8"), pos + 8 + length
+    if pos + 8 + length > len(data):
+        raise struct.error("a string runs past the end")
+    return bytes(data[pos + 8: pos + 8 + length]).decode("utf-8", errors="replace"), pos + 8 + length
 
 
 def _skip_items(data, pos: int, kind: int, count: int) -> int:
@@ -90,7 +112,7 @@ def _skip_items(data, pos: int, kind: int, count: int) -> int:
         for _ in range(count):
             pos += 8 + struct.unpack_from("<Q", data, pos)[0]
         return pos
-    raise ValueError(f"unsupported GGUF value type {kind} (nested arrays are not written by the converter)")
+    raise GgufHeaderError(f"unknown value type {kind}")
 
 
 def _value(data, field: Field):
