@@ -213,7 +213,8 @@ def test_dora_and_no_packing_are_applied(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert adapter_config(tmp_path / events[0].run_id)["use_dora"] is True
     metrics = {e.event.key: e.event.value for e in events if e.event.name == "metric"}
-    assert metrics["rows"] == metrics["examples"] == 5
+    examples = len(QUICKSTART.read_text(encoding="utf-8").splitlines())  # one example per line
+    assert metrics["rows"] == metrics["examples"] == examples
 
 
 def test_packing_puts_several_examples_in_one_row(tiny_model, tmp_path):
