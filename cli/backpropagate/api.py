@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backpropagate.config import load_settings, output_dir, settings_from_arguments
+from backpropagate.config import command_settings, output_dir, settings_from_arguments
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import QualityReport, read_report
@@ -93,9 +93,7 @@ class Trainer:
             raise BackpropError("CONFIG_VALUE_INVALID", name="run", value=None, reason="this Trainer has not trained",
                                 allowed="call train() first, or pass run=RUN (a run id or folder)")
         output = output or self.settings.get("output")
-        settings = load_settings(overrides={"output": str(output) if output else None,
-                                            "runtime": self.settings.get("runtime"),
-                                            "docker.gpus": self.settings.get("gpus")})
+        settings = command_settings(output, None, self.settings.get("runtime"), self.settings.get("gpus"))
         plan = plan_export(output_dir(settings), target, format, dtype or "float16", quantization or "q4_k_m", verify)
         results = self._session(settings).run(plan.pipeline())
         outputs = {key: value for result in results.values() for key, value in to_dict(result).items()}

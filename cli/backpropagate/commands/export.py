@@ -7,7 +7,7 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._quality import quality_lines
-from backpropagate.config import load_settings, output_dir
+from backpropagate.config import command_settings, output_dir
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import QUANTIZATIONS
@@ -53,8 +53,7 @@ def export(
     runtime: RuntimeOpt = None,
 ) -> None:
     """Merge a run's adapter into its base model (one tensor at a time), and optionally convert it to GGUF."""
-    settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
-                                        "runtime": runtime})
+    settings = command_settings(output, json_output, runtime)
     given = {flag for flag, value in (("--quantization", quantization), ("--dtype", dtype),
                                       ("--no-verify", None if verify else True),
                                       ("--ollama", (ollama or ollama_name or ollama_container) or None))
