@@ -67,6 +67,11 @@ class Output:
             print(human, flush=True)
 
     def _advance(self, event: events.Progress) -> None:
+        if not self._console().is_terminal:
+            # A log file or CI gets one plain line per step: a live bar would only appear when it stops.
+            self.note(f"train step {event.step}/{event.total}  loss {event.loss:.4f}  lr {event.lr:.2e}  "
+                      f"{event.tokens_per_s:,.0f} tok/s")
+            return
         if self._progress is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -90,6 +90,15 @@ def test_environment_settings_reach_the_adapter_and_the_log(tiny_model, tmp_path
     assert " DEBUG " in (run_dir / "log.txt").read_text()
 
 
+def test_a_run_logged_to_a_file_prints_one_progress_line_per_step(tiny_model, tmp_path):
+    result = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--device", "cpu",
+                     "--steps", "3", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    steps = [line for line in result.stderr.splitlines() if line.startswith("train step ")]
+    assert [line.split()[2] for line in steps] == ["1/3", "2/3", "3/3"]
+    assert all(" loss " in line and " tok/s" in line for line in steps)
+
+
 def test_seeded_runs_repeat_exactly_and_another_seed_differs(tiny_model, tmp_path):
     first = losses(train(tiny_model, tmp_path / "a", "--steps", "4", "--seed", "7")[1])
     again = losses(train(tiny_model, tmp_path / "b", "--steps", "4", "--seed", "7")[1])
