@@ -35,10 +35,6 @@ def ui(
     runtime: Annotated[str | None, typer.Option(help="Runtime the new-run form starts with: auto, local or docker "
                                                      "[env BACKPROPAGATE_RUNTIME; default auto].")] = None,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest dataset upload, in MB.")] = 50,
-    behind_container_port: Annotated[bool, typer.Option(
-        "--behind-container-port", envvar="BACKPROPAGATE_UI_BEHIND_CONTAINER_PORT",
-        help="Allow 0.0.0.0 without --auth inside a container whose port is published on 127.0.0.1 only "
-             "(the CLI cannot see the mapping: the compose file vouches for it).")] = False,
 ) -> None:
     """Serve the web UI: start runs, follow their loss live, stop, export and register them."""
     if auth and auth_file:
@@ -46,12 +42,8 @@ def ui(
                             reason="--auth already gives the credentials", allowed="one of --auth or --auth-file")
     listen = "0.0.0.0" if share else host
     credentials = _credentials(auth, auth_file)
-    if behind_container_port and not _in_container():
-        raise BackpropError("CONFIG_VALUE_INVALID", name="--behind-container-port", value=True,
-                            reason="this is not a container, so nothing publishes the port on loopback only",
-                            allowed="--auth or --auth-file, or --host 127.0.0.1")
     exposed = share or not _is_loopback(host)
-    if exposed and credentials is None and not behind_container_port:
+    if exposed and credentials is None:
         raise BackpropError("INPUT_AUTH_REQUIRED", option="--share" if share else f"--host {host}")
     settings = load_settings(overrides={"runtime": runtime})
 
@@ -93,10 +85,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _in_container() -> bool:
-    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
 
 
 def _addresses(listen: str) -> list[str]:
