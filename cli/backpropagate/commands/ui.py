@@ -63,7 +63,7 @@ def ui(
         print("backprop ui: --share listens on every interface; a public tunnel needs an outside service",
               flush=True)
     try:
-        uvicorn.run(app, host=listen, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=listen, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     finally:
         app.state.jobs.stop_all()  # like Ctrl-C in each run's terminal: they end as `interrupted`
 

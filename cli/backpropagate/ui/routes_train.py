@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from backpropagate.config import LORA_PRESETS
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.redact import redact
 from backpropagate.ui.pages import render
 
 RUNTIMES = ("auto", "local", "docker")
@@ -98,7 +99,7 @@ def _shown(error: BackpropError) -> str:
 def _job_error(job) -> str:
     if job.error:
         return f"[{job.error['code']}]: {job.error['message']} (fix: {job.error['fix']})"
-    tail = "".join(job.stderr_tail).strip().splitlines()
+    tail = redact("".join(job.stderr_tail)).strip().splitlines()  # a library's line may hold a token
     return tail[-1] if tail else "the run did not start"
 
 
