@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("starlette", reason="the web UI needs the ui extra (bash scripts/test.sh installs it)")
 warnings.filterwarnings("ignore", message=".*httpx.*")
 
-from backpropagate.ui.app import UiConfig, create_app  # noqa: E402
-from backpropagate.ui.sandbox import Sandbox  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from backpropagate.ui.app import UiConfig, create_app
+from backpropagate.ui.sandbox import Sandbox
+from starlette.testclient import TestClient
 
 RUN = "0123abcd-0000-4000-8000-000000000000"
 
