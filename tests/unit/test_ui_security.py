@@ -157,10 +157,11 @@ def test_the_hf_token_is_never_rendered(tmp_path, monkeypatch):
 
 def test_the_sandbox_refuses_a_denylisted_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    for folder in (Path("/etc/backprop-ui"), tmp_path / ".ssh" / "ui", Path("/")):
+    for folder in (Path("/etc/backprop-ui"), tmp_path / ".ssh" / "ui", Path("/"), tmp_path, tmp_path.parent):
         with pytest.raises(BackpropError) as caught:
             Sandbox(folder)
         assert caught.value.code == "CONFIG_UI_OUTPUT_DENIED"
+    Sandbox(tmp_path / "ui-outputs")  # a folder of its own is fine
 
 
 @pytest.mark.parametrize("flags, option", [(["--share"], "--share"), (["--host", "0.0.0.0"], "--host 0.0.0.0"),

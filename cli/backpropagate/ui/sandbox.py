@@ -19,19 +19,25 @@ _DENIED = ("/etc", "/bin", "/sbin", "/usr", "/boot", "/dev", "/proc", "/sys", "/
 
 
 def denied_folder(folder: Path) -> str | None:
-    """The denylisted folder that ``folder`` is, or lies in; None when it is allowed."""
+    """The denylisted folder that ``folder`` is, lies in or holds (``/home`` holds ``~/.ssh``); None if allowed."""
     resolved = Path(os.path.realpath(folder.expanduser()))
-    if resolved == Path("/"):
-        return "/"
-    text = resolved.as_posix().lower()
     for entry in _DENIED:
-        denied = Path(os.path.realpath(Path(entry).expanduser())).as_posix().lower()
-        if text == denied or text.startswith(denied.rstrip("/") + "/"):
+        if ":" in entry and os.name != "nt":
+            continue  # a drive path names nothing on this system
+        denied = Path(os.path.realpath(Path(entry).expanduser()))
+        if _lower(resolved) == _lower(denied) or _is_below(resolved, denied) or _is_below(denied, resolved):
             return entry
-    home = Path.home().resolve()
-    if resolved == home:
+    if resolved == Path.home().resolve():
         return "~ (the home folder itself)"
     return None
+
+
+def _lower(path: Path) -> str:
+    return path.as_posix().lower().rstrip("/")  # Windows paths compare without case
+
+
+def _is_below(path: Path, folder: Path) -> bool:
+    return _lower(path).startswith(_lower(folder) + "/")
 
 
 class Sandbox:
