@@ -188,7 +188,7 @@ def test_a_denylisted_ui_folder_from_the_environment_stops_the_ui_before_it_list
     result = run_cli("ui", env={"HOME": str(tmp_path), "BACKPROPAGATE_UI__OUTPUT_DIR": "/etc/backprop-ui"})
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "[CONFIG_UI_OUTPUT_DENIED]: the UI's folder /etc/backprop-ui lies in /etc, which the UI never writes to",
+        "[CONFIG_UI_OUTPUT_DENIED]: the UI's folder /etc/backprop-ui is, lies in or holds /etc, which the UI never uses",
         "  fix: set BACKPROPAGATE_UI__OUTPUT_DIR to a folder of its own, such as ~/.backpropagate/ui-outputs"]
     assert not Path("/etc/backprop-ui").exists()
 

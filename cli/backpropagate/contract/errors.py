@@ -349,7 +349,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         ),
         _kind(
             "CONFIG_UI_OUTPUT_DENIED",
-            "the UI's folder {path} lies in {denied}, which the UI never writes to",
+            "the UI's folder {path} is, lies in or holds {denied}, which the UI never uses",
             "set BACKPROPAGATE_UI__OUTPUT_DIR to a folder of its own, such as ~/.backpropagate/ui-outputs",
         ),
         _kind(
