@@ -7,6 +7,7 @@ credentials are required, and refuses any POST whose form lacks the session's CS
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -83,13 +84,16 @@ class _Guard:
         path = scope["path"]
         response: Response | None = None
         if _is_small_form(request):
-            if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+            body = await _read_capped(request, MAX_FORM_BYTES)
+            if body is None:
                 await HTMLResponse("<h1>413: form too large</h1>", status_code=413)(scope, receive, send)
                 return
-            receive = _replaying(await request.body())
+            receive = _replaying(body)
+        else:
+            body = b""
         if not session.logged_in and not path.startswith(OPEN_PATHS):
             response = render(request, "login.html", {"error": None, "next": path}, status_code=401)
-        elif request.method == "POST" and not await _csrf_ok(request, session.csrf):
+        elif request.method == "POST" and not _csrf_ok(request, body, session.csrf):
             response = HTMLResponse("<h1>403: form refused</h1><p>Its CSRF token is missing or stale: reload the "
                                     "page and send the form again.</p>", status_code=403)
         if response is not None:
@@ -113,6 +117,18 @@ def _is_small_form(request: Request) -> bool:
     return request.method == "POST" and not request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it passes ``limit`` (whatever Content-Length claims, or without one)."""
+    if int(request.headers.get("content-length") or 0) > limit:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
+
+
 def _replaying(body: bytes):
     sent = False
 
@@ -126,13 +142,12 @@ def _replaying(body: bytes):
     return receive
 
 
-async def _csrf_ok(request: Request, expected: str) -> bool:
-    """The token from the X-CSRF-Token header or the form's `csrf` field, compared in constant time."""
+def _csrf_ok(request: Request, body: bytes, expected: str) -> bool:
+    """The token from the X-CSRF-Token header, the form's `csrf` field or (uploads) the action URL's."""
     given = request.headers.get("x-csrf-token")
     if given is None:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            given = request.query_params.get("csrf")  # uploads carry it in the action URL: no parse before checks
+            given = request.query_params.get("csrf")  # so an upload is not parsed before it is allowed
         else:
-            form = await request.form()
-            given = form.get("csrf")
+            given = (parse_qs(body.decode("latin-1")).get("csrf") or [None])[0]
     return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())

@@ -14,6 +14,7 @@ from pathlib import Path
 from backpropagate.contract.errors import BackpropError
 
 COOKIE = "bp_session"
+MAX_SESSIONS = 10_000  # visitors who never log in are dropped first, oldest first
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class Sessions:
         return self._sessions.get(sid or "")
 
     def new(self) -> tuple[str, UiSession]:
+        if len(self._sessions) >= MAX_SESSIONS:
+            stale = next((sid for sid, s in self._sessions.items() if not s.logged_in), next(iter(self._sessions)))
+            del self._sessions[stale]
         sid = secrets.token_urlsafe(32)
         self._sessions[sid] = UiSession(logged_in=self.credentials is None)
         return sid, self._sessions[sid]
