@@ -192,3 +192,18 @@ def test_a_denylisted_ui_folder_from_the_environment_stops_the_ui_before_it_list
         "  fix: set BACKPROPAGATE_UI__OUTPUT_DIR to a folder of its own, such as ~/.backpropagate/ui-outputs"]
     assert not Path("/etc/backprop-ui").exists()
 
+
+
+def test_a_form_body_over_64_kib_is_refused_before_any_route_reads_it(tmp_path):
+    client = client_for(tmp_path / "ui")
+    token = logged_in(client)
+    response = client.post("/runs/new", data={"csrf": token, "model": "x" * 70_000})
+    assert response.status_code == 413
+
+
+def test_login_redirects_only_within_the_ui(tmp_path):
+    client = client_for(tmp_path / "ui")
+    token = csrf_of(client.get("/login").text)
+    response = client.post("/login", data={"user": "ada", "password": "s3cret-pass", "csrf": token,
+                                           "next": "//evil.example/"})
+    assert response.headers["location"] == "/"
