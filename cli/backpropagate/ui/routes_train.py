@@ -24,6 +24,7 @@ TRAIN_FLAGS = {
     "checkpoint_every": "--checkpoint-every", "runtime": "--runtime",
 }
 SWITCHES = {"dora": "--dora", "checkpoint_on_interrupt": "--checkpoint-on-interrupt"}
+PACKING = {"on": "--packing", "off": "--no-packing"}  # the select's empty choice keeps the CLI's default
 START_TIMEOUT_S = 300  # from the click to the run's first event: the stage imports the ML stack first
 
 
@@ -74,6 +75,7 @@ async def start_run(request: Request) -> Response:
     arguments = ["train", f"--data={data}", f"--model={model}"]
     arguments += [f"{flag}={values[name]}" for name, flag in TRAIN_FLAGS.items() if values.get(name)]
     arguments += [flag for name, flag in SWITCHES.items() if values.get(name)]
+    arguments += [PACKING[values["packing"]]] if values.get("packing") in PACKING else []
     job = jobs.start("train", arguments)
     await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
     if job.run_id is None:  # refused before a run existed: show the CLI's coded error on the form
