@@ -24,6 +24,7 @@ from backpropagate.commands import (
     resume,
     show_run,
     train,
+    ui,
     validate,
 )
 from backpropagate.commands import eval as eval_command  # not to shadow the builtin
@@ -49,6 +50,7 @@ app.command("diff-runs", epilog=diff_runs.EXAMPLES)(diff_runs.diff_runs)
 app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
 app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
 app.command("info")(info.info)
+app.command("ui", epilog=ui.EXAMPLES)(ui.ui)
 app.add_typer(ollama.app, name="ollama")
 app.add_typer(images.app, name="images")
 

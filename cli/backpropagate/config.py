@@ -32,6 +32,12 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    output_dir: str = field("~/.backpropagate/ui-outputs", help="the one folder `backprop ui` reads and writes: "
+                            "uploaded datasets and its runs")
+
+
+@dataclass(frozen=True)
 class Settings:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
     log_json: bool = field(False, help="print events as JSON lines instead of progress bars")
@@ -42,9 +48,10 @@ class Settings:
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
     docker: DockerSettings = field(DockerSettings())
+    ui: UiSettings = field(UiSettings())
 
 
-_SECTIONS = ("model", "training", "lora", "docker")
+_SECTIONS = ("model", "training", "lora", "docker", "ui")
 
 
 def env_variables() -> dict[str, tuple[str, str | None]]:

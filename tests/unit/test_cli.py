@@ -6,7 +6,8 @@ import sys
 
 from tests.conftest import run_cli
 
-HEAVY = ("torch", "transformers", "peft", "docker", "datasets", "rich.progress", "jinja2")
+HEAVY = ("torch", "transformers", "peft", "docker", "datasets", "rich.progress", "jinja2",
+         "starlette", "uvicorn", "multipart", "backpropagate.ui")  # the web UI loads only in `backprop ui`
 
 
 def test_help_imports_no_heavy_library():
@@ -32,7 +33,7 @@ def test_help_lists_exactly_the_built_commands():
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
     assert listed == {"train", "resume", "export", "chat", "eval", "validate", "list-runs", "show-run", "diff-runs", "replay",
-                      "export-runs", "info", "ollama", "images"}
+                      "export-runs", "info", "ollama", "images", "ui"}
 
 
 def test_version_prints_the_package_version():

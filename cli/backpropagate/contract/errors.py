@@ -328,6 +328,31 @@ CATALOG: dict[str, ErrorKind] = dict(
             "delete it and measure again with `backprop eval RUN`",
         ),
         _kind(
+            "INPUT_AUTH_REQUIRED",
+            "{option} lets other machines reach the UI, which then needs credentials",
+            "add --auth USER:PASSWORD or --auth-file FILE (one line USER:PASSWORD), or drop {option}",
+        ),
+        _kind(
+            "INPUT_AUTH_FILE_INVALID",
+            "auth file {path} is not usable: {reason}",
+            "write one line USER:PASSWORD into {path}",
+        ),
+        _kind(
+            "INPUT_UI_PATH_OUTSIDE",
+            "{path!r} is not a file inside the UI's folder {root}: {reason}",
+            "pick a file inside {root}, or upload it on the New run page",
+        ),
+        _kind(
+            "INPUT_UPLOAD_TOO_LARGE",
+            "the upload is larger than the UI's limit of {limit_mb} MB",
+            "upload a smaller file, or start the UI with a larger --max-upload-mb",
+        ),
+        _kind(
+            "CONFIG_UI_OUTPUT_DENIED",
+            "the UI's folder {path} is, lies in or holds {denied}, which the UI never uses",
+            "set BACKPROPAGATE_UI__OUTPUT_DIR to a folder of its own, such as ~/.backpropagate/ui-outputs",
+        ),
+        _kind(
             "STATE_HISTORY_CORRUPT",
             "run history {path} is not readable: {reason}",
             "a copy is kept at {backup}; repair or remove {path}, then run again",

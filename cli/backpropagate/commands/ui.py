@@ -1,0 +1,98 @@
+"""`backprop ui`: the web UI, where runs are started, followed, stopped and exported in a browser."""
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backpropagate.config import load_settings
+from backpropagate.contract.errors import BackpropError
+
+EXAMPLES = """
+Examples:
+
+  backprop ui                                   (http://127.0.0.1:7862, this machine only)
+
+  backprop ui --port 7860 --runtime local
+
+  backprop ui --host 0.0.0.0 --auth-file ~/.backpropagate/ui-auth   (other machines, with a login)
+
+  backprop ui --share --auth me:a-long-password
+"""
+
+
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7862,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --auth.")
+                    ] = "127.0.0.1",
+    auth: Annotated[str | None, typer.Option(help="USER:PASSWORD for the login page (shows in `ps`: prefer "
+                                                  "--auth-file).")] = None,
+    auth_file: Annotated[Path | None, typer.Option(help="A file holding one line USER:PASSWORD.")] = None,
+    share: Annotated[bool, typer.Option("--share", help="Listen on every interface and print the addresses "
+                                                        "(needs --auth; no public tunnel is made).")] = False,
+    runtime: Annotated[str | None, typer.Option(help="Runtime the new-run form starts with: auto, local or docker "
+                                                     "[env BACKPROPAGATE_RUNTIME; default auto].")] = None,
+    max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest dataset upload, in MB.")] = 50,
+) -> None:
+    """Serve the web UI: start runs, follow their loss live, stop, export and register them."""
+    if auth and auth_file:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--auth-file", value=str(auth_file),
+                            reason="--auth already gives the credentials", allowed="one of --auth or --auth-file")
+    listen = "0.0.0.0" if share else host
+    credentials = _credentials(auth, auth_file)
+    exposed = share or not _is_loopback(host)
+    if exposed and credentials is None:
+        raise BackpropError("INPUT_AUTH_REQUIRED", option="--share" if share else f"--host {host}")
+    settings = load_settings(overrides={"runtime": runtime})
+
+    # The web stack is imported here only: `backprop --help` and every other command stay without it.
+    import uvicorn
+
+    from backpropagate.ui.app import UiConfig, create_app
+    from backpropagate.ui.sandbox import Sandbox
+
+    sandbox = Sandbox(Path(settings.ui.output_dir))
+    config = UiConfig(sandbox=sandbox, credentials=credentials, max_upload_bytes=max_upload_mb * 1024 * 1024,
+                      runtime=settings.runtime, default_model=settings.model.name)
+    app = create_app(config)
+    for address in _addresses(listen):
+        print(f"backprop ui: http://{address}:{port}  (folder {sandbox.root})", flush=True)
+    if share:
+        print("backprop ui: --share listens on every interface; a public tunnel needs an outside service",
+              flush=True)
+    try:
+        uvicorn.run(app, host=listen, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    finally:
+        app.state.jobs.stop_all()  # like Ctrl-C in each run's terminal: they end as `interrupted`
+
+
+def _credentials(auth: str | None, auth_file: Path | None):
+    from backpropagate.ui.auth import parse_credentials, read_auth_file
+
+    if auth:
+        return parse_credentials(auth, "--auth")
+    if auth_file:
+        return read_auth_file(auth_file.expanduser())
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _addresses(listen: str) -> list[str]:
+    if listen != "0.0.0.0":
+        return [listen]
+    found = {"127.0.0.1"}
+    try:
+        found |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    except OSError:
+        pass
+    return sorted(found)

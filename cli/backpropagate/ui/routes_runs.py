@@ -1,0 +1,117 @@
+"""The runs pages: the history, one run (settings, live chart, checkpoints, artifacts), its event stream, Stop."""
+
+import json
+import os
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import STATUSES, RunHistory
+from backpropagate.contract.layout import RunFolder
+from backpropagate.contract.quality import read_report
+from backpropagate.contract.records import select_runs
+from backpropagate.contract.redact import redact_data
+from backpropagate.ui.pages import render
+from backpropagate.ui.stream import follow, progress_points, read_events
+
+
+def runs_page(request: Request) -> Response:
+    workspace = request.app.state.config.sandbox.root
+    status = request.query_params.get("status") or None
+    model = request.query_params.get("model") or None
+    rows = select_runs(RunHistory(workspace).rows(), status if status in STATUSES else None, model, None)
+    return render(request, "runs.html", {"rows": rows, "statuses": STATUSES, "status": status, "model": model or ""})
+
+
+def run_page(request: Request) -> Response:
+    row, folder = _run(request)
+    events = read_events(folder.events)
+    jobs = request.app.state.jobs
+    export_job = jobs.latest(row.run_id, "export")
+    ollama_job = jobs.latest(row.run_id, "ollama")
+    verify = _json(folder.verify)
+    report = None
+    try:
+        report = read_report(folder.quality)
+    except BackpropError:
+        pass
+    context = {
+        "row": row, "spec": _hidden(redact_data(_json(folder.spec) or {})),
+        "points": progress_points(events), "after": events[-1][0] if events else 0,
+        "training": jobs.active(row.run_id, "train") is not None,
+        "checkpoints": _listing(folder.checkpoints), "artifacts": _artifacts(folder),
+        "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
+        "errors": [e for _, e in events if e.get("event") == "error"],
+    }
+    return render(request, "run.html", context)
+
+
+async def run_events(request: Request) -> Response:
+    row, folder = _run(request)
+    header = request.headers.get("last-event-id")
+    text = header if header is not None else request.query_params.get("after", "0")
+    after = int(text) if text.isdigit() else 0
+    workspace, jobs = request.app.state.config.sandbox.root, request.app.state.jobs
+
+    def is_over() -> bool:
+        if jobs.active(row.run_id) is not None:
+            return False
+        current = RunHistory(workspace).get(row.run_id)
+        return current is None or current.status != "running"
+
+    return StreamingResponse(follow(folder.events, after, is_over, request.is_disconnected),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+async def stop_run(request: Request) -> Response:
+    row, _ = _run(request)
+    request.app.state.jobs.stop(row.run_id)
+    return RedirectResponse(f"/runs/{row.run_id}", status_code=303)
+
+
+def _run(request: Request):
+    """The history row and folder of the run in the URL; 404 when the UI's workspace has no such run."""
+    from starlette.exceptions import HTTPException
+
+    workspace = request.app.state.config.sandbox.root
+    run_id = request.path_params["run_id"]
+    row = RunHistory(workspace).get(run_id)
+    if row is None:
+        raise HTTPException(404, f"no run {run_id} in {workspace}")
+    return row, RunFolder.of(workspace, row.run_id)
+
+
+def _json(path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _hidden(value):
+    """Tokens stay off every page: besides the usual redaction, any value equal to a token in the environment."""
+    secrets = {os.environ[name] for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if os.environ.get(name)}
+    if isinstance(value, dict):
+        return {key: _hidden(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hidden(item) for item in value]
+    if isinstance(value, str) and any(secret in value for secret in secrets):
+        return "***"
+    return value
+
+
+def _listing(folder):
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+
+
+def _artifacts(folder: RunFolder) -> list[dict]:
+    found = []
+    for kind, path in (("adapter", folder.adapter), ("merged", folder.merged), ("gguf", folder.gguf)):
+        if path.is_dir():
+            for file in sorted(path.iterdir()):
+                if file.is_file():
+                    found.append({"kind": kind, "name": file.name, "bytes": file.stat().st_size})
+    return found

@@ -1,0 +1,116 @@
+"""New run: upload a dataset into the sandbox (checked row by row), pick one, and start training."""
+
+import os
+import secrets
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from backpropagate.config import LORA_PRESETS
+from backpropagate.contract.dataset import load_dataset
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.redact import redact
+from backpropagate.ui.pages import render
+
+RUNTIMES = ("auto", "local", "docker")
+DEVICES = ("auto", "cpu", "cuda")
+# Form field -> the `backprop train` flag it sets; empty fields are left to the CLI's defaults.
+TRAIN_FLAGS = {
+    "steps": "--steps", "learning_rate": "--learning-rate", "batch_size": "--batch-size",
+    "gradient_accumulation": "--gradient-accumulation", "max_seq_length": "--max-seq-length",
+    "lora_preset": "--lora-preset", "lora_r": "--lora-r", "lora_alpha": "--lora-alpha",
+    "lora_dropout": "--lora-dropout", "lora_targets": "--lora-targets", "device": "--device",
+    "checkpoint_every": "--checkpoint-every", "runtime": "--runtime",
+}
+SWITCHES = {"dora": "--dora", "checkpoint_on_interrupt": "--checkpoint-on-interrupt"}
+PACKING = {"on": "--packing", "off": "--no-packing"}  # the select's empty choice keeps the CLI's default
+START_TIMEOUT_S = 300  # from the click to the run's first event: the stage imports the ML stack first
+
+
+def new_run_page(request: Request) -> Response:
+    return _form(request, {"picked": request.query_params.get("dataset", "")})
+
+
+async def upload_dataset(request: Request) -> Response:
+    """Keep an uploaded file only when every row is valid; otherwise list each bad row and keep nothing."""
+    config = request.app.state.config
+    sandbox = config.sandbox
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit() or int(length) > config.max_upload_bytes:
+        error = BackpropError("INPUT_UPLOAD_TOO_LARGE", limit_mb=config.max_upload_bytes // (1024 * 1024))
+        return _form(request, {"upload_error": _shown(error)}, status_code=413)
+    form = await request.form(max_files=1, max_fields=4)
+    upload = form.get("file")
+    if upload is None or not getattr(upload, "filename", None):
+        return _form(request, {"upload_error": "Choose a file to upload."}, status_code=400)
+    try:
+        target = sandbox.upload_target(upload.filename)
+    except BackpropError as error:
+        return _form(request, {"upload_error": _shown(error)}, status_code=400)
+    scratch = sandbox.datasets / f".upload-{secrets.token_hex(8)}{target.suffix}"
+    try:
+        with scratch.open("wb") as out:
+            while chunk := await upload.read(1 << 20):
+                out.write(chunk)
+        problems, summary = _check_rows(scratch, target.name)
+        if problems:
+            return _form(request, {"upload_error": f"{target.name} was not kept: fix the rows below and upload "
+                                                   "it again.", "problems": problems}, status_code=400)
+        os.replace(scratch, target)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return RedirectResponse(f"/runs/new?dataset={target.name}&checked={summary}", status_code=303)
+
+
+async def start_run(request: Request) -> Response:
+    config, jobs = request.app.state.config, request.app.state.jobs
+    form = await request.form()
+    values = {key: str(value).strip() for key, value in form.items() if key != "csrf"}
+    try:
+        data = config.sandbox.dataset(values.get("dataset", ""))
+        model = config.sandbox.model(values.get("model", ""))
+    except BackpropError as error:
+        return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
+    arguments = ["train", f"--data={data}", f"--model={model}"]
+    arguments += [f"{flag}={values[name]}" for name, flag in TRAIN_FLAGS.items() if values.get(name)]
+    arguments += [flag for name, flag in SWITCHES.items() if values.get(name)]
+    arguments += [PACKING[values["packing"]]] if values.get("packing") in PACKING else []
+    job = jobs.start("train", arguments)
+    await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
+    if job.run_id is None:  # refused before a run existed: show the CLI's coded error on the form
+        job.done.wait(timeout=10)
+        return _form(request, {"start_error": _job_error(job), "values": values}, status_code=400)
+    return RedirectResponse(f"/runs/{job.run_id}", status_code=303)
+
+
+def _check_rows(path, name: str) -> tuple[list[str], str]:
+    """Each invalid row as `name:LINE: reason`, and a one-line summary of the valid file."""
+    try:
+        dataset = load_dataset(path, "auto", skip_invalid=True)
+    except BackpropError as error:
+        return [error.message.replace(str(path), name)], ""
+    problems = [f"{name}:{problem.line}: {problem.reason}" for problem in dataset.dropped]
+    return problems, f"{len(dataset.examples)} {dataset.format} rows"
+
+
+def _shown(error: BackpropError) -> str:
+    return f"{error}  (fix: {error.fix})"
+
+
+def _job_error(job) -> str:
+    if job.error:
+        return f"[{job.error['code']}]: {job.error['message']} (fix: {job.error['fix']})"
+    tail = redact("".join(job.stderr_tail)).strip().splitlines()  # a library's line may hold a token
+    return tail[-1] if tail else "the run did not start"
+
+
+def _form(request: Request, context: dict, status_code: int = 200) -> Response:
+    config = request.app.state.config
+    values = {"model": config.default_model, "steps": "100", "runtime": config.runtime, "device": "auto",
+              **context.pop("values", {})}
+    full = {"datasets": config.sandbox.dataset_names(), "presets": list(LORA_PRESETS), "runtimes": RUNTIMES,
+            "devices": DEVICES, "values": values, "checked": request.query_params.get("checked", ""),
+            "upload_error": None, "problems": [], "start_error": None, "picked": values.get("dataset", ""),
+            **context}
+    return render(request, "new.html", full, status_code=status_code)

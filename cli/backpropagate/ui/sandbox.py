@@ -1,0 +1,91 @@
+"""The one folder the UI reads and writes, and the check that keeps every path inside it.
+
+The folder is the UI's workspace (run folders, run_history.json) with uploads in ``datasets/``.
+A user-supplied path is resolved (symlinks followed) before it is compared, so ``..``, an
+absolute path or a link pointing out of the folder are all refused the same way.
+"""
+
+import os
+from pathlib import Path
+
+from backpropagate.contract.errors import BackpropError
+
+DATASETS = "datasets"
+
+# Folders the UI never uses as its own, whatever the environment says: system and credential places.
+_DENIED = ("/etc", "/bin", "/sbin", "/usr", "/boot", "/dev", "/proc", "/sys", "/var/lib", "/lib",
+           "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.kube", "~/.docker", "~/.azure",
+           "C:/Windows", "C:/Windows/System32", "C:/Program Files")
+
+
+def denied_folder(folder: Path) -> str | None:
+    """The denylisted folder that ``folder`` is, lies in or holds (``/home`` holds ``~/.ssh``); None if allowed."""
+    resolved = Path(os.path.realpath(folder.expanduser()))
+    for entry in _DENIED:
+        if ":" in entry and os.name != "nt":
+            continue  # a drive path names nothing on this system
+        denied = Path(os.path.realpath(Path(entry).expanduser()))
+        if _lower(resolved) == _lower(denied) or _is_below(resolved, denied) or _is_below(denied, resolved):
+            return entry
+    if resolved == Path.home().resolve():
+        return "~ (the home folder itself)"
+    return None
+
+
+def _lower(path: Path) -> str:
+    return path.as_posix().lower().rstrip("/")  # Windows paths compare without case
+
+
+def _is_below(path: Path, folder: Path) -> bool:
+    return _lower(path).startswith(_lower(folder) + "/")
+
+
+class Sandbox:
+    def __init__(self, root: Path) -> None:
+        denied = denied_folder(root)
+        if denied:
+            raise BackpropError("CONFIG_UI_OUTPUT_DENIED", path=root, denied=denied)
+        self.root = Path(os.path.realpath(root.expanduser()))
+        self.datasets = self.root / DATASETS
+        self.datasets.mkdir(parents=True, exist_ok=True)
+
+    def resolve(self, relative: str, base: Path | None = None) -> Path:
+        """``relative`` (as a user typed or posted it) inside ``base`` (the sandbox), or INPUT_UI_PATH_OUTSIDE."""
+        base = self.root if base is None else base
+        if not relative or "\x00" in relative:
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=relative, root=self.root, reason="no file named")
+        candidate = Path(relative.replace("\\", "/"))
+        if candidate.is_absolute() or relative.startswith(("/", "\\", "~")) or ":" in candidate.parts[0]:
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=relative, root=self.root,
+                                reason="absolute paths are refused")
+        if ".." in candidate.parts:
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=relative, root=self.root,
+                                reason="'..' is refused")
+        resolved = Path(os.path.realpath(base / candidate))
+        if not resolved.is_relative_to(self.root):
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=relative, root=self.root,
+                                reason=f"it leads out of the folder through a symlink, to {resolved}")
+        return resolved
+
+    def dataset(self, name: str) -> Path:
+        """An existing dataset file in ``datasets/``, by the name shown in the picker."""
+        path = self.resolve(name, self.datasets)
+        if not path.is_file():
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=name, root=self.root, reason="no such file")
+        return path
+
+    def model(self, value: str) -> str:
+        """A model folder inside the sandbox (as an absolute path), or else the value as a hub id."""
+        path = self.resolve(value)
+        return str(path) if path.exists() else value
+
+    def dataset_names(self) -> list[str]:
+        return sorted(p.name for p in self.datasets.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def upload_target(self, filename: str) -> Path:
+        """Where an upload called ``filename`` goes: its base name only, inside ``datasets/``."""
+        name = Path(filename.replace("\\", "/")).name
+        if not name or name.startswith(".") or not name.endswith((".jsonl", ".json")):
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=filename, root=self.root,
+                                reason="uploads are .jsonl or .json files with a plain name")
+        return self.resolve(name, self.datasets)

@@ -1,0 +1,50 @@
+"""The run page's event stream: each events.jsonl line is one server-sent event, its line number the id."""
+
+import json
+import warnings
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web UI needs the ui extra (bash scripts/test.sh installs it)")
+warnings.filterwarnings("ignore", message=".*httpx.*")
+
+from backpropagate.ui.app import UiConfig, create_app
+from backpropagate.ui.sandbox import Sandbox
+from starlette.testclient import TestClient
+
+RUN = "0123abcd-0000-4000-8000-000000000000"
+
+
+def finished_run(root, steps: int = 3) -> TestClient:
+    (root / RUN).mkdir(parents=True)
+    lines = [{"v": 1, "run_id": RUN, "stage": "train", "event": "progress", "step": step, "total": steps,
+              "loss": 3.0 - step / 10, "lr": 1e-3, "tokens_per_s": 100.0} for step in range(1, steps + 1)]
+    (root / RUN / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (root / "run_history.json").write_text(json.dumps({"version": 1, "runs": [
+        {"run_id": RUN, "status": "completed", "model": "m", "run_dir": str(root / RUN)}]}))
+    return TestClient(create_app(UiConfig(sandbox=Sandbox(root), credentials=None)))
+
+
+def events_of(text: str) -> list[tuple[str, str]]:
+    """(id, event name) of each event in an SSE body."""
+    found = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            found.append((fields["id"], fields["event"]))
+    return found
+
+
+def test_a_reconnect_with_last_event_id_gets_only_the_lines_after_it_then_the_end(tmp_path):
+    client = finished_run(tmp_path / "ui")
+    response = client.get(f"/runs/{RUN}/events", headers={"Last-Event-ID": "1"})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert events_of(response.text) == [("2", "run"), ("3", "run"), ("3", "end")]
+
+
+def test_a_reloaded_page_streams_after_the_last_line_it_was_rendered_with(tmp_path):
+    client = finished_run(tmp_path / "ui")
+    page = client.get(f"/runs/{RUN}").text
+    assert 'data-after="3"' in page and '"step": 3' in page  # the points so far are in the page itself
+    assert events_of(client.get(f"/runs/{RUN}/events?after=3").text) == [("3", "end")]
+    assert [i for i, _ in events_of(client.get(f"/runs/{RUN}/events?after=0").text)] == ["1", "2", "3", "3"]
