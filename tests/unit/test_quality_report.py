@@ -54,6 +54,14 @@ def test_hits_count_answers_that_contain_the_expected_text_per_model(tmp_path):
                                 "hits": report.hits()}
 
 
+def test_an_expected_text_with_alternatives_counts_any_of_them():
+    report = QualityReport(answers=[
+        Answered(prompt="moons?", expect="eleven|11", base="It has 11 moons.", fine_tune="Eleven moons.",
+                 gguf={"model-q4_k_m.gguf": "It has twelve."}),
+    ])
+    assert report.hits() == {"expected": 1, "base": 1, "fine_tune": 1, "gguf:model-q4_k_m.gguf": 0}
+
+
 def test_a_damaged_quality_report_is_a_coded_error_with_how_to_measure_again(tmp_path):
     run_id = "3f2a9c1e-0000-4000-8000-000000000001"
     (tmp_path / run_id).mkdir()

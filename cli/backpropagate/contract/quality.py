@@ -3,7 +3,7 @@
 ``quality.json`` in the run folder is written by the stages that measure (train, eval, gguf) and read
 by the host (`show-run`, the history row, `--json`, the API). Prompts come from a JSONL file, one
 ``{"prompt": ..., "expect": ..., "kind": ...}`` per line: ``expect`` is text a right answer contains
-(compared without case), ``kind`` is free (``taught``, ``general``) and groups the hits.
+(compared without case; ``eleven|11`` accepts either), ``kind`` is free (``taught``, ``general``) and groups the hits.
 """
 
 import json
@@ -63,7 +63,8 @@ class QualityReport:
 
 
 def hit(answer: str, expect: str) -> bool:
-    return bool(expect) and expect.lower() in answer.lower()
+    """Whether the answer contains the expected text, or one of its ``|``-separated alternatives."""
+    return any(option.strip() and option.strip().lower() in answer.lower() for option in expect.split("|"))
 
 
 def read_report(path: Path) -> QualityReport | None:
