@@ -67,9 +67,11 @@ def run_campaign(plan: CampaignPlan, folder: CampaignFolder, settings: Settings,
         raise BackpropError("RUNTIME_INTERRUPTED", run_id=plan.campaign_id) from None
     finally:
         lock.release()
+    rows = [history.get(run["run_id"]) for run in runs]
     row = history.update(plan.campaign_id, status="completed", adapter=str(folder.adapter),
                          final_loss=runs[-1]["final_loss"], steps_done=sum(r["steps"] for r in runs),
-                         finished_at=iso_time(time.time()))
+                         runtime=rows[-1].runtime, device=rows[-1].device, finished_at=iso_time(time.time()),
+                         duration_s=round(sum(r.duration_s or 0 for r in rows), 2))
     return CampaignResult(campaign_id=plan.campaign_id, campaign_dir=folder.root, adapter_path=folder.adapter,
                           runs=runs, evals=list(row.campaign_evals))
 
