@@ -170,7 +170,7 @@ def test_a_campaign_killed_with_its_stage_in_run_two_continues_to_the_same_merge
         with FileLock(str(tmp_path / row.run_id / "campaign.lock")):  # as if the campaign were still running
             busy = run_cli("resume", row.run_id[:8], "--output", str(tmp_path))
         assert busy.returncode == 6
-        assert f"[STATE_CAMPAIGN_BUSY]: campaign {row.run_id} is being run by another process" in busy.stderr
+        assert f"[STATE_CAMPAIGN_BUSY]: campaign {row.run_id} is being run by another process (it holds" in busy.stderr
         assert "wait for that process to finish, or stop it and run `backprop resume" in busy.stderr
         result = run_cli("resume", row.run_id[:8], "--output", str(tmp_path), "--json")
     elif way == "multi-run --resume":

@@ -11,7 +11,6 @@ import json
 import random
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from backpropagate.config import Settings, output_dir
@@ -52,12 +51,13 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
         load_dataset(path, "auto", skip_invalid)
     for path in prompts:
         load_prompts(path, redact(str(path)))
-    training = replace(settings.training, eval_split=settings.training.eval_split)
+    training = settings.training
     key = hashlib.sha256(json.dumps({
         "model": model, "merge": merge, "runs": runs, "samples": samples, "format": data_format,
         "data": [sha256_file(p) for p in data], "eval": [sha256_file(p) for p in evals + prompts],
         "training": to_dict(training), "lora": to_dict(settings.lora)}, sort_keys=True).encode()).hexdigest()
 
+    parts, drawing = _split(rows_of, data, runs, samples, settings.training.seed)
     output = output_dir(settings).resolve()
     history = RunHistory(output)
     unfinished = find_unfinished(history, output, key)
@@ -67,7 +67,6 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
     campaign_id = new_run_id()
     folder = CampaignFolder.of(output, campaign_id)
     (folder.root / "data").mkdir(parents=True)
-    parts, drawing = _split(rows_of, data, runs, samples, settings.training.seed)
     planned = []
     for index, rows in enumerate(parts, start=1):
         path = folder.run_data(index)
