@@ -34,7 +34,7 @@ def backprop(lock: str | None, *args: str) -> dict:
     if lock:
         command = ["flock", lock, *command]
     print("$", " ".join(command[-len(args) - 1:]), file=sys.stderr, flush=True)
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1])["result"]
@@ -74,7 +74,7 @@ def fresh(lock, model, steps, output) -> dict:
                        "--model", model, "--steps", str(steps), "--output", str(output), *TRAINING)
     on_a = backprop(lock, "eval", trained["run_id"], "--eval-data", str(FACTS / "facts_a_eval.jsonl"),
                     "--eval-prompts", str(FACTS / "facts_a_prompts.jsonl"), "--output", str(output))
-    return {"a_after_2": figures(on_a["quality"] if "quality" in on_a else on_a),
+    return {"a_after_2": figures(on_a["quality"]),
             "b_after_2": figures(trained["quality"])}
 
 
@@ -92,9 +92,9 @@ def table(results: dict) -> str:
 
     base = results["slao"]["a_after_1"]
     lines = ["| method | A after run 1 | A after run 2 | B after run 2 |", "| --- | --- | --- | --- |",
-             f"| base model | {base['base_hits']}/{base['of']}, loss {base['base_loss']:.3f} | "
+             (f"| base model | {base['base_hits']}/{base['of']}, loss {base['base_loss']:.3f} | "
              f"{base['base_hits']}/{base['of']}, loss {base['base_loss']:.3f} | "
-             f"{results['slao']['b_after_2']['base_hits']}/8, loss {results['slao']['b_after_2']['base_loss']:.3f} |"]
+             f"{results['slao']['b_after_2']['base_hits']}/8, loss {results['slao']['b_after_2']['base_loss']:.3f} |")]
     for method in ("slao", "none", "fresh"):
         r = results[method]
         first = r.get("a_after_1", results["slao"]["a_after_1"])

@@ -56,7 +56,7 @@ def run_campaign(plan: CampaignPlan, folder: CampaignFolder, settings: Settings,
         for index in range(1, len(plan.runs) + 1):
             runs.append(_run(plan, index, runs[-1] if runs else None, output, settings, out, quiet, history))
             copy_adapter(Path(runs[-1]["merged_adapter"]), folder.adapter)
-            _evaluate(plan, folder, index, runs, settings, out, history)
+            _evaluate(plan, folder, index, settings, out, quiet, history)
     except BackpropError as error:
         status = "interrupted" if error.code == "RUNTIME_INTERRUPTED" else "failed"
         history.update(plan.campaign_id, status=status, error_code=error.code, finished_at=iso_time(time.time()))
@@ -124,8 +124,8 @@ def _summary(row, index: int) -> dict:
             "merge_lambda": row.merge_lambda, "merged_adapter": str(RunFolder(Path(row.run_dir)).merged_adapter)}
 
 
-def _evaluate(plan: CampaignPlan, folder: CampaignFolder, after: int, runs: list[dict], settings: Settings,
-              out: Output, history: RunHistory) -> None:
+def _evaluate(plan: CampaignPlan, folder: CampaignFolder, after: int, settings: Settings, out: Output, quiet: bool,
+              history: RunHistory) -> None:
     """The merged adapter after run ``after`` on the held-out rows (and prompts) of that run and every
     earlier one; figures already recorded (a resumed campaign) are not measured again."""
     done = {(e["after_run"], e["on_run"]) for e in history.get(plan.campaign_id).campaign_evals}
@@ -145,5 +145,6 @@ def _evaluate(plan: CampaignPlan, folder: CampaignFolder, after: int, runs: list
         figures = {key: value for key, value in figures.items() if value is not None}
         evals = history.get(plan.campaign_id).campaign_evals + [figures]
         history.update(plan.campaign_id, campaign_evals=evals)
-        out.note(f"campaign {plan.campaign_id[:8]}: after run {after}, on run {on}'s held-out data: "
-                 + ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("after_run", "on_run")))
+        if not quiet:
+            out.note(f"campaign {plan.campaign_id[:8]}: after run {after}, on run {on}'s held-out data: "
+                     + ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("after_run", "on_run")))
