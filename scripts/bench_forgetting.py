@@ -1,7 +1,7 @@
 """How much of fact set A a model keeps after learning fact set B: SLAO against sequential LoRA
 (`--merge none`) and a fresh adapter per run, on a real model, through the real CLI.
 
-    python scripts/bench_forgetting.py --model models/smollm2-135m-instruct --steps 20 --lock /tmp/heavy.lock
+    python scripts/bench_forgetting.py --model models/smollm2-135m-instruct --steps 12 --lock /tmp/heavy.lock
 
 Fact sets (examples/forgetting/): 8 made-up facts each, three training phrasings per fact;
 `*_eval.jsonl` is a fourth, unseen phrasing with its answer (the held-out loss) and `*_prompts.jsonl`
@@ -25,8 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = ROOT / "examples" / "forgetting"
+# The quickstart's LoRA flags; batch 2 x accumulation 2 (the 24 rows of a set, packed into 256-token
+# rows, are about 4 rows: each step sees the whole set) and a short warmup, to keep a run short on a CPU.
 TRAINING = ("--device", "cpu", "--runtime", "local", "--lora-r", "16", "--lora-alpha", "32", "--learning-rate",
-            "1e-3", "--max-seq-length", "256", "--eval-max-tokens", "24", "--checkpoint-every", "0")
+            "1e-3", "--max-seq-length", "256", "--batch-size", "2", "--gradient-accumulation", "2",
+            "--warmup-steps", "2", "--eval-max-tokens", "24", "--checkpoint-every", "0")
 
 
 def backprop(lock: str | None, *args: str) -> dict:
@@ -105,7 +108,7 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps of each run")
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps of each run")
     parser.add_argument("--work", type=Path, default=ROOT / "output" / "bench_forgetting")
     parser.add_argument("--lock", help="flock this file around each CLI command (a shared machine)")
     args = parser.parse_args()

@@ -53,6 +53,9 @@ def test_a_campaign_deploys_b_merge_and_a_merge_computed_from_its_runs_fine_tune
     runs = [history.get(run_id) for run_id in row.campaign_runs]
     assert [run.campaign_index for run in runs] == [1, 2, 3]
     assert [run.parent_run for run in runs] == [None, runs[0].run_id, runs[1].run_id]
+    manifests = [json.loads((output / run.run_id / "manifest.json").read_text()) for run in runs]
+    assert [m["parent_run"] for m in manifests] == [None, runs[0].run_id, runs[1].run_id]
+    assert {a["kind"] for a in manifests[1]["artifacts"]} == {"adapter", "merged_adapter"}
     assert [run.merge_lambda for run in runs] == pytest.approx([1.0, 2 ** -0.5, 3 ** -0.5])
     assert {run.campaign for run in runs} == {row.run_id} and row.status == "completed"
     assert [r["run_id"] for r in summary["runs"]] == row.campaign_runs

@@ -130,7 +130,8 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         emit(events.Artifact(kind="merged_adapter", path=merged_adapter, bytes=artifacts[-1]["bytes"],
                              sha256=artifacts[-1]["sha256"]))
     versions = _versions(torch)
-    record_artifacts(folder.manifest, spec.run_id, {"adapter", "merged_adapter"}, artifacts, versions)
+    record_artifacts(folder.manifest, spec.run_id, {"adapter", "merged_adapter"}, artifacts, versions,
+                     parent_run=spec.campaign.parent_run if spec.campaign else None)
     return TrainResult(
         adapter=str(adapter),
         final_loss=state.losses[-1],
