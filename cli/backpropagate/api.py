@@ -20,6 +20,8 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import QualityReport, read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.output import Output
+from backpropagate.runs.campaign import CampaignResult, run_campaign
+from backpropagate.runs.campaign_plan import campaign_of, plan_campaign
 from backpropagate.runs.export import plan_export
 from backpropagate.runs.exports import check_export
 from backpropagate.runs.plan import plan_resume, plan_train
@@ -79,6 +81,25 @@ class Trainer:
                                        loss_history=list(result.losses), outputs=to_dict(result),
                                        quality=read_report(RunFolder(Path(plan.spec.run_dir)).quality))
         return self.last_result
+
+    def multi_run(self, dataset: str | Path | list | None = None, num_runs: int | None = None,
+                  steps_per_run: int | None = None, samples_per_run: int | None = None, *, merge: str = "slao",
+                  data_format: str = "auto", skip_invalid: bool = False, eval_data: list | None = None,
+                  eval_prompts: list | None = None, resume: str | None = None, **overrides: Any) -> CampaignResult:
+        """A campaign of ``num_runs`` runs as `backprop multi-run` trains it: ``dataset`` is one file split
+        into runs of ``samples_per_run`` rows, or a list of files, one per run; ``merge="none"`` trains the
+        same adapter on (sequential LoRA). ``resume=CAMPAIGN`` continues an unfinished campaign.
+        ``export(run=result.campaign_id)`` exports the merged adapter."""
+        given = {**overrides, **({"steps": steps_per_run} if steps_per_run is not None else {})}
+        settings = settings_from_arguments({**self.settings, **given, "model": self.model}, call="Trainer.multi_run()")
+        if resume is not None:
+            plan, folder = campaign_of(output_dir(settings), resume)
+        else:
+            files = dataset if isinstance(dataset, (list, tuple)) else [dataset] if dataset is not None else []
+            plan, folder, _ = plan_campaign(settings, [Path(f) for f in files], num_runs, samples_per_run, merge,
+                                            data_format, skip_invalid, [Path(f) for f in eval_data or []],
+                                            [Path(f) for f in eval_prompts or []])
+        return run_campaign(plan, folder, settings, Output(json_mode=False), quiet=not self.progress)
 
     def export(self, format: str = "merged", *, quantization: str | None = None, verify: bool = True,
                dtype: str | None = None, run: str | None = None, output: str | Path | None = None) -> ExportResult:

@@ -19,6 +19,7 @@ from backpropagate.commands import (
     images,
     info,
     list_runs,
+    multi_run,
     ollama,
     replay,
     resume,
@@ -40,6 +41,7 @@ app = typer.Typer(
 )
 app.command("train", epilog=train.EXAMPLES)(train.train)
 app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
+app.command("multi-run", epilog=multi_run.EXAMPLES)(multi_run.multi_run)
 app.command("export", epilog=export.EXAMPLES)(export.export)
 app.command("chat", epilog=chat.EXAMPLES)(chat.chat)
 app.command("eval", epilog=eval_command.EXAMPLES)(eval_command.eval_run)

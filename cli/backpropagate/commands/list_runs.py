@@ -46,7 +46,7 @@ def _table(rows: list[HistoryRow]) -> str:
     def cells(row: HistoryRow) -> tuple[str, ...]:
         loss, duration = row.final_loss, row.duration_s
         return (
-            row.run_id[:8], row.status, _last_part(row.model or ""), _last_part(row.dataset or ""),
+            _name(row), row.status, _last_part(row.model or ""), _last_part(row.dataset or ""),
             str(row.steps_done or row.steps or ""),
             f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
             f"{duration:.0f}s" if isinstance(duration, (int, float)) else "-",
@@ -56,6 +56,14 @@ def _table(rows: list[HistoryRow]) -> str:
     table = [COLUMNS] + [cells(row) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
+
+
+def _name(row: HistoryRow) -> str:
+    if row.stage == "campaign":
+        return f"{row.run_id[:8]} campaign of {len(row.campaign_runs)}"
+    if row.campaign:
+        return f"{row.run_id[:8]} run {row.campaign_index} of {row.campaign[:8]}"
+    return row.run_id[:8]
 
 
 def _last_part(path: str) -> str:

@@ -1,4 +1,5 @@
-"""`backprop resume`: continue a failed or interrupted run from its newest valid checkpoint."""
+"""`backprop resume`: continue a failed or interrupted run from its newest valid checkpoint, or an
+unfinished multi-run campaign from where it stopped."""
 
 from typing import Annotated
 
@@ -6,8 +7,12 @@ import typer
 
 from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
+from backpropagate.commands.multi_run import report
 from backpropagate.config import command_settings, output_dir
+from backpropagate.contract.history import RunHistory
 from backpropagate.output import Output
+from backpropagate.runs.campaign import run_campaign
+from backpropagate.runs.campaign_plan import campaign_of
 from backpropagate.runs.plan import plan_resume
 
 EXAMPLES = """
@@ -16,11 +21,13 @@ Examples:
   backprop resume 3f2a
 
   backprop resume 3f2a9c1e --output runs --json
+
+  backprop resume 7c1d   (a campaign: its finished runs are kept, the cut-off one resumes, the rest follow)
 """
 
 
 def resume(
-    run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
+    run: Annotated[str, typer.Argument(help="Run or campaign id, or any unique prefix of it.")],
     output: OutputOpt = None,
     json_output: JsonOpt = None,
     runtime: RuntimeOpt = None,
@@ -28,4 +35,10 @@ def resume(
 ) -> None:
     """Continue a failed or interrupted run with the same settings and data order."""
     settings = command_settings(output, json_output, runtime, gpus)
-    run_and_report(Output(json_mode=settings.log_json), plan_resume(output_dir(settings), run), settings)
+    out = Output(json_mode=settings.log_json)
+    if RunHistory(output_dir(settings)).find(run).stage == "campaign":
+        plan, folder = campaign_of(output_dir(settings), run)
+        out.note(f"campaign_resumed campaign_id={plan.campaign_id}")
+        report(out, run_campaign(plan, folder, settings, out))
+        return
+    run_and_report(out, plan_resume(output_dir(settings), run), settings)

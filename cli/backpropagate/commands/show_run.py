@@ -1,4 +1,4 @@
-"""`backprop show-run`: everything recorded about one run, with its loss curve."""
+"""`backprop show-run`: everything recorded about one run, with its loss curve; or a campaign and its runs."""
 
 import json
 from pathlib import Path
@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from backpropagate.charts import text_curve, write_png
+from backpropagate.commands._campaign import campaign_view
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.commands._quality import quality_lines
 from backpropagate.config import load_settings, output_dir
@@ -23,7 +24,7 @@ Examples:
 
 
 def show_run(
-    run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
+    run: Annotated[str, typer.Argument(help="Run or campaign id, or any unique prefix of it.")],
     plot: Annotated[Path | None, typer.Option(help="Also write the loss and learning-rate curves to this PNG.")
                     ] = None,
     output: OutputOpt = None,
@@ -32,6 +33,9 @@ def show_run(
     """Show a run's settings, data, versions, status, incidents, checkpoints, artifacts and loss curve."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
     record = load_record(output_dir(settings), run)
+    if record.row.stage == "campaign":
+        Output(json_mode=settings.log_json).result(*campaign_view(output_dir(settings), record, plot))
+        return
     data = record.to_dict()
     if plot is not None:
         steps = sorted(record.losses)

@@ -313,6 +313,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "(`backprop train` or `backprop replay {run_id}`)",
         ),
         _kind(
+            "STATE_CAMPAIGN_BUSY",
+            "campaign {campaign_id} is being run by another process (it holds {lock})",
+            "wait for that process to finish, or stop it and run `backprop resume {campaign_id}`",
+        ),
+        _kind(
             "STATE_NOTHING_TO_RESUME",
             "run {run_id} is {status}; only a failed or interrupted run can be resumed",
             "start a new run with `backprop train`",

@@ -61,6 +61,13 @@ class HistoryRow:
     ollama: list = field(default_factory=list)  # models registered from this run
     quality: dict | None = None  # the quality report's summary: held-out loss before and after, hits
     versions: dict | None = None
+    campaign: str | None = None  # a run of a campaign: the campaign's id
+    campaign_index: int | None = None  # and its place in it, from 1
+    parent_run: str | None = None  # the campaign's previous run
+    merge: str | None = None  # a campaign and its runs: slao or none
+    merge_lambda: float | None = None  # a run under slao: the weight of its B in the merge
+    campaign_runs: list = field(default_factory=list)  # a campaign: its runs' ids, in order
+    campaign_evals: list = field(default_factory=list)  # a campaign: held-out figures after each run
     extra: dict = field(default_factory=dict)  # fields this version does not know, kept as found
 
     @classmethod

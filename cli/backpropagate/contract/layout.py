@@ -7,6 +7,7 @@
     <output>/<run_id>/log.txt                 what the libraries printed, redacted
     <output>/<run_id>/checkpoints/step-N/     resume state
     <output>/<run_id>/adapter/                the final adapter
+    <output>/<run_id>/merged-adapter/         a campaign run: the campaign's merged adapter after it
     <output>/<run_id>/merged/                 the merged model
     <output>/<run_id>/gguf/model-<type>.gguf  GGUF exports, adapter-f16.gguf, verify.json
     <output>/<run_id>/manifest.json           artifacts with sha256
@@ -61,6 +62,10 @@ class RunFolder:
     @property
     def adapter(self) -> Path:
         return self.root / "adapter"
+
+    @property
+    def merged_adapter(self) -> Path:
+        return self.root / "merged-adapter"
 
     @property
     def merged(self) -> Path:

@@ -12,12 +12,16 @@ def describe(kind: str, file: Path, root: Path) -> dict:
             "sha256": sha256_file(file)}
 
 
-def record_artifacts(path: Path, run_id: str, kinds: set[str], artifacts: list[dict], versions: dict) -> None:
-    """Replace the rows of ``kinds`` with ``artifacts``, keeping what other stages recorded."""
+def record_artifacts(path: Path, run_id: str, kinds: set[str], artifacts: list[dict], versions: dict,
+                     parent_run: str | None = None) -> None:
+    """Replace the rows of ``kinds`` with ``artifacts``, keeping what other stages recorded; ``parent_run``
+    names the run this one started from (a campaign's previous run)."""
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         manifest = {"run_id": run_id, "parent_run": None, "versions": {}, "artifacts": []}
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["kind"] not in kinds] + artifacts
     manifest["versions"] = {**manifest.get("versions", {}), **versions}
+    if parent_run:
+        manifest["parent_run"] = parent_run
     atomic_write_text(path, json.dumps(manifest, indent=1) + "\n")

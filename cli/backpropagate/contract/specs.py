@@ -35,6 +35,17 @@ class PromptsSpec:
 
 
 @dataclass(frozen=True)
+class CampaignStep:
+    """Where a run stands in a multi-run campaign, and what it starts from."""
+    campaign_id: str
+    index: int  # 1 for the campaign's first run
+    merge: Literal["slao", "none"] = field("slao")
+    parent_run: str = field("", help="the previous run of the campaign; empty for the first")
+    parent_adapter: str = field("", help="the previous run's fine-tuned adapter folder, which this run starts from")
+    parent_merged: str = field("", help="the campaign's merged adapter after the previous run")
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     run_id: str
     run_dir: str
@@ -47,6 +58,7 @@ class TrainSpec:
     resume: bool = field(False, help="continue from the newest valid checkpoint in run_dir")
     eval_data: DataSpec | None = field(None, help="held-out rows; without it, training.eval_split of the data")
     eval_prompts: PromptsSpec | None = field(None, help="prompts answered by the base and the fine-tune")
+    campaign: CampaignStep | None = field(None, help="a run of a multi-run campaign: its start and its merge")
     stage: Literal["train"] = field("train")
 
 
@@ -116,6 +128,8 @@ class TrainResult:
     dropped_rows: int
     versions: dict
     quality: dict = field({})  # the quality report's summary (QualityReport.summary), when there is one
+    merged_adapter: str = field("", help="a campaign run: the campaign's merged adapter after this run")
+    merge_lambda: float | None = field(None, help="a campaign run under slao: lambda(i), the weight of its B")
 
 
 @dataclass(frozen=True)

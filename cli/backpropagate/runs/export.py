@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backpropagate import __version__
+from backpropagate.contract.campaign import CampaignFolder, read_plan
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
@@ -75,6 +76,13 @@ def plan_export(output: Path, target: str, export_format: str = "merged", dtype:
 def _source(output: Path, target: str) -> tuple[RunFolder, str, Path, HistoryRow | None, str | None]:
     """(run folder, base model, adapter folder, the new history row or None, the training runtime)."""
     path = Path(target).expanduser()
+    campaign = CampaignFolder(path) if CampaignFolder(path).holds_campaign else _recorded_campaign(output, target)
+    if campaign is not None:  # exported like a run: its merged adapter, into its own folder
+        if not (campaign.adapter / "adapter_config.json").exists():
+            raise BackpropError("STATE_NO_ADAPTER", run_id=campaign.root.name, run_dir=campaign.root)
+        row = RunHistory(campaign.root.parent).get(campaign.root.name)
+        return RunFolder(campaign.root.resolve()), read_plan(campaign.plan).model, campaign.adapter.resolve(), None, \
+            row.runtime if row else None
     if (path / "adapter_config.json").exists() and not RunFolder(path.parent).holds_run:
         return _bare_adapter(output, path.resolve())
     if RunFolder(path).holds_run:
@@ -88,6 +96,13 @@ def _source(output: Path, target: str) -> tuple[RunFolder, str, Path, HistoryRow
         raise BackpropError("STATE_NO_ADAPTER", run_id=train.run_id, run_dir=folder.root)
     row = RunHistory(folder.root.parent).get(train.run_id)
     return folder, train.model, folder.adapter, None, row.runtime if row else None
+
+
+def _recorded_campaign(output: Path, target: str) -> CampaignFolder | None:
+    if Path(target).expanduser().exists() or not (output / "run_history.json").exists():
+        return None
+    row = RunHistory(output).find(target)
+    return CampaignFolder.of(output, row.run_id) if row.stage == "campaign" else None
 
 
 def _bare_adapter(output: Path, adapter: Path) -> tuple[RunFolder, str, Path, HistoryRow, None]:

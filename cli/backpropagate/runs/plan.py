@@ -6,7 +6,7 @@ folder or a history row exists: a bad dataset or model path costs nothing.
 
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backpropagate import __version__
@@ -35,6 +35,7 @@ class TrainPlan:
     dataset: Dataset  # as read on the host, for the summary shown before training
     resume: bool = False
     replay_of: str | None = None
+    row_fields: dict = field(default_factory=dict)  # more for a new run's history row (a campaign's run: its place)
 
     def pipeline(self) -> Pipeline:
         """The train stage on this plan's spec; a new run opens its history row."""
@@ -42,7 +43,7 @@ class TrainPlan:
         new_row = None if self.resume else HistoryRow(
             run_id=spec.run_id, status="running", stage="train", model=spec.model, dataset=spec.data.source,
             dataset_sha256=spec.data.sha256, steps=spec.training.steps, run_dir=spec.run_dir,
-            started_at=iso_time(time.time()), replay_of=self.replay_of)
+            started_at=iso_time(time.time()), replay_of=self.replay_of, **self.row_fields)
         start = RunStart(run_id=spec.run_id, run_dir=self.folder.root, kind="train", runtime="", spec=spec,
                          resume=self.resume, new_row=new_row)
         return Pipeline(start=start, steps=(Step("train", self.folder.spec_of(STAGES["train"].spec_file)),),

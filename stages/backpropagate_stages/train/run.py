@@ -27,7 +27,7 @@ from backpropagate.contract.specs import TrainResult, TrainSpec
 
 from backpropagate_stages.eval import quality
 from backpropagate_stages.harness import STOP
-from backpropagate_stages.train import checkpoint, data, model, thermal
+from backpropagate_stages.train import checkpoint, continual, data, model, thermal
 from backpropagate_stages.train.faults import Faults
 from backpropagate_stages.train.loop import Hooks, LoopState, make_optimizer, train_loop
 from backpropagate_stages.train.thermal import ThermalGuard
@@ -66,6 +66,8 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     # Seed again right before the adapter is created, so its initial weights depend on the seed alone.
     _seed_everything(spec.training.seed)
     lora_model = model.load_lora_model(spec.model, spec.lora, spec.training, device, backend)
+    if spec.campaign is not None and spec.campaign.index > 1:
+        continual.start_from_parent(lora_model, spec.campaign)  # a resumed run's checkpoint then replaces it
     optimizer, scheduler = make_optimizer(lora_model, spec.training)
 
     # The resume flag is how the run is continued, not what it is: leave it out of the hash.
@@ -120,8 +122,16 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     adapter = checkpoint.save_adapter(lora_model, folder.adapter)
     artifact = describe("adapter", adapter / checkpoint.ADAPTER_WEIGHTS, folder.root)
     emit(events.Artifact(kind="adapter", path=str(adapter), bytes=artifact["bytes"], sha256=artifact["sha256"]))
+    artifacts, merged_adapter, merge_lambda = [artifact], "", None
+    if spec.campaign is not None:
+        merged, merge_lambda = continual.save_merged(spec.campaign, adapter, folder.merged_adapter)
+        merged_adapter = str(merged)
+        artifacts.append(describe("merged_adapter", merged / checkpoint.ADAPTER_WEIGHTS, folder.root))
+        emit(events.Artifact(kind="merged_adapter", path=merged_adapter, bytes=artifacts[-1]["bytes"],
+                             sha256=artifacts[-1]["sha256"]))
     versions = _versions(torch)
-    record_artifacts(folder.manifest, spec.run_id, {"adapter"}, [artifact], versions)
+    record_artifacts(folder.manifest, spec.run_id, {"adapter", "merged_adapter"}, artifacts, versions,
+                     parent_run=spec.campaign.parent_run if spec.campaign else None)
     return TrainResult(
         adapter=str(adapter),
         final_loss=state.losses[-1],
@@ -141,6 +151,8 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         dropped_rows=len(dataset.dropped),
         versions=versions,
         quality=report.summary() if report else {},
+        merged_adapter=merged_adapter,
+        merge_lambda=merge_lambda,
     )
 
 

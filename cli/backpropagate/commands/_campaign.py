@@ -1,0 +1,36 @@
+"""How `show-run` shows a campaign: its runs in order with their losses and lambda, and what each
+merged adapter kept of every earlier run's held-out data."""
+
+from pathlib import Path
+
+from backpropagate.charts import text_curve, write_png
+from backpropagate.contract.records import RunRecord, load_record
+
+
+def campaign_view(output: Path, record: RunRecord, plot: Path | None) -> tuple[str, dict]:
+    row = record.row
+    runs = [load_record(output, run_id) for run_id in row.campaign_runs]
+    losses, learning_rates = [], []
+    for run in runs:  # one run after another, on one step axis
+        losses += [run.losses[s] for s in sorted(run.losses)]
+        learning_rates += [run.learning_rates[s] for s in sorted(run.learning_rates)]
+    data = {"row": row.to_dict(), "runs": [run.to_dict() for run in runs], "evals": row.campaign_evals}
+    lines = [f"campaign {row.run_id}  {row.status}" + (f"  {row.error_code}" if row.error_code else ""),
+             f"  {'model':<16}{row.model}", f"  {'dataset':<16}{row.dataset}", f"  {'merge':<16}{row.merge}"]
+    if row.adapter:
+        lines.append(f"  {'adapter':<16}{row.adapter}")
+    lines.append("runs:")
+    for run in runs:
+        curve = [run.losses[s] for s in sorted(run.losses)]
+        weight = f"  lambda {run.row.merge_lambda:.4f}" if run.row.merge_lambda is not None else ""
+        span = f"loss {curve[0]:.4f} -> {curve[-1]:.4f}" if curve else "no steps yet"
+        lines.append(f"  {run.row.campaign_index}  {run.row.run_id}  {run.row.status}  {span}{weight}")
+    for figures in row.campaign_evals:
+        shown = ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("after_run", "on_run"))
+        lines.append(f"after run {figures['after_run']}, on run {figures['on_run']}'s held-out data: {shown}")
+    lines += ["loss (the runs one after another):", text_curve(losses)]
+    if plot is not None:
+        data["plot"] = str(write_png(plot, list(range(1, len(losses) + 1)), losses, learning_rates,
+                                     f"campaign {row.run_id[:8]} ({len(runs)} runs)"))
+        lines.append(f"plot: {data['plot']}")
+    return "\n".join(lines), data

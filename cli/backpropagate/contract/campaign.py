@@ -1,0 +1,87 @@
+"""A multi-run campaign's folder and its plan, campaign.json: what every run of it trains on, and how.
+
+    <output>/<campaign_id>/campaign.json      the plan: model, merge, settings, each run's data
+    <output>/<campaign_id>/data/run-<i>.jsonl each run's rows (drawn from one file, or copied from its file)
+    <output>/<campaign_id>/adapter/           the merged adapter after the newest completed run
+    <output>/<campaign_id>/evals/after-<i>/on-<j>/   the merged adapter after run i, on run j's held-out data
+    <output>/<campaign_id>/campaign.lock      held while a process runs the campaign
+
+The runs themselves are ordinary run folders beside it, named in the campaign's history row.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.schema import from_dict, to_dict
+from backpropagate.contract.settings import LoraSettings, TrainingSettings
+from backpropagate.contract.specs import DataSpec, PromptsSpec
+
+
+@dataclass(frozen=True)
+class CampaignFolder:
+    root: Path
+
+    @classmethod
+    def of(cls, output: Path, campaign_id: str) -> "CampaignFolder":
+        return cls(Path(output) / campaign_id)
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "campaign.json"
+
+    @property
+    def holds_campaign(self) -> bool:
+        return self.plan.exists()
+
+    def run_data(self, index: int) -> Path:
+        return self.root / "data" / f"run-{index}.jsonl"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    def eval_dir(self, after: int, on: int) -> Path:
+        return self.root / "evals" / f"after-{after}" / f"on-{on}"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "campaign.lock"
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    campaign_id: str
+    model: str
+    merge: str  # slao or none
+    runs: list  # one {"data": DataSpec, "eval_data": DataSpec | None, "eval_prompts": PromptsSpec | None} per run
+    training: TrainingSettings  # every run's (steps is the steps of each run)
+    lora: LoraSettings
+    log_level: str
+    data_format: str
+    skip_invalid: bool
+    drawing: str  # how each run's rows were chosen, for people
+    key: str  # what `multi-run` compares to continue an unfinished campaign: model, data, split, merge, settings
+
+
+def write_plan(plan: CampaignPlan, path: Path) -> None:
+    document = to_dict(plan) | {"runs": [{name: to_dict(value) if value is not None else None
+                                           for name, value in run.items()} for run in plan.runs]}
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+
+
+def read_plan(path: Path) -> CampaignPlan:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        runs = document.pop("runs")
+        parsed = [{"data": from_dict(DataSpec, run["data"])[0],
+                   "eval_data": from_dict(DataSpec, run["eval_data"])[0] if run.get("eval_data") else None,
+                   "eval_prompts": from_dict(PromptsSpec, run["eval_prompts"])[0] if run.get("eval_prompts")
+                   else None} for run in runs]
+        document["training"] = from_dict(TrainingSettings, document["training"])[0]
+        document["lora"] = from_dict(LoraSettings, document["lora"])[0]
+        return CampaignPlan(runs=parsed, **document)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackpropError("CONFIG_SPEC_INVALID", path=path, problems=f"not a campaign plan ({exc})") from None
