@@ -332,6 +332,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "run history {path} is not readable: {reason}",
             "a copy is kept at {backup}; repair or remove {path}, then run again",
         ),
+        _kind(
+            "STATE_RUN_IN_USE",
+            "run {run_id} is being run by {owner}",
+            "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
+        ),
     ]
 )
 

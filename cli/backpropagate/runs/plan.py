@@ -23,6 +23,7 @@ from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_spec, write_spec
 from backpropagate.contract.stages import STAGES
+from backpropagate.runs.ownership import owner_of, shown_status
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.base import RunStart
 
@@ -111,9 +112,12 @@ def plan_resume(output: Path, run: str) -> TrainPlan:
     """Continue a failed or interrupted run in its own folder, with its own spec."""
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
-    if row.status not in ("failed", "interrupted"):
-        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row.run_id, status=row.status)
     folder = RunFolder.of(output, row.run_id)
+    status = shown_status(row.status, folder.root)  # a run whose host died is still `running` in the file
+    if status == "running":
+        raise BackpropError("STATE_RUN_IN_USE", run_id=row.run_id, owner=owner_of(folder.root))
+    if status not in ("failed", "interrupted", "dead"):
+        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row.run_id, status=row.status)
     spec = replace(read_spec(TrainSpec, folder.spec), resume=True)
     dataset = load_dataset(spec.data.path, spec.data.format, spec.data.skip_invalid)
     write_spec(spec, folder.spec)

@@ -19,6 +19,7 @@ from backpropagate.contract.events import HOST, Envelope
 from backpropagate.contract.specs import read_result
 from backpropagate.contract.stages import stage_named
 from backpropagate.output import Output
+from backpropagate.runs.ownership import owning
 from backpropagate.runtimes import RuntimeChoice, StageExit, choose_runtime
 from backpropagate.sinks.base import RunEnd, RunStart, Sink
 from backpropagate.sinks.events_file import EventsFileSink
@@ -59,6 +60,12 @@ class Session:
         """Run every step in order; returns each stage's typed result, or raises the coded error."""
         self.runtime.check()  # before the history row exists: a missing runtime costs nothing
         start = replace(pipeline.start, runtime=self.runtime.name)
+        # Held until the run ends, and dropped by the kernel if this process dies: that is how
+        # list-runs tells a live run from one whose host died, and why two hosts never run it at once.
+        with owning(start.run_dir, start.run_id):
+            return self._run_owned(pipeline, start)
+
+    def _run_owned(self, pipeline: Pipeline, start: RunStart) -> dict[str, Any]:
         started = time.time()
         self._open(start)
         for warning in self._choices_to_announce(pipeline):

@@ -126,11 +126,12 @@ def restore(checkpoint: Path, model, optimizer, scheduler, stream: BatchStream, 
     return LoopState(**saved["loop"])
 
 
-def save_adapter(model, target: Path) -> Path:
+def save_adapter(model, target: Path, during_write=lambda: None) -> Path:
     partial = layout.partial(target)
     if partial.exists():
         shutil.rmtree(partial)
     model.save_pretrained(partial)
+    during_write()
     publish_folder(partial, target)
     return target
 

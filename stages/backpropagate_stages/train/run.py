@@ -117,7 +117,7 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     if held_out and state.eval_losses[-1][0] != state.step:
         measure(state)
     report = _report(spec, lora_model, tokenizer, device, state, held_out, eval_source, emit)
-    adapter = checkpoint.save_adapter(lora_model, folder.adapter)
+    adapter = checkpoint.save_adapter(lora_model, folder.adapter, lambda: faults.power_cut("adapter"))
     artifact = describe("adapter", adapter / checkpoint.ADAPTER_WEIGHTS, folder.root)
     emit(events.Artifact(kind="adapter", path=str(adapter), bytes=artifact["bytes"], sha256=artifact["sha256"]))
     versions = _versions(torch)
