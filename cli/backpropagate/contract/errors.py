@@ -256,7 +256,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_DISK_FULL",
             "no space left on the device while writing {path}",
-            "free some space (older runs in {output} can go), then `backprop resume {run_id}`",
+            "free some space (older runs in {output} can go), then {then}",
         ),
         _kind(
             "RUNTIME_GGUF_EXPORT_FAILED",

@@ -80,9 +80,11 @@ class RunHistory:
         self.path = self.output / HISTORY_FILE
 
     def rows(self) -> list[HistoryRow]:
-        """All rows, oldest first. A missing file is an empty history."""
-        with self._locked():
-            return self._read()
+        """All rows, oldest first. A missing file is an empty history.
+
+        Reading takes no lock (the file is only ever replaced whole), so a command that only reads
+        creates nothing, not even the lock file, in a workspace that does not exist."""
+        return self._read()
 
     def append(self, row: HistoryRow) -> None:
         self._change(lambda rows: rows + [_redacted(row)])

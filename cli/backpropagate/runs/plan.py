@@ -5,6 +5,7 @@ folder or a history row exists: a bad dataset or model path costs nothing.
 """
 
 import platform
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from backpropagate import __version__
 from backpropagate.config import Settings, output_dir
 from backpropagate.contract.dataset import Dataset, load_dataset
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.files import sha256_file
+from backpropagate.contract.files import is_disk_full, sha256_file
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
@@ -86,7 +87,22 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
     RunHistory(output).rows()  # a corrupt history stops the run here, before a run folder exists
     run_id = new_run_id()
     folder = RunFolder.of(output, run_id)
-    folder.root.mkdir(parents=True)
+    try:
+        folder.root.mkdir(parents=True)
+        spec = _write_train_spec(settings, run_id, folder, model, data_path, data_format, skip_invalid, eval_path,
+                                 prompts_path)
+    except OSError as exc:
+        shutil.rmtree(folder.root, ignore_errors=True)  # a run that could not be planned leaves nothing
+        if is_disk_full(exc):
+            raise BackpropError("RUNTIME_DISK_FULL", path=exc.filename or folder.root, output=output,
+                                then="run the command again") from None
+        raise
+    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset)
+
+
+def _write_train_spec(settings: Settings, run_id: str, folder: RunFolder, model: str, data_path: Path,
+                      data_format: str, skip_invalid: bool, eval_path: Path | None,
+                      prompts_path: Path | None) -> TrainSpec:
     spec = TrainSpec(
         run_id=run_id,
         run_dir=str(folder.root),
@@ -105,7 +121,7 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         versions={"backpropagate": __version__, "python": platform.python_version()},
     )
     write_spec(spec, folder.spec)
-    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset)
+    return spec
 
 
 def plan_resume(output: Path, run: str) -> TrainPlan:
