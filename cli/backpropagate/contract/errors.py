@@ -333,6 +333,22 @@ CATALOG: dict[str, ErrorKind] = dict(
             "a copy is kept at {backup}; repair or remove {path}, then run again",
         ),
         _kind(
+            "CONFIG_OUTPUT_NOT_A_FOLDER",
+            "--output {path} cannot be a workspace folder: {blocker} is a file",
+            "pass a folder with --output (one that does not exist yet is created), or move {blocker} out of the way",
+        ),
+        _kind(
+            "CONFIG_OUTPUT_NOT_WRITABLE",
+            "--output {path} cannot be written: {reason}",
+            "pass a folder you can write to with --output, or make this one writable (remount a read-only "
+            "mount read-write)",
+        ),
+        _kind(
+            "INPUT_DATASET_UNREADABLE",
+            "dataset {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
             "STATE_RUN_IN_USE",
             "run {run_id} is being run by {owner}",
             "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",

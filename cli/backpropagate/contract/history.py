@@ -21,6 +21,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text
 from backpropagate.contract.ids import match_run
 from backpropagate.contract.redact import redact_data
+from backpropagate.contract.workspace import check_readable, check_writable
 
 HISTORY_FILE = "run_history.json"
 FORMAT_VERSION = 1
@@ -115,6 +116,7 @@ class RunHistory:
         return next(row for row in rows if row.run_id == run_id)
 
     def _change(self, change: Callable[[list[HistoryRow]], list[HistoryRow]]) -> None:
+        check_writable(self.output)
         self.output.mkdir(parents=True, exist_ok=True)
         with self._locked():
             rows = change(self._read())
@@ -130,6 +132,7 @@ class RunHistory:
             yield
 
     def _read(self) -> list[HistoryRow]:
+        check_readable(self.output)
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:

@@ -24,6 +24,7 @@ from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_spec, write_spec
 from backpropagate.contract.stages import STAGES
+from backpropagate.contract.workspace import check_writable
 from backpropagate.runs.ownership import owner_of, shown_status
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.base import RunStart
@@ -84,6 +85,7 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         load_prompts(prompts_path, redact(str(prompts_path)))
 
     output = output_dir(settings).resolve()
+    check_writable(output)
     RunHistory(output).rows()  # a corrupt history stops the run here, before a run folder exists
     run_id = new_run_id()
     folder = RunFolder.of(output, run_id)
@@ -128,6 +130,7 @@ def plan_resume(output: Path, run: str) -> TrainPlan:
     """Continue a failed or interrupted run in its own folder, with its own spec."""
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
+    check_writable(output)
     folder = RunFolder.of(output, row.run_id)
     status = shown_status(row.status, folder.root)  # a run whose host died is still `running` in the file
     if status == "running":

@@ -8,8 +8,10 @@ stage both call ``load_dataset``, so a file that validates is a file that trains
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,8 +100,7 @@ def _invalid(path: Path, line: int, reason: str) -> BackpropError:
 
 def _read_rows(path: Path) -> Iterator[_Row | Problem]:
     """Every row in file order: its value, or why it is not JSON at all."""
-    if not path.exists():
-        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path))
+    _check_readable(path)
     if path.is_dir():
         raise BackpropError("INPUT_DATASET_INVALID", location=str(path), reason="is a directory, not a JSONL or JSON file")
     with path.open("rb") as file:
@@ -111,6 +112,24 @@ def _read_rows(path: Path) -> Iterator[_Row | Problem]:
         data = file.read()
     rows = _array_rows(path, data)
     yield from _jsonl_rows(io.BytesIO(data)) if rows is None else rows
+
+
+def _check_readable(path: Path) -> None:
+    """A missing file, a link that leads back to itself, a file this user may not read: each its own fix."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path)) from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason=exc.strerror,
+                                remedy="check the path given to --data") from None
+        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="it is a symbolic link that leads "
+                            "back to itself", remedy="point the link at the data file (ls -l shows where it "
+                            "leads), or pass the file itself to --data") from None
+    if not path.is_dir() and not os.access(path, os.R_OK):
+        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="this user may not read it",
+                            remedy=f"make it readable (chmod u+r {path}), or pass a copy you can read") from None
 
 
 def _first_byte(file: BinaryIO) -> bytes:
