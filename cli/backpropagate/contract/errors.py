@@ -297,7 +297,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_INTERRUPTED",
             "run {run_id} was interrupted",
-            "start it again with the same command",
+            "continue it from its last checkpoint with `backprop resume {run_id}`",
             EXIT_INTERRUPTED,
         ),
         _kind(
@@ -346,6 +346,27 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "INPUT_DATASET_UNREADABLE",
             "dataset {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
+            "INPUT_DATASET_EMPTY",
+            "dataset {path} holds no rows: {what}",
+            "add rows to it: one JSON object per line (JSONL), or JSON objects inside the array",
+        ),
+        _kind(
+            "INPUT_DATASET_ENCODING",
+            "dataset {path} is not UTF-8: {found}",
+            "save it as UTF-8 (`iconv -f {iconv} -t UTF-8 {path} > {utf8}`, or your editor's save-with-encoding "
+            "UTF-8), then pass that file to --data",
+        ),
+        _kind(
+            "INPUT_DATASET_ARRAY_BROKEN",
+            "{location}: not a valid JSON array: {reason}",
+            "{remedy}; --skip-invalid cannot skip past a broken array",
+        ),
+        _kind(
+            "INPUT_MODEL_NOT_A_FOLDER",
+            "model {model} is not a model folder: {reason}",
             "{remedy}",
         ),
         _kind(
