@@ -122,3 +122,19 @@ def test_an_infinite_learning_rate_is_refused_before_the_run_starts(tmp_path):
     assert message == "[CONFIG_VALUE_INVALID]: --learning-rate=inf is not valid: must be a finite number"
     assert fix == "  fix: use a number greater than 0, such as 2e-4"
     assert not output.exists()
+
+
+@pytest.mark.parametrize("args, message, fix", [
+    (("train", "--learning-rate", "abc"),
+     "--learning-rate='abc' is not valid: Input should be a valid number, unable to parse string as a number",
+     "use a number (such as 2e-4) for --learning-rate"),
+    (("train", "--steps=1.5"),
+     "--steps='1.5' is not valid: Input should be a valid integer, unable to parse string as an integer",
+     "use a whole number for --steps"),
+    (("list-runs", "--limit", "0"),
+     "--limit='0' is not valid: Input should be greater than or equal to 1", "use a number at least 1 for --limit"),
+])
+def test_a_flag_value_of_the_wrong_kind_is_a_coded_config_error_with_what_it_takes(args, message, fix):
+    result = run_cli(*args)
+    assert coded(result, "CONFIG_VALUE_INVALID", 2) == (f"[CONFIG_VALUE_INVALID]: {message}", f"  fix: {fix}")
+    assert "Usage:" not in result.stderr
