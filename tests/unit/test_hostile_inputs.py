@@ -138,3 +138,31 @@ def test_a_flag_value_of_the_wrong_kind_is_a_coded_config_error_with_what_it_tak
     result = run_cli(*args)
     assert coded(result, "CONFIG_VALUE_INVALID", 2) == (f"[CONFIG_VALUE_INVALID]: {message}", f"  fix: {fix}")
     assert "Usage:" not in result.stderr
+
+
+def test_a_corrupt_history_is_copied_once_per_content_not_once_per_command(tmp_path):
+    history = tmp_path / "run_history.json"
+    history.write_text("{oops")
+    for _ in range(3):
+        assert run_cli("list-runs", "--output", str(tmp_path)).returncode == 6
+    assert len(list(tmp_path.glob("run_history.json.corrupt-*"))) == 1
+    history.write_text("{oops, again")  # other bad content: a copy of its own
+    result = run_cli("list-runs", "--output", str(tmp_path))
+    message, fix = coded(result, "STATE_HISTORY_CORRUPT", 6)
+    assert len(list(tmp_path.glob("run_history.json.corrupt-*"))) == 2
+    assert fix.startswith("  fix: a copy is kept at ") and fix.endswith(f"; repair or remove {history}, then run again")
+
+
+SECRET = "hf_PlantedSecretToken1234567890abcd"
+
+
+def test_a_token_in_a_dataset_path_is_redacted_on_the_console_too(tmp_path):
+    folder = tmp_path / f"token={SECRET}"
+    folder.mkdir()
+    (folder / "data.jsonl").write_text(JSONL)
+    for result in (run_cli("validate", "--data", str(folder / "missing.jsonl")),
+                   run_cli("validate", "--data", str(folder / "data.jsonl")),
+                   run_cli("validate", "--data", str(folder / "data.jsonl"), "--json")):
+        assert SECRET not in result.stdout + result.stderr
+    message, _ = coded(run_cli("validate", "--data", str(folder / "missing.jsonl")), "INPUT_DATASET_NOT_FOUND", 3)
+    assert message == f"[INPUT_DATASET_NOT_FOUND]: dataset {tmp_path}/token=*** does not exist"

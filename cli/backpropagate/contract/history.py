@@ -9,7 +9,6 @@ file. A history that cannot be read is never overwritten: commands stop with
 import dataclasses
 import json
 import shutil
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.files import atomic_write_text, sha256_file
 from backpropagate.contract.ids import match_run
 from backpropagate.contract.redact import redact_data
 from backpropagate.contract.workspace import check_readable, check_writable
@@ -149,7 +148,8 @@ class RunHistory:
                                 backup=self._backup()) from None
 
     def _backup(self) -> Path:
-        backup = self.path.with_name(f"{HISTORY_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        # Named by content: every command meets the same bad file, and one copy of it is enough.
+        backup = self.path.with_name(f"{HISTORY_FILE}.corrupt-{sha256_file(self.path)[:12]}")
         if not backup.exists():
             shutil.copy2(self.path, backup)
         return backup
