@@ -370,6 +370,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "{remedy}",
         ),
         _kind(
+            "INPUT_PROMPT_TOO_LONG",
+            "{location}: no reply fits in --max-seq-length {max_seq_length}; this example's first reply token "
+            "is token {needed}",
+            "raise --max-seq-length to at least {needed}, or shorten the prompts",
+        ),
+        _kind(
             "STATE_RUN_IN_USE",
             "run {run_id} is being run by {owner}",
             "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
