@@ -9,6 +9,7 @@ import traceback
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException
 
 from backpropagate import __version__
 from backpropagate.commands import (
@@ -30,6 +31,7 @@ from backpropagate.commands import (
 )
 from backpropagate.commands import eval as eval_command  # not to shadow the builtin
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.contract.redact import redact
 
 app = typer.Typer(
     name="backprop",
@@ -75,14 +77,63 @@ def _global_options(
 
 
 def main() -> None:
-    # Typer (standalone mode) prints usage errors itself and exits 2; our coded errors come out here.
+    # Not standalone: a flag value click or pydantic refuses becomes a coded error too; other usage
+    # errors (an unknown command or flag) are printed as click prints them, and exit 2.
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.BadParameter as refused:
+        error = _value_error(refused)
+        print(redact(error.render()), file=sys.stderr)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except BackpropError as error:
         if _verbose["on"]:
             traceback.print_exc()
-        print(error.render(), file=sys.stderr)
+        print(redact(error.render()), file=sys.stderr)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except ClickException as usage:
+        usage.show()
+        sys.exit(usage.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _value_error(refused: "typer.BadParameter") -> BackpropError:
+    name = refused.param.opts[0] if refused.param is not None and refused.param.opts else "the value"
+    return BackpropError("CONFIG_VALUE_INVALID", name=name, value=_given(name), reason=refused.message,
+                         allowed=f"{_what_it_takes(refused.__cause__)} for {name}")
+
+
+def _what_it_takes(cause: BaseException | None) -> str:
+    """Read off pydantic's error, which typer wraps: what the flag takes, in words."""
+    details = cause.errors()[0] if hasattr(cause, "errors") else {}
+    kind, ctx = details.get("type", ""), details.get("ctx", {})
+    if kind.startswith("float"):
+        return "a number (such as 2e-4)"
+    if kind.startswith("int"):
+        return "a whole number"
+    if kind.startswith("bool"):
+        return "true or false"
+    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
+              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"a number {words} {ctx.get(key)}"
+    if kind in ("enum", "literal_error"):
+        return f"one of {ctx.get('expected')}"
+    return "a value of the kind `--help` names"
+
+
+def _given(name: str) -> str:
+    """The text the user gave for the flag, as typed: `--flag VALUE` or `--flag=VALUE`."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1:]
+    return ""

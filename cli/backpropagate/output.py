@@ -11,6 +11,7 @@ from typing import Any
 
 from backpropagate.contract import events
 from backpropagate.contract.events import Envelope
+from backpropagate.contract.redact import redact, redact_data
 
 
 class Output:
@@ -49,10 +50,11 @@ class Output:
     def note(self, text: str) -> None:
         """A line for people, on stderr; nothing in json mode."""
         if not self.json_mode:
-            self._console().print(text)
+            self._console().print(redact(text))
 
     def warn(self, text: str) -> None:
         """A warning on stderr in both modes: stdout may be JSON, but a warning must not be lost."""
+        text = redact(text)  # a path or a library's message may hold a token
         if self.json_mode:
             print(f"warning: {text}", file=sys.stderr, flush=True)
         else:
@@ -62,9 +64,9 @@ class Output:
         """The command's result on stdout: text for people, one JSON object in json mode."""
         self.stop_progress()
         if self.json_mode:
-            print(json.dumps({"result": data}, default=str), flush=True)
+            print(json.dumps({"result": redact_data(data)}, default=str), flush=True)
         else:
-            print(human, flush=True)
+            print(redact(human), flush=True)
 
     def _advance(self, event: events.Progress) -> None:
         if not self._console().is_terminal:

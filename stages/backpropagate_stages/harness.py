@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from backpropagate.contract import events
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.contract.files import is_disk_full
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.redact import redact, redact_data
 from backpropagate.contract.schema import to_dict
@@ -67,12 +68,25 @@ class Emitter:
         self.stream.write(line + "\n")
         self.stream.flush()
         if self.file:
-            self.file.write(line + "\n")
-            self.file.flush()
+            try:
+                self.file.write(line + "\n")
+                self.file.flush()
+            except OSError:
+                # The stream still reaches the host: the error this raises is reported there.
+                file, self.file = self.file, None
+                _close_quietly(file)
+                raise
 
     def close(self) -> None:
         if self.file:
-            self.file.close()
+            _close_quietly(self.file)
+
+
+def _close_quietly(file) -> None:
+    try:
+        file.close()
+    except OSError:  # its last buffered line could not be written either: the disk is full
+        pass
 
 
 def stage_main(name: str, run: Callable[[Any, Emitter], Any], argv: list[str] | None = None) -> int:
@@ -116,6 +130,11 @@ def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) 
         return _fail(emit, error.code, error.message, error.fix, EXIT_INTERRUPTED, "interrupted")
     except Exception as exc:  # the last line of defence: report, never a raw traceback on the console
         log.error("unexpected failure\n%s", traceback.format_exc())
+        if is_disk_full(exc):
+            then = f"`backprop resume {spec.run_id}`" if name == "train" else "run the export again"
+            error = BackpropError("RUNTIME_DISK_FULL", path=getattr(exc, "filename", None) or folder.root,
+                                  output=folder.root.parent, then=then)
+            return _fail(emit, error.code, error.message, error.fix, error.exit_code, "failed")
         error = BackpropError("RUNTIME_STAGE_FAILED", stage=name, reason=f"{type(exc).__name__}: {exc}",
                               log=folder.log)
         return _fail(emit, error.code, error.message, error.fix, error.exit_code, "failed")
@@ -125,8 +144,11 @@ def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) 
 
 
 def _fail(emit: Emitter, code: str, message: str, fix: str, exit_code: int, status: str) -> int:
-    emit(events.Error(code=code, message=message, fix=fix))  # the emitter redacts every event
-    emit(events.Finished(status=status))
+    for event in (events.Error(code=code, message=message, fix=fix), events.Finished(status=status)):
+        try:
+            emit(event)  # the emitter redacts every event
+        except OSError:
+            pass  # the host has it from the stream; only events.jsonl, on a full disk, missed it
     return exit_code
 
 
@@ -158,11 +180,23 @@ def _logs_to_file(log_path: Path):
 
 
 def _pump(read_end: int, log_path: Path) -> None:
-    with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as pipe, \
-            open(log_path, "a", encoding="utf-8") as log_file:
+    """Drain the pipe to its end, whatever happens to log.txt: a pipe left full would block the stage."""
+    with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as pipe:
+        try:
+            log_file = open(log_path, "a", encoding="utf-8")
+        except OSError:
+            log_file = None
         for line in pipe:
-            log_file.write(redact(line))
-            log_file.flush()
+            if log_file is None:
+                continue
+            try:
+                log_file.write(redact(line))
+                log_file.flush()
+            except OSError:  # a full disk: the rest of the log is lost, the run's own error says why
+                _close_quietly(log_file)
+                log_file = None
+        if log_file is not None:
+            _close_quietly(log_file)
 
 
 def _configure_logging(level: str, run_id: str) -> None:

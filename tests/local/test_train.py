@@ -249,4 +249,4 @@ def test_ctrl_c_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model, tmp
     [row] = RunHistory(tmp_path).rows()
     assert row.status == "interrupted"
     assert coded_error(stderr) == [f"[RUNTIME_INTERRUPTED]: run {row.run_id} was interrupted",
-                                   "  fix: start it again with the same command"]
+                                   f"  fix: continue it from its last checkpoint with `backprop resume {row.run_id}`"]

@@ -52,7 +52,7 @@ def _chat(*pairs) -> list[dict]:
 # Each case: the format of the good rows around the bad one, the bad row, and the reason.
 BAD_ROWS = {
     "bad_json_quotes_jsons_message": ("sharegpt", '{"text": "hi"', "not valid JSON: Expecting ',' delimiter (column 14)"),
-    "invalid_utf8_names_the_byte": ("text", b'{"text": "caf\xe9"}', "not valid UTF-8: byte 0xe9 at column 14"),
+    "invalid_utf8_names_the_byte": ("text", b'{"text": "caf\x81"}', "not valid UTF-8: byte 0x81 at column 14"),
     "row_not_an_object": ("sharegpt", '["hi"]', "row must be a JSON object, got list"),
     "no_known_format_lists_keys_found_and_expected": (
         "sharegpt",
@@ -231,9 +231,11 @@ def test_skip_invalid_with_no_valid_rows_left_fails_at_the_first_problem(tmp_pat
 @pytest.mark.parametrize(
     "content", ["", " \n\n\t\r\n", "\ufeff", "[]", " [ \n ] \n"], ids=["empty", "blank", "bom", "array", "spaced-array"]
 )
-def test_a_file_without_rows_is_invalid_at_line_1(tmp_path, content, skip_invalid):
+def test_a_file_without_rows_is_refused_as_empty_saying_which_kind(tmp_path, content, skip_invalid):
     path = _write(tmp_path, content)
-    assert _error(path, skip_invalid=skip_invalid).message == f"{path}:1: the file has no rows"
+    error = _error(path, skip_invalid=skip_invalid)
+    what = "it is an empty JSON array" if "[" in content else "it is empty or blank"
+    assert (error.code, error.message) == ("INPUT_DATASET_EMPTY", f"dataset {path} holds no rows: {what}")
 
 
 def test_missing_file_is_not_found(tmp_path):
@@ -244,7 +246,10 @@ def test_missing_file_is_not_found(tmp_path):
 
 
 def test_a_directory_is_refused_by_name(tmp_path):
-    assert _error(tmp_path).message == f"{tmp_path}: is a directory, not a JSONL or JSON file"
+    error = _error(tmp_path)
+    assert (error.code, error.message) == ("INPUT_DATASET_UNREADABLE", f"dataset {tmp_path} cannot be read: it is a "
+                                                                      "directory")
+    assert error.fix == "pass the JSONL or JSON file inside it to --data"
 
 
 def test_utf8_bom_and_crlf_endings_are_accepted_and_lines_still_count(tmp_path):
@@ -279,7 +284,7 @@ def test_bad_element_of_a_json_array_is_reported_at_its_line_and_can_be_skipped(
     [
         ('[\n  {"text": "a"},\n  {"text": "b"', 3, "Expecting ',' delimiter (column 15)"),
         ('[\n  {"text": "a"}\n  {"text": "b"}\n]', 3, "Expecting ',' delimiter (column 3)"),
-        ('[\n  {"text": "a"},\n]', 3, "Expecting value (column 1)"),
+        ('[\n  {"text": "a"},\n]', 3, "a trailing comma before the closing ] (column 1)"),
         ('[\n  {"text": "a"}\n]\n{"text": "b"}\n', 4, "Extra data (column 1)"),
         ('[\n  {"text": "a"},\n', 3, "Expecting value (column 1)"),
     ],
@@ -292,7 +297,9 @@ def test_broken_json_array_reports_jsons_line_even_with_skip_invalid(tmp_path, c
         json.loads(content)  # the line json itself gives
     assert parsed.value.lineno == line
     error = _error(path, skip_invalid=skip_invalid)
-    assert error.message == f"{path}:{line}: not a valid JSON array: {json_reason}; --skip-invalid cannot skip past it"
+    assert (error.code, error.message) == ("INPUT_DATASET_ARRAY_BROKEN", f"{path}:{line}: not a valid JSON array: "
+                                                                        f"{json_reason}")
+    assert error.fix.endswith("; --skip-invalid cannot skip past a broken array")
 
 
 def test_jsonl_whose_first_row_is_a_list_is_still_read_as_jsonl(tmp_path):

@@ -9,6 +9,7 @@ from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.records import select_runs
 from backpropagate.output import Output
+from backpropagate.runs.ownership import as_shown
 
 EXAMPLES = """
 Examples:
@@ -27,19 +28,20 @@ def list_runs(
     output: OutputOpt = None,
     json_output: JsonOpt = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status (running, completed, failed, "
-                                                    "interrupted).")] = None,
+                                                    "interrupted, dead: running when its host died).")] = None,
     model: Annotated[str | None, typer.Option(help="Only runs whose model contains this text.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many runs.")] = None,
 ) -> None:
     """List recorded runs, newest first."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
-    rows = select_runs(RunHistory(output_dir(settings)).rows(), status, model, limit)
+    output = output_dir(settings)
+    rows = select_runs([as_shown(row, output) for row in RunHistory(output).rows()], status, model, limit)
     data = {"runs": [row.to_dict() for row in rows]}
     out = Output(json_mode=settings.log_json)
     if out.json_mode:
         out.result("", data)
         return
-    out.result(_table(rows) if rows else "no runs recorded in " + str(output_dir(settings)), data)
+    out.result(_table(rows) if rows else "no runs recorded in " + str(output), data)
 
 
 def _table(rows: list[HistoryRow]) -> str:

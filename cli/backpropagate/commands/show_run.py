@@ -13,6 +13,7 @@ from backpropagate.commands._quality import quality_lines
 from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.records import RunRecord, flatten, load_record
 from backpropagate.output import Output
+from backpropagate.runs.ownership import as_shown
 
 EXAMPLES = """
 Examples:
@@ -36,6 +37,7 @@ def show_run(
     if record.row.stage == "campaign":
         Output(json_mode=settings.log_json).result(*campaign_view(output_dir(settings), record, plot))
         return
+    record.row = as_shown(record.row, output_dir(settings))
     data = record.to_dict()
     if plot is not None:
         steps = sorted(record.losses)
@@ -48,6 +50,9 @@ def show_run(
 def _text(record: RunRecord, plot: str | None) -> str:
     row, spec = record.row.to_dict(), record.spec
     lines = [f"run {row['run_id']}  {row['status']}" + (f"  {row['error_code']}" if row.get("error_code") else "")]
+    if row["status"] == "dead":
+        lines.append(f"  its host died while it ran: `backprop resume {row['run_id']}` continues it from its "
+                     "newest valid checkpoint")
     for key in ("model", "dataset", "dataset_sha256", "runtime", "device", "started_at", "finished_at",
                 "duration_s", "steps", "steps_done", "final_loss", "adapter", "replay_of", "resumed_at"):
         if row.get(key) is not None:

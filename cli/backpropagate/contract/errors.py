@@ -256,7 +256,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_DISK_FULL",
             "no space left on the device while writing {path}",
-            "free some space (older runs in {output} can go), then `backprop resume {run_id}`",
+            "free some space (older runs in {output} can go), then {then}",
         ),
         _kind(
             "RUNTIME_GGUF_EXPORT_FAILED",
@@ -297,7 +297,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_INTERRUPTED",
             "run {run_id} was interrupted",
-            "start it again with the same command",
+            "continue it from its last checkpoint with `backprop resume {run_id}`",
             EXIT_INTERRUPTED,
         ),
         _kind(
@@ -361,6 +361,54 @@ CATALOG: dict[str, ErrorKind] = dict(
             "STATE_HISTORY_CORRUPT",
             "run history {path} is not readable: {reason}",
             "a copy is kept at {backup}; repair or remove {path}, then run again",
+        ),
+        _kind(
+            "CONFIG_OUTPUT_NOT_A_FOLDER",
+            "--output {path} cannot be a workspace folder: {blocker} is a file",
+            "pass a folder with --output (one that does not exist yet is created), or move {blocker} out of the way",
+        ),
+        _kind(
+            "CONFIG_OUTPUT_NOT_WRITABLE",
+            "--output {path} cannot be written: {reason}",
+            "pass a folder you can write to with --output, or make this one writable (remount a read-only "
+            "mount read-write)",
+        ),
+        _kind(
+            "INPUT_DATASET_UNREADABLE",
+            "dataset {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
+            "INPUT_DATASET_EMPTY",
+            "dataset {path} holds no rows: {what}",
+            "add rows to it: one JSON object per line (JSONL), or JSON objects inside the array",
+        ),
+        _kind(
+            "INPUT_DATASET_ENCODING",
+            "dataset {path} is not UTF-8: {found}",
+            "save it as UTF-8 (`iconv -f {iconv} -t UTF-8 {path} > {utf8}`, or your editor's save-with-encoding "
+            "UTF-8), then pass that file to --data",
+        ),
+        _kind(
+            "INPUT_DATASET_ARRAY_BROKEN",
+            "{location}: not a valid JSON array: {reason}",
+            "{remedy}; --skip-invalid cannot skip past a broken array",
+        ),
+        _kind(
+            "INPUT_MODEL_NOT_A_FOLDER",
+            "model {model} is not a model folder: {reason}",
+            "{remedy}",
+        ),
+        _kind(
+            "INPUT_PROMPT_TOO_LONG",
+            "{location}: no reply fits in --max-seq-length {max_seq_length}; this example's first reply token "
+            "is token {needed}",
+            "raise --max-seq-length to at least {needed}, or shorten the prompts",
+        ),
+        _kind(
+            "STATE_RUN_IN_USE",
+            "run {run_id} is being run by {owner}",
+            "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
         ),
     ]
 )

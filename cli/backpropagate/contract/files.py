@@ -1,5 +1,6 @@
 """Writing files so that a crash never leaves half of one: write aside, fsync, rename."""
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -31,6 +32,24 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# How a full disk reads where it is not an OSError with its errno: safetensors' Rust IoError,
+# torch's zip writer (which reports only "file write failed"), and quota errors.
+_DISK_FULL_TEXTS = ("No space left on device", "StorageFull", "Disk quota exceeded", "file write failed")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an exception, or one it was raised from, is a write that found the disk full."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(exc) for text in _DISK_FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def sha256_file(path: Path) -> str:

@@ -9,7 +9,6 @@ file. A history that cannot be read is never overwritten: commands stop with
 import dataclasses
 import json
 import shutil
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.files import atomic_write_text, sha256_file
 from backpropagate.contract.ids import match_run
 from backpropagate.contract.redact import redact_data
+from backpropagate.contract.workspace import check_readable, check_writable
 
 HISTORY_FILE = "run_history.json"
 FORMAT_VERSION = 1
@@ -87,9 +87,11 @@ class RunHistory:
         self.path = self.output / HISTORY_FILE
 
     def rows(self) -> list[HistoryRow]:
-        """All rows, oldest first. A missing file is an empty history."""
-        with self._locked():
-            return self._read()
+        """All rows, oldest first. A missing file is an empty history.
+
+        Reading takes no lock (the file is only ever replaced whole), so a command that only reads
+        creates nothing, not even the lock file, in a workspace that does not exist."""
+        return self._read()
 
     def append(self, row: HistoryRow) -> None:
         self._change(lambda rows: rows + [_redacted(row)])
@@ -120,6 +122,7 @@ class RunHistory:
         return next(row for row in rows if row.run_id == run_id)
 
     def _change(self, change: Callable[[list[HistoryRow]], list[HistoryRow]]) -> None:
+        check_writable(self.output)
         self.output.mkdir(parents=True, exist_ok=True)
         with self._locked():
             rows = change(self._read())
@@ -135,6 +138,7 @@ class RunHistory:
             yield
 
     def _read(self) -> list[HistoryRow]:
+        check_readable(self.output)
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -151,7 +155,8 @@ class RunHistory:
                                 backup=self._backup()) from None
 
     def _backup(self) -> Path:
-        backup = self.path.with_name(f"{HISTORY_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        # Named by content: every command meets the same bad file, and one copy of it is enough.
+        backup = self.path.with_name(f"{HISTORY_FILE}.corrupt-{sha256_file(self.path)[:12]}")
         if not backup.exists():
             shutil.copy2(self.path, backup)
         return backup

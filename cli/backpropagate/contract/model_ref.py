@@ -11,7 +11,15 @@ def check_model_ref(name: str) -> None:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--model", value=name, reason="no model given",
                             allowed="a hub id or a local folder (or set BACKPROPAGATE_MODEL__NAME)")
     try:
-        if Path(name).expanduser().exists():
+        path = Path(name).expanduser()
+        if path.is_file():
+            raise BackpropError("INPUT_MODEL_NOT_A_FOLDER", model=name, reason="it is a file",
+                                remedy="pass the folder that holds it (the one save_pretrained wrote)")
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise BackpropError("INPUT_MODEL_NOT_A_FOLDER", model=name, reason="it has no config.json",
+                                    remedy="pass the folder save_pretrained wrote (it holds config.json and the "
+                                           "weights), or a hub id")
             return
     except PermissionError:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--model", value=name,

@@ -29,6 +29,8 @@ def at_least(low):
 
 
 def positive(v):
+    if v == float("inf"):
+        return "must be a finite number"  # inf would pass "> 0" and turn every weight into nan at step 1
     return None if v > 0 else "must be greater than 0"
 
 

@@ -18,6 +18,7 @@ from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.specs import GgufSpec, MergeSpec, TrainSpec, read_spec, write_spec
 from backpropagate.contract.stages import STAGES
+from backpropagate.contract.workspace import check_writable
 from backpropagate.runs.exports import EXPORT_FORMATS
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.base import RunStart
@@ -46,6 +47,7 @@ def plan_export(output: Path, target: str, export_format: str = "merged", dtype:
     """Find the adapter and its base, and write the spec of each step of ``export_format``."""
     output = Path(output).resolve()
     folder, base_model, adapter, new_row, trained_with = _source(output, target)
+    check_writable(folder.root.parent)
     train = read_spec(TrainSpec, folder.spec) if folder.holds_run else None
     data = train.data.path if train else ""
     log_level = train.log_level if train else "INFO"

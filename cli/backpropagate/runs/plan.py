@@ -5,6 +5,7 @@ folder or a history row exists: a bad dataset or model path costs nothing.
 """
 
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from backpropagate import __version__
 from backpropagate.config import Settings, output_dir
 from backpropagate.contract.dataset import Dataset, load_dataset
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.files import sha256_file
+from backpropagate.contract.files import is_disk_full, sha256_file
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
@@ -23,6 +24,8 @@ from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_spec, write_spec
 from backpropagate.contract.stages import STAGES
+from backpropagate.contract.workspace import check_writable
+from backpropagate.runs.ownership import owner_of, shown_status
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.base import RunStart
 
@@ -83,10 +86,26 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         load_prompts(prompts_path, redact(str(prompts_path)))
 
     output = output_dir(settings).resolve()
+    check_writable(output)
     RunHistory(output).rows()  # a corrupt history stops the run here, before a run folder exists
     run_id = new_run_id()
     folder = RunFolder.of(output, run_id)
-    folder.root.mkdir(parents=True)
+    try:
+        folder.root.mkdir(parents=True)
+        spec = _write_train_spec(settings, run_id, folder, model, data_path, data_format, skip_invalid, eval_path,
+                                 prompts_path)
+    except OSError as exc:
+        shutil.rmtree(folder.root, ignore_errors=True)  # a run that could not be planned leaves nothing
+        if is_disk_full(exc):
+            raise BackpropError("RUNTIME_DISK_FULL", path=exc.filename or folder.root, output=output,
+                                then="run the command again") from None
+        raise
+    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset)
+
+
+def _write_train_spec(settings: Settings, run_id: str, folder: RunFolder, model: str, data_path: Path,
+                      data_format: str, skip_invalid: bool, eval_path: Path | None,
+                      prompts_path: Path | None) -> TrainSpec:
     spec = TrainSpec(
         run_id=run_id,
         run_dir=str(folder.root),
@@ -105,16 +124,20 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         versions={"backpropagate": __version__, "python": platform.python_version()},
     )
     write_spec(spec, folder.spec)
-    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset)
+    return spec
 
 
 def plan_resume(output: Path, run: str) -> TrainPlan:
     """Continue a failed or interrupted run in its own folder, with its own spec."""
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
-    if row.status not in ("failed", "interrupted"):
-        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row.run_id, status=row.status)
+    check_writable(output)
     folder = RunFolder.of(output, row.run_id)
+    status = shown_status(row.status, folder.root)  # a run whose host died is still `running` in the file
+    if status == "running":
+        raise BackpropError("STATE_RUN_IN_USE", run_id=row.run_id, owner=owner_of(folder.root))
+    if status not in ("failed", "interrupted", "dead"):
+        raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row.run_id, status=row.status)
     spec = replace(read_spec(TrainSpec, folder.spec), resume=True)
     dataset = load_dataset(spec.data.path, spec.data.format, spec.data.skip_invalid)
     write_spec(spec, folder.spec)

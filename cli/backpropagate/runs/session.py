@@ -6,6 +6,7 @@ sinks (terminal, history, events file; trackers and the web UI next) see the run
 event, and the run close, whatever the ending.
 """
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,9 +17,12 @@ from backpropagate.config import Settings
 from backpropagate.contract import events
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import HOST, Envelope
+from backpropagate.contract.files import is_disk_full
+from backpropagate.contract.history import RunHistory
 from backpropagate.contract.specs import read_result
 from backpropagate.contract.stages import stage_named
 from backpropagate.output import Output
+from backpropagate.runs.ownership import owning
 from backpropagate.runtimes import RuntimeChoice, StageExit, choose_runtime
 from backpropagate.sinks.base import RunEnd, RunStart, Sink
 from backpropagate.sinks.events_file import EventsFileSink
@@ -59,6 +63,23 @@ class Session:
         """Run every step in order; returns each stage's typed result, or raises the coded error."""
         self.runtime.check()  # before the history row exists: a missing runtime costs nothing
         start = replace(pipeline.start, runtime=self.runtime.name)
+        # Held until the run ends, and dropped by the kernel if this process dies: that is how
+        # list-runs tells a live run from one whose host died, and why two hosts never run it at once.
+        try:
+            with owning(start.run_dir, start.run_id):
+                return self._run_owned(pipeline, start)
+        except OSError as exc:  # the host's own writes: history, events file, owner
+            if not is_disk_full(exc):
+                raise
+            began = start.new_row is None or RunHistory(Path(start.run_dir).parent).get(start.run_id) is not None
+            if not began:  # nothing of a run that never started stays behind
+                shutil.rmtree(start.run_dir, ignore_errors=True)
+            raise BackpropError("RUNTIME_DISK_FULL", path=exc.filename or start.run_dir,
+                                output=Path(start.run_dir).parent,
+                                then=f"`backprop resume {start.run_id}`" if began and start.kind == "train"
+                                else "run the command again") from None
+
+    def _run_owned(self, pipeline: Pipeline, start: RunStart) -> dict[str, Any]:
         started = time.time()
         self._open(start)
         for warning in self._choices_to_announce(pipeline):

@@ -24,6 +24,7 @@ from backpropagate.contract.specs import GgufResult, GgufSpec
 
 from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.gguf import answers, llama_tools, tokenizer_fix, verify
+from backpropagate_stages.train.faults import Faults
 
 log = logging.getLogger("backpropagate.gguf")
 
@@ -81,6 +82,7 @@ def _build(spec: GgufSpec, merged: Path, partial: Path, emit) -> tuple[str, dict
     converted = partial / f"converted-{outtype}.gguf"
     step(f"convert ({outtype})")
     llama_tools.convert(merged, converted, outtype, log)
+    Faults.from_env().power_cut("gguf")
     tokenizer_fix.correct_vocabulary(converted, merged)
     final = partial / f"model-{spec.quantization}.gguf"
     if spec.quantization in llama_tools.CONVERTER_TYPES:

@@ -21,6 +21,7 @@ from backpropagate.contract.specs import MergeResult, MergeSpec
 
 from backpropagate_stages.base_model import base_folder
 from backpropagate_stages.merge.streaming import merge_shards
+from backpropagate_stages.train.faults import Faults
 
 # Weight files of other formats are not copied: the merged safetensors replace them.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".ckpt")
@@ -38,8 +39,11 @@ def run(spec: MergeSpec, emit) -> MergeResult:
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
 
+    faults = Faults.from_env()
+
     def on_shard(number: int, total: int, name: str) -> None:
         emit(events.Metric(key="merge_shard", value=f"{number}/{total} {name}"))
+        faults.power_cut("merge")
 
     try:
         shard_files = _write_merged(base, adapter, partial, spec.dtype, on_shard)

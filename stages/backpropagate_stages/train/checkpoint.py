@@ -8,7 +8,6 @@ counters), with the sha256 of each file in ``checkpoint.json``; a checkpoint who
 files do not match is refused.
 """
 
-import errno
 import json
 import random
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from backpropagate.contract import layout
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.files import atomic_write_text, publish_folder, sha256_file
+from backpropagate.contract.files import atomic_write_text, is_disk_full, publish_folder, sha256_file
 from backpropagate.contract.layout import RunFolder
 
 from backpropagate_stages.train.data import BatchStream
@@ -38,28 +37,36 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, stream: BatchStre
         partial.mkdir(parents=True)
         model.save_pretrained(partial / "adapter")
         during_write(state.step, partial)
-        torch.save({
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "data": stream.state(),
-            "loop": asdict(state),
-            "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "spec_hash": spec_hash,
-        }, partial / "training_state.pt")
+        # Through a Python file: torch's own writer reports a full disk only as "unexpected pos",
+        # while this way the OSError (ENOSPC) it met is kept as the error's context.
+        with open(partial / "training_state.pt", "wb") as handle:
+            torch.save({
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "data": stream.state(),
+                "loop": asdict(state),
+                "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "spec_hash": spec_hash,
+            }, handle)
         files = {str(f.relative_to(partial)): sha256_file(f) for f in sorted(partial.rglob("*")) if f.is_file()}
         loss = state.losses[-1] if state.losses else None
         atomic_write_text(partial / "checkpoint.json",
                           json.dumps({"run_id": folder.parent.name, "step": state.step, "loss": loss,
                                       "files": files}, indent=1) + "\n")
         publish_folder(partial, final)
-    except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
-            raise BackpropError("RUNTIME_DISK_FULL", path=partial, output=folder.parent.parent,
-                                run_id=folder.parent.name) from None
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)  # whatever stopped the write, no half checkpoint stays
+        if is_disk_full(exc):
+            raise disk_full(partial, folder.parent) from None
         raise
     return final
+
+
+def disk_full(path: Path, run_dir: Path) -> BackpropError:
+    """RUNTIME_DISK_FULL for a write into this run: the checkpoints written before it are intact."""
+    return BackpropError("RUNTIME_DISK_FULL", path=path, output=run_dir.parent,
+                         then=f"`backprop resume {run_dir.name}`")
 
 
 def remove_partials(folder: Path) -> None:
@@ -126,12 +133,19 @@ def restore(checkpoint: Path, model, optimizer, scheduler, stream: BatchStream, 
     return LoopState(**saved["loop"])
 
 
-def save_adapter(model, target: Path) -> Path:
+def save_adapter(model, target: Path, during_write=lambda: None) -> Path:
     partial = layout.partial(target)
     if partial.exists():
         shutil.rmtree(partial)
-    model.save_pretrained(partial)
-    publish_folder(partial, target)
+    try:
+        model.save_pretrained(partial)
+        during_write()
+        publish_folder(partial, target)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full(partial, target.parent) from None
+        raise
     return target
 
 

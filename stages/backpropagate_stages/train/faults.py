@@ -8,6 +8,15 @@ it says so in a ``fault_injection`` warning event):
     {"disk_full_at_checkpoint": 4}    ENOSPC halfway through writing the checkpoint of step 4
     {"temperatures": [70, 90, 88, 72]} GPU temperature readings, one per sample, instead of NVML
     {"raise_at_step": [2, "message"]} a RuntimeError with that message at step 2
+    {"power_cut": POINT}              SIGKILL the host and this stage together, as a power cut would, at
+                                      "step:N" (step N's second micro-batch), "checkpoint:N" (halfway
+                                      through writing checkpoint N), "adapter" (halfway through writing
+                                      the final adapter), "merge" (after the first merged shard) or
+                                      "gguf" (after the conversion, before quantizing)
+
+A power cut kills the host's process group and the stage's own (the local runtime starts the
+stage in a session of its own), so the host must lead its process group: start it with
+``start_new_session=True``, or the group killed is the caller's.
 """
 
 import errno
@@ -22,6 +31,7 @@ class Faults:
     def __init__(self, plan: dict) -> None:
         self.plan = plan
         self._oom_left = set(plan.get("oom_at_steps", []))
+        self._micro_batches: dict[int, int] = {}
 
     @classmethod
     def from_env(cls) -> "Faults":
@@ -32,6 +42,9 @@ class Faults:
         return bool(self.plan)
 
     def before_micro_batch(self, step: int) -> None:
+        self._micro_batches[step] = self._micro_batches.get(step, 0) + 1
+        if self._micro_batches[step] == 2:
+            self.power_cut(f"step:{step}")
         if step in self._oom_left:
             self._oom_left.discard(step)
             import torch
@@ -46,8 +59,17 @@ class Faults:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def during_checkpoint(self, step: int, path) -> None:
+        self.power_cut(f"checkpoint:{step}")
         if self.plan.get("disk_full_at_checkpoint") == step:
             raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+
+    def power_cut(self, point: str) -> None:
+        if self.plan.get("power_cut") != point:
+            return
+        host_group = os.getpgid(os.getppid())
+        if host_group != os.getpgid(0):
+            os.killpg(host_group, signal.SIGKILL)
+        os.killpg(0, signal.SIGKILL)
 
     def temperatures(self) -> list[float] | None:
         return self.plan.get("temperatures")

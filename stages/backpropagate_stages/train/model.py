@@ -104,6 +104,12 @@ def load_lora_model(name: str, lora: LoraSettings, training: TrainingSettings, d
     else:
         model.to(device)
     targets = "all-linear" if lora.targets == ("all-linear",) else list(lora.targets)
+    # PEFT matches any one of the names and ignores the others, which would land unused in adapter_config.json.
+    unknown = [] if targets == "all-linear" else sorted(set(targets) - set(linear_names(model)))
+    if unknown:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--lora-targets", value=",".join(lora.targets),
+                            reason=f"{name} has no linear layer named {', '.join(unknown)}",
+                            allowed="all-linear or some of " + ", ".join(linear_names(model)))
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                         use_dora=lora.dora, bias="none", task_type="CAUSAL_LM")
     try:

@@ -119,7 +119,7 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     if held_out and state.eval_losses[-1][0] != state.step:
         measure(state)
     report = _report(spec, lora_model, tokenizer, device, state, held_out, eval_source, emit)
-    adapter = checkpoint.save_adapter(lora_model, folder.adapter)
+    adapter = checkpoint.save_adapter(lora_model, folder.adapter, lambda: faults.power_cut("adapter"))
     artifact = describe("adapter", adapter / checkpoint.ADAPTER_WEIGHTS, folder.root)
     emit(events.Artifact(kind="adapter", path=str(adapter), bytes=artifact["bytes"], sha256=artifact["sha256"]))
     artifacts, merged_adapter, merge_lambda = [artifact], "", None
@@ -244,11 +244,12 @@ def _load_data(spec: TrainSpec, emit):
 
 
 def _tokenize(dataset, tokenizer, spec: TrainSpec, emit) -> list:
-    examples, truncated, empty = [], 0, 0
+    examples, truncated, empty, first_empty = [], 0, 0, None
     for example in dataset.examples:
         tokenized = data.tokenize(example, tokenizer, spec.training.max_seq_length, spec.training.train_on_inputs)
         if tokenized.trained_tokens == 0:
             empty += 1  # truncation cut away every target token: nothing to learn from
+            first_empty = first_empty or example
             continue
         truncated += len(tokenized.input_ids) == spec.training.max_seq_length
         examples.append(tokenized)
@@ -257,8 +258,11 @@ def _tokenize(dataset, tokenizer, spec: TrainSpec, emit) -> list:
                             message=f"{truncated} examples cut to --max-seq-length {spec.training.max_seq_length}; "
                                     f"{empty} left out because no reply token fit"))
     if not examples:
-        raise BackpropError("INPUT_DATASET_INVALID", location=f"{dataset.path}:1",
-                            reason=f"no example has a reply within --max-seq-length {spec.training.max_seq_length}")
+        # Named in the user's file (not the run folder's link to it), with the length that would do.
+        whole = data.tokenize(first_empty, tokenizer, 1 << 30, False)
+        needed = next(i for i, label in enumerate(whole.labels) if label != data.IGNORE) + 1
+        raise BackpropError("INPUT_PROMPT_TOO_LONG", location=f"{spec.data.source or dataset.path}:{first_empty.line}",
+                            needed=needed, max_seq_length=spec.training.max_seq_length)
     return examples
 
 

@@ -8,8 +8,11 @@ stage both call ``load_dataset``, so a file that validates is a file that trains
 
 from __future__ import annotations
 
+import errno
+import gzip
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,10 @@ from backpropagate.contract.dataset.formats import FORMATS, Example, RowInvalid,
 from backpropagate.contract.errors import BackpropError
 
 _BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+# UTF-32 first: its little-endian mark starts with UTF-16's.
+_OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32", "UTF-32"),
+               (b"\xff\xfe", "UTF-16", "UTF-16"), (b"\xfe\xff", "UTF-16", "UTF-16"))
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # the whitespace JSON allows between values
 
 
@@ -76,7 +83,10 @@ def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = Fa
             expected, origin = found, f"from line {example.line}"
         examples.append(example)
     if total == 0:
-        raise _invalid(path, 1, "the file has no rows")
+        with _open(path) as file:
+            array = _first_byte(file) == b"["
+        raise BackpropError("INPUT_DATASET_EMPTY", path=str(path),
+                            what="it is an empty JSON array" if array else "it is empty or blank")
     if not examples:
         first = dropped[0]
         raise _invalid(path, first.line, f"no valid rows remain ({total} of {total} invalid); first problem: {first.reason}")
@@ -98,19 +108,59 @@ def _invalid(path: Path, line: int, reason: str) -> BackpropError:
 
 def _read_rows(path: Path) -> Iterator[_Row | Problem]:
     """Every row in file order: its value, or why it is not JSON at all."""
-    if not path.exists():
-        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path))
+    _check_readable(path)
     if path.is_dir():
-        raise BackpropError("INPUT_DATASET_INVALID", location=str(path), reason="is a directory, not a JSONL or JSON file")
-    with path.open("rb") as file:
+        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="it is a directory",
+                            remedy="pass the JSONL or JSON file inside it to --data")
+    _refuse_other_encodings(path)
+    with _open(path) as file:
         is_array = _first_byte(file) == b"["
         file.seek(0)
         if not is_array:
-            yield from _jsonl_rows(file)
+            yield from _jsonl_rows(file, path)
             return
         data = file.read()
     rows = _array_rows(path, data)
-    yield from _jsonl_rows(io.BytesIO(data)) if rows is None else rows
+    yield from _jsonl_rows(io.BytesIO(data), path) if rows is None else rows
+
+
+def _open(path: Path) -> BinaryIO:
+    """The file's bytes; a gzipped file (by its magic bytes, whatever its name) decompressed as it is read."""
+    with path.open("rb") as file:
+        gzipped = file.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else path.open("rb")
+
+
+def _refuse_other_encodings(path: Path) -> None:
+    """UTF-16 and UTF-32 by their byte order mark, before any row is counted (their bytes split oddly)."""
+    with _open(path) as file:
+        start = file.read(4)
+    for bom, name, iconv in _OTHER_BOMS:
+        if start.startswith(bom):
+            raise _encoding_error(path, f"it is {name} (it starts with a {name} byte order mark)", iconv)
+
+
+def _encoding_error(path: Path, found: str, iconv: str) -> BackpropError:
+    return BackpropError("INPUT_DATASET_ENCODING", path=str(path), found=found, iconv=iconv,
+                         utf8=str(path.with_name(path.stem + ".utf8" + path.suffix)))
+
+
+def _check_readable(path: Path) -> None:
+    """A missing file, a link that leads back to itself, a file this user may not read: each its own fix."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path)) from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason=exc.strerror,
+                                remedy="check the path given to --data") from None
+        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="it is a symbolic link that leads "
+                            "back to itself", remedy="point the link at the data file (ls -l shows where it "
+                            "leads), or pass the file itself to --data") from None
+    if not path.is_dir() and not os.access(path, os.R_OK):
+        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="this user may not read it",
+                            remedy=f"make it readable (chmod u+r {path}), or pass a copy you can read") from None
 
 
 def _first_byte(file: BinaryIO) -> bytes:
@@ -123,7 +173,7 @@ def _first_byte(file: BinaryIO) -> bytes:
     return b""
 
 
-def _jsonl_rows(file: BinaryIO) -> Iterator[_Row | Problem]:
+def _jsonl_rows(file: BinaryIO, path: Path) -> Iterator[_Row | Problem]:
     # Iterating a binary file splits on b"\n" only, so line numbers match what
     # an editor shows even with CRLF endings or stray U+2028 inside strings.
     for number, raw in enumerate(file, start=1):
@@ -135,8 +185,15 @@ def _jsonl_rows(file: BinaryIO) -> Iterator[_Row | Problem]:
             # Without its line ending, json's column for a cut-off row points at the row's end.
             text = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as error:
-            yield Problem(number, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column {error.start + 1}")
-            continue
+            where = f"line {number} has byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+            try:
+                raw.decode("cp1252")
+            except UnicodeDecodeError:
+                yield Problem(number, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column {error.start + 1}")
+                continue
+            # Not one bad row but the whole file's encoding: skipping such rows would drop them silently.
+            raise _encoding_error(path, f"{where}, which reads as latin-1 / Windows-1252",
+                                  "WINDOWS-1252") from None
         try:
             yield _Row(number, json.loads(text))
         except json.JSONDecodeError as error:
@@ -162,8 +219,18 @@ def _array_rows(path: Path, data: bytes) -> list[_Row] | None:
             return None  # the "array" was one JSONL row, and more rows follow it
         raise json.JSONDecodeError("Extra data", text, rest)
     except json.JSONDecodeError as error:
-        reason = f"not a valid JSON array: {error.msg} (column {error.colno}); --skip-invalid cannot skip past it"
-        raise _invalid(path, error.lineno, reason) from None
+        if error.msg == "Expecting value" and text.startswith("]", error.pos) and _after_comma(text, error.pos):
+            raise BackpropError("INPUT_DATASET_ARRAY_BROKEN", location=f"{path}:{error.lineno}",
+                                reason=f"a trailing comma before the closing ] (column {error.colno})",
+                                remedy="remove the comma after the last element") from None
+        raise BackpropError("INPUT_DATASET_ARRAY_BROKEN", location=f"{path}:{error.lineno}",
+                            reason=f"{error.msg} (column {error.colno})",
+                            remedy="repair the array at that line, or write the file as JSONL (one object per "
+                                   "line)") from None
+
+
+def _after_comma(text: str, pos: int) -> bool:
+    return text[:pos].rstrip(" \t\n\r").endswith(",")
 
 
 def _walk_array(text: str) -> tuple[list[_Row], int]:

@@ -1,0 +1,43 @@
+"""Hostile settings that only the model can judge, through the real CLI on the tiny model."""
+
+import json
+import re
+
+from backpropagate.contract.events import parse_line
+
+from tests.conftest import run_cli
+from tests.unit.test_hostile_inputs import JSONL
+
+
+def test_lora_targets_the_model_does_not_have_are_refused_with_its_module_names(tiny_model, tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text(JSONL)
+    result = run_cli("train", "--data", str(data), "--model", str(tiny_model), "--output", str(tmp_path / "runs"),
+                     "--device", "cpu", "--steps", "1", "--lora-targets", "q_proj,qkv_proj", "--json")
+    assert result.returncode == 2, result.stderr
+    events = [parse_line(line).event for line in result.stdout.splitlines() if '"event"' in line]
+    error = next(event for event in events if event.name == "error")
+    assert error.code == "CONFIG_VALUE_INVALID"
+    assert error.message == (f"--lora-targets='q_proj,qkv_proj' is not valid: {tiny_model} has no linear layer "
+                                "named qkv_proj")
+    assert error.fix == "use all-linear or some of down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"
+    assert not list((tmp_path / "runs").rglob("adapter_config.json"))  # nothing trained on a name that means nothing
+
+
+def test_prompts_longer_than_max_seq_length_name_the_users_line_and_the_length_that_fits(tiny_model, tmp_path):
+    data = tmp_path / "long.jsonl"
+    prompt = " ".join(f"word{i}" for i in range(60))
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": prompt},
+                                                     {"role": "assistant", "content": "short"}]}) + "\n"
+                            for _ in range(2)))
+    flags = ("--model", str(tiny_model), "--output", str(tmp_path / "runs"), "--device", "cpu", "--steps", "1")
+    result = run_cli("train", "--data", str(data), *flags, "--max-seq-length", "32")
+    assert result.returncode == 3, result.stderr
+    message, fix = result.stderr.strip().splitlines()[-2:]
+    match = re.fullmatch(rf"\[INPUT_PROMPT_TOO_LONG\]: {re.escape(str(data))}:1: no reply fits in --max-seq-length "
+                         r"32; this example's first reply token is token (\d+)", message)
+    assert match, message
+    needed = int(match.group(1))
+    assert fix == f"  fix: raise --max-seq-length to at least {needed}, or shorten the prompts"
+    fits = run_cli("train", "--data", str(data), *flags, "--max-seq-length", str(needed))
+    assert fits.returncode == 0, fits.stderr  # the length named is enough
