@@ -5,7 +5,7 @@
     result = trainer.train("my.jsonl", steps=100)
 
 Keyword arguments are the CLI's flags with underscores (``lora_r=8``,
-``device="cpu"``); they override BACKPROPAGATE_* environment variables, which
+``device="cpu"``, ``report_to=["wandb"]`` or ``"none"``); they override BACKPROPAGATE_* environment variables, which
 override the defaults. Failures raise ``BackpropError`` with the same code the CLI
 would print.
 """
@@ -73,7 +73,7 @@ class Trainer:
                                 allowed="a JSONL or JSON file (or resume=RUN to continue a run)")
         else:
             plan = plan_train(settings, data, data_format, skip_invalid, eval_data, eval_prompts)
-        result = self._session(settings).run(plan.pipeline())["train"]
+        result = self._session(settings, trackers=True).run(plan.pipeline())["train"]
         self.last_result = TrainResult(run_id=plan.spec.run_id, run_dir=Path(plan.spec.run_dir),
                                        adapter_path=Path(result.adapter), final_loss=result.final_loss,
                                        loss_history=list(result.losses), outputs=to_dict(result),
@@ -101,5 +101,5 @@ class Trainer:
         return ExportResult(run_id=plan.run_id, format=format, path=Path(path), outputs=outputs,
                             quality=read_report(plan.folder.quality))
 
-    def _session(self, settings) -> Session:
-        return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress)
+    def _session(self, settings, trackers: bool = False) -> Session:
+        return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress, trackers=trackers)

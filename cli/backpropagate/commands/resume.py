@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
+from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, ReportToOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import command_settings, output_dir
 from backpropagate.output import Output
@@ -25,7 +25,8 @@ def resume(
     json_output: JsonOpt = None,
     runtime: RuntimeOpt = None,
     gpus: GpusOpt = None,
+    report_to: ReportToOpt = None,
 ) -> None:
     """Continue a failed or interrupted run with the same settings and data order."""
-    settings = command_settings(output, json_output, runtime, gpus)
+    settings = command_settings(output, json_output, runtime, gpus, report_to)
     run_and_report(Output(json_mode=settings.log_json), plan_resume(output_dir(settings), run), settings)
