@@ -20,6 +20,7 @@ from backpropagate.commands import (
     info,
     list_runs,
     ollama,
+    push,
     replay,
     resume,
     show_run,
@@ -49,6 +50,7 @@ app.command("diff-runs", epilog=diff_runs.EXAMPLES)(diff_runs.diff_runs)
 app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
 app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
 app.command("info")(info.info)
+app.command("push", epilog=push.EXAMPLES)(push.push_command)
 app.add_typer(ollama.app, name="ollama")
 app.add_typer(images.app, name="images")
 

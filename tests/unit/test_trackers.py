@@ -55,8 +55,11 @@ class ReplayedTrainStage:
                              oom_adjustments=[], thermal_pauses=[], device="cpu", backend="peft",
                              dataset_format="openai", examples=24, dropped_rows=0, versions={})
         script.append(events.Finished(status="completed", outputs=to_dict(result)))
-        for event in script:
-            on_event(Envelope(run_id=run_id, stage=stage, event=event))
+        with open(spec["run_dir"] + "/events.jsonl", "a", encoding="utf-8") as events_file:
+            for event in script:  # as the stage does: each event into the run's events.jsonl, then on stdout
+                envelope = Envelope(run_id=run_id, stage=stage, event=event)
+                events_file.write(envelope.to_line() + "\n")
+                on_event(envelope)
         return StageExit(code=0, stderr_tail="")
 
 
