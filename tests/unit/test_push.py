@@ -148,3 +148,17 @@ def test_without_huggingface_hub_push_names_the_extra(tmp_path, monkeypatch):
     assert raised.value.render().startswith("[DEP_HUB_NOT_INSTALLED]: pushing to the Hugging Face Hub needs "
                                             "huggingface_hub, which is not importable: ")
     assert raised.value.render().endswith("  fix: pip install 'backpropagate[hub]'")
+
+
+def test_trainer_push_sends_the_runs_adapter(tmp_path, hub, trained, monkeypatch):
+    from backpropagate import Trainer
+
+    for variable, value in {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
+                            "HF_HOME": str(tmp_path / "hf-home")}.items():
+        monkeypatch.setenv(variable, value)
+    result = Trainer(output=str(tmp_path / "out")).push("me/api-adapter", run=trained.spec.run_id)
+    adapter = trained.folder.root / "adapter" / "adapter_model.safetensors"
+    assert sha256(hub.files("me/api-adapter")["adapter_model.safetensors"]) == sha256(adapter.read_bytes())
+    assert {"path": "adapter_model.safetensors", "bytes": 300_000, "sha256": sha256(adapter.read_bytes())} \
+        in result.files
+    assert result.url == f"{hub.url}/me/api-adapter" and result.revision == "main"

@@ -9,7 +9,7 @@ from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import command_settings, output_dir
 from backpropagate.contract.errors import BackpropError
 from backpropagate.hub.push import PushRequest, push
-from backpropagate.hub.target import WHATS, resolve_push_target
+from backpropagate.hub.target import WHATS, check_repo, resolve_push_target
 from backpropagate.output import Output
 
 EXAMPLES = """
@@ -25,13 +25,6 @@ Examples:
 """
 
 RepoOpt = Annotated[str, typer.Option("--repo", help="The Hub repository, OWNER/NAME (created when missing).")]
-
-
-def check_repo(repo: str) -> None:
-    owner, _, name = repo.partition("/")
-    if not owner or not name or "/" in name or any(part.startswith((".", "-")) for part in (owner, name)):
-        raise BackpropError("CONFIG_VALUE_INVALID", name="--repo", value=repo, reason="not OWNER/NAME",
-                            allowed="a Hub repository id such as me/my-model")
 
 
 def push_command(

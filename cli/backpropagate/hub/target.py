@@ -17,6 +17,13 @@ class PushSource:
     run_id: str | None = None  # the run they come from, when known: its card tells how it was trained
 
 
+def check_repo(repo: str) -> None:
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name or any(part.startswith((".", "-")) for part in (owner, name)):
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--repo", value=repo, reason="not OWNER/NAME",
+                            allowed="a Hub repository id such as me/my-model")
+
+
 def resolve_push_target(output: Path, target: str, what: str | None) -> PushSource:
     """RUN (an id or prefix in the workspace's history), a run folder, or a folder of files to push.
 
