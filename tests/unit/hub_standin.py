@@ -164,7 +164,7 @@ class HubStandIn:
                 data = self._json(body, {"content": str, "repoType": str})
                 if data is None:
                     return
-                match = re.match(r"---\n(.*?)\n---\n", data["content"], re.S)
+                match = re.match(r"---\n(.*?)\n---\n", data["content"], re.DOTALL)
                 meta = yaml.safe_load(match[1]) if match else {}
                 if not isinstance(meta, dict):
                     return self._answer(400, {"error": "metadata is not a mapping"})

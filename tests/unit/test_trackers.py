@@ -20,7 +20,7 @@ from backpropagate.contract.specs import TrainResult
 from backpropagate.output import Output
 from backpropagate.runs.plan import plan_train
 from backpropagate.runs.session import Session
-from backpropagate.runtimes import RuntimeChoice, StageExit
+from backpropagate.runtimes import StageExit
 from backpropagate.sinks.trackers import TRACKERS, choose_trackers
 
 from tests.conftest import ROOT, run_cli
