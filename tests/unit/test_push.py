@@ -113,7 +113,7 @@ def test_a_repo_gone_a_conflicting_commit_and_no_network_each_have_their_code(tm
     hub.vanish = True
     result = push_cli(tmp_path, hub, trained.spec.run_id, "--repo", "me/gone")
     assert result.returncode == 7
-    assert "[HUB_REPO_NOT_FOUND]: the Hub has no repository me/gone (revision main) that this token may write to" \
+    assert "[HUB_REPO_NOT_FOUND]: the Hub has no repository me/gone (revision main) that this token may write to: " \
         in result.stderr
     assert "fix: check --repo OWNER/NAME and --revision, and that the token's account may write to OWNER" \
         in result.stderr
@@ -134,7 +134,7 @@ def test_a_repo_gone_a_conflicting_commit_and_no_network_each_have_their_code(tm
 def test_pushing_what_a_run_has_not_made_or_a_bad_repo_id_is_refused_before_any_upload(tmp_path, hub, trained):
     result = push_cli(tmp_path, hub, trained.spec.run_id, "--repo", "me/merged", "--what", "merged")
     assert result.returncode == 6
-    assert f"[STATE_NOTHING_TO_PUSH]: {trained.spec.run_id} has no merged to push" in result.stderr
+    assert f"[STATE_NOTHING_TO_PUSH]: {trained.spec.run_id} has no merged to push: " in result.stderr
     assert "make it first (`backprop export RUN --format merged`), or push another --what" in result.stderr
     result = push_cli(tmp_path, hub, trained.spec.run_id, "--repo", "no-owner")
     assert result.returncode == 2 and "[CONFIG_VALUE_INVALID]: --repo='no-owner'" in result.stderr
