@@ -5,14 +5,14 @@
     result = trainer.train("my.jsonl", steps=100)
 
 Keyword arguments are the CLI's flags with underscores (``lora_r=8``,
-``device="cpu"``); they override BACKPROPAGATE_* environment variables, which
+``device="cpu"``, ``report_to=["wandb"]`` or ``"none"``); they override BACKPROPAGATE_* environment variables, which
 override the defaults. Failures raise ``BackpropError`` with the same code the CLI
 would print.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backpropagate.config import command_settings, output_dir, settings_from_arguments
 from backpropagate.contract.errors import BackpropError
@@ -26,6 +26,9 @@ from backpropagate.runs.export import plan_export
 from backpropagate.runs.exports import check_export
 from backpropagate.runs.plan import plan_resume, plan_train
 from backpropagate.runs.session import Session
+
+if TYPE_CHECKING:
+    from backpropagate.hub.push import PushResult
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Trainer:
                                 allowed="a JSONL or JSON file (or resume=RUN to continue a run)")
         else:
             plan = plan_train(settings, data, data_format, skip_invalid, eval_data, eval_prompts)
-        result = self._session(settings).run(plan.pipeline())["train"]
+        result = self._session(settings, trackers=True).run(plan.pipeline())["train"]
         self.last_result = TrainResult(run_id=plan.spec.run_id, run_dir=Path(plan.spec.run_dir),
                                        adapter_path=Path(result.adapter), final_loss=result.final_loss,
                                        loss_history=list(result.losses), outputs=to_dict(result),
@@ -122,5 +125,26 @@ class Trainer:
         return ExportResult(run_id=plan.run_id, format=format, path=Path(path), outputs=outputs,
                             quality=read_report(plan.folder.quality))
 
-    def _session(self, settings) -> Session:
-        return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress)
+    def push(self, repo: str, what: str = "adapter", *, run: str | None = None, private: bool = False,
+             revision: str | None = None, commit_message: str | None = None,
+             token_file: str | Path | None = None, output: str | Path | None = None) -> "PushResult":
+        """Push the last trained run's (or ``run``'s) adapter, merged model or GGUF files to the Hub repository
+        ``repo`` (OWNER/NAME) with a model card, as `backprop push` does."""
+        from backpropagate.hub.push import PushRequest, push
+        from backpropagate.hub.target import WHATS, check_repo, resolve_push_target
+
+        check_repo(repo)
+        if what not in WHATS:
+            raise BackpropError("CONFIG_VALUE_INVALID", name="what", value=what, reason="not a kind of push",
+                                allowed=", ".join(WHATS))
+        target = run or (self.last_result.run_id if self.last_result else None)
+        if target is None:
+            raise BackpropError("CONFIG_VALUE_INVALID", name="run", value=None, reason="this Trainer has not trained",
+                                allowed="call train() first, or pass run=RUN (a run id or folder)")
+        workspace = output_dir(command_settings(output or self.settings.get("output")))
+        source = resolve_push_target(workspace, target, what)
+        return push(workspace, source, PushRequest(repo, private, revision, commit_message,
+                                                   Path(token_file) if token_file else None))
+
+    def _session(self, settings, trackers: bool = False) -> Session:
+        return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress, trackers=trackers)

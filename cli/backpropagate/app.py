@@ -22,6 +22,7 @@ from backpropagate.commands import (
     list_runs,
     multi_run,
     ollama,
+    push,
     replay,
     resume,
     show_run,
@@ -55,6 +56,7 @@ app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
 app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
 app.command("info")(info.info)
 app.command("ui", epilog=ui.EXAMPLES)(ui.ui)
+app.command("push", epilog=push.EXAMPLES)(push.push_command)
 app.add_typer(ollama.app, name="ollama")
 app.add_typer(images.app, name="images")
 

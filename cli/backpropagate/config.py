@@ -30,6 +30,28 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"r": 16, "alpha": 16, "targets": ("q_proj", "v_proj")},
 }
 
+# The experiment trackers `--report-to` may name; each is a sink (sinks/trackers.py).
+TRACKER_NAMES = ("tensorboard", "mlflow", "wandb")
+REPORT_TO_ALLOWED = "auto, none, or tracker names separated by commas: " + ", ".join(TRACKER_NAMES)
+
+
+def requested_trackers(report_to: str) -> tuple[str, ...] | None:
+    """The trackers `--report-to` names, in order; None for auto (each tracker installed and configured)."""
+    words = [word.strip().lower() for word in report_to.split(",") if word.strip()]
+    if words == ["auto"]:
+        return None
+    return () if words == ["none"] else tuple(dict.fromkeys(words))
+
+
+def _report_to_problem(value: str) -> str | None:
+    words = [word.strip().lower() for word in value.split(",") if word.strip()]
+    if not words:
+        return "names no tracker"
+    if len(words) > 1 and {"auto", "none"} & set(words):
+        return "auto and none stand alone"
+    unknown = [word for word in words if word not in (*TRACKER_NAMES, "auto", "none")]
+    return f"unknown tracker {unknown[0]!r}" if unknown else None
+
 
 @dataclass(frozen=True)
 class UiSettings:
@@ -44,6 +66,8 @@ class Settings:
     output: str = field("./output", help="workspace folder that holds run folders and run_history.json")
     runtime: Literal["auto", "docker", "local"] = field(
         "auto", help="where stages run: docker when an engine answers, else local when the ML stack imports")
+    report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
+                           help="experiment trackers that receive training runs")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
@@ -185,6 +209,7 @@ OVERRIDES: dict[str, str] = {
     "qlora": "lora.qlora",
     "runtime": "runtime",
     "gpus": "docker.gpus",
+    "report_to": "report_to",
 }
 
 
@@ -212,6 +237,8 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
         if name == "lora_targets":
             parts = value.split(",") if isinstance(value, str) else value
             value = tuple(str(part).strip() for part in parts if str(part).strip())
+        elif name == "report_to" and not isinstance(value, str):  # the API's report_to=["wandb", "mlflow"]
+            value = ",".join(str(part).strip() for part in value)
         elif name == "output":
             value = str(value)
         values[OVERRIDES[name]] = value
@@ -219,7 +246,8 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,
-                     gpus: str | None = None) -> Settings:
+                     gpus: str | None = None, report_to: str | None = None) -> Settings:
     """The settings of a command that takes the shared --output, --json, --runtime and --gpus options."""
     return load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
-                                    "runtime": runtime, "docker.gpus": gpus})
+                                    "runtime": runtime, "docker.gpus": gpus, "report_to": report_to},
+                         names={"report_to": "--report-to"})

@@ -11,7 +11,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 SAMPLES = {
     "started": events.Started(message="run_started run_id=r1 stage=train"),
-    "progress": events.Progress(step=3, total=30, loss=2.5, lr=0.0002, tokens_per_s=1234.5, eta_s=12.0),
+    "progress": events.Progress(step=3, total=30, loss=2.5, lr=0.0002, tokens_per_s=1234.5, eta_s=12.0,
+                                  grad_norm=0.75),
     "metric": events.Metric(key="examples", value=5),
     "checkpoint": events.Checkpoint(step=10, path="output/r1/checkpoints/step-10"),
     "artifact": events.Artifact(kind="adapter", path="output/r1/adapter", bytes=1024, sha256="ab" * 32),

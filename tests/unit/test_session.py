@@ -78,9 +78,8 @@ def _pipeline(tmp_path) -> Pipeline:
     return Pipeline(start=start, steps=(Step("merge", run_dir / "merge.spec.json"),), log=run_dir / "log.txt")
 
 
-def _session(runtime, *sinks, warnings=None) -> Session:
-    return Session(RuntimeChoice(runtime, "local", "test"), list(sinks),
-                   (warnings if warnings is not None else []).append)
+def _session(runtime, *sinks) -> Session:
+    return Session(RuntimeChoice(runtime, "local", "test"), list(sinks))
 
 
 def test_every_sink_sees_the_run_open_each_event_and_the_run_close(tmp_path):
@@ -95,15 +94,20 @@ def test_every_sink_sees_the_run_open_each_event_and_the_run_close(tmp_path):
     assert (row.status, row.runtime, row.merged) == ("completed", "replay", "/w/run/merged")
 
 
-def test_a_failing_optional_sink_is_dropped_with_a_warning_and_the_run_goes_on(tmp_path):
-    warnings: list[str] = []
+def test_a_failing_optional_sink_is_dropped_with_a_coded_warning_and_the_run_goes_on(tmp_path):
     recorder = RecordingSink()
     runtime = ReplayRuntime([events.Started(), events.Finished(status="completed", outputs=to_dict(MERGED))])
-    session = _session(runtime, BrokenTracker(), recorder, HistorySink(), warnings=warnings)
+    session = _session(runtime, BrokenTracker(), recorder, HistorySink(), EventsFileSink())
     assert session.run(_pipeline(tmp_path)) == {"merge": MERGED}
-    assert warnings == ["broken tracker stopped receiving this run: ConnectionError: tracker server went away"]
+    assert recorder.calls[:3] == [("open", "r1"), ("event", "warning"), ("event", "started")]
     assert recorder.calls[-1] == ("close", "completed", None)
-    assert RunHistory(tmp_path).find("r1").status == "completed"
+    row = RunHistory(tmp_path).find("r1")
+    assert row.status == "completed"
+    message = "broken tracker stopped receiving this run: ConnectionError: tracker server went away"
+    assert row.warnings == [{"code": "sink_failed", "message": message}]
+    assert row.trackers == [{"name": "broken tracker", "dropped": "ConnectionError: tracker server went away"}]
+    lines = [json.loads(line) for line in (tmp_path / "r1" / "events.jsonl").read_text().splitlines()]
+    assert [(line["stage"], line["code"]) for line in lines if line["event"] == "warning"] == [("host", "sink_failed")]
 
 
 def test_a_stage_error_event_is_raised_with_its_code_and_the_row_is_closed_failed(tmp_path):

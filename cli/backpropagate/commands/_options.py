@@ -31,3 +31,9 @@ DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset: JSONL or a
 FormatOpt = Annotated[str, typer.Option("--format", help="Dataset format: auto, sharegpt, openai, alpaca or text.")]
 SkipInvalidOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows and report how many, "
                                                                      "instead of stopping at the first.")]
+ReportToOpt = Annotated[
+    str | None,
+    typer.Option("--report-to", help="Experiment trackers that receive the run: auto (each one installed and "
+                                     "configured), none, or names such as tensorboard,mlflow,wandb "
+                                     "[env BACKPROPAGATE_REPORT_TO; default auto]."),
+]

@@ -12,9 +12,10 @@ from backpropagate.runs.session import Session
 
 
 def run_and_report(out: Output, plan: TrainPlan, settings: Settings) -> None:
-    """Run the plan in a session, render its events, print where the adapter is."""
+    """Run the plan in a session (the trackers `--report-to` turns on included), render its events, print where
+    the adapter is."""
     verb = "run_resumed" if plan.resume else "run_started"
-    session = Session.for_settings(settings, out)
+    session = Session.for_settings(settings, out, trackers=True)
     out.note(f"{verb} run_id={plan.spec.run_id} runtime={session.runtime.name}")
     out.note(f"dataset {Path(plan.spec.data.source).name}: {plan.dataset.format}, "
              f"{len(plan.dataset.examples)} examples"

@@ -11,6 +11,7 @@ from backpropagate.config import command_settings, output_dir
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import QUANTIZATIONS
+from backpropagate.hub.target import check_repo
 from backpropagate.output import Output
 from backpropagate.runs.export import plan_export
 from backpropagate.runs.exports import EXPORT_FORMATS, check_export
@@ -28,6 +29,8 @@ Examples:
   backprop export 3f2a --format gguf --quantization q4_k_m --ollama --ollama-name my-model
 
   backprop export output/3f2a9c1e-.../adapter --format merged --dtype bfloat16
+
+  backprop export 3f2a --format gguf --quantization q4_k_m --push-to-hub me/my-model-gguf
 """
 
 
@@ -48,6 +51,8 @@ def export(
     ollama_name: Annotated[str | None, typer.Option(help="Name of the Ollama model (default: the run id).")] = None,
     ollama_container: Annotated[bool, typer.Option("--ollama-container", help="When no Ollama server answers, "
                                                    "start the pinned ollama/ollama image in Docker.")] = False,
+    push_to_hub: Annotated[str | None, typer.Option(help="Then push what was exported to this Hub repository, "
+                                                         "OWNER/NAME, as `backprop push` does.")] = None,
     output: OutputOpt = None,
     json_output: JsonOpt = None,
     runtime: RuntimeOpt = None,
@@ -61,6 +66,8 @@ def export(
     check_export(export_format, given, quantization)
     if "--ollama" in given:  # before the export, so a missing server does not cost a whole export
         _check_ollama(ollama_container)
+    if push_to_hub is not None:
+        check_repo(push_to_hub)
     out = Output(json_mode=settings.log_json)
     plan = plan_export(output_dir(settings), run, export_format, dtype or "float16", quantization or "q4_k_m",
                        verify)
@@ -83,7 +90,20 @@ def export(
                                out, output_dir(settings))
         outputs["ollama"] = registered
         lines.append(f"ollama: {registered['name']} (try: ollama run {registered['name']})")
+    if push_to_hub is not None:
+        pushed = _push(results, plan.run_id, push_to_hub, output_dir(settings))
+        outputs["hub"] = {"repo": pushed.repo, "url": pushed.url, "commit": pushed.commit}
+        lines.append(f"hub: {pushed.url} (commit {pushed.commit[:12]})")
     out.result("\n".join(lines), {"run_id": plan.run_id, "format": export_format, **outputs})
+
+
+def _push(results: dict, run_id: str, repo: str, output: Path):
+    from backpropagate.hub.push import PushRequest, push
+    from backpropagate.hub.target import PushSource
+
+    folder, what = (Path(results["gguf"].gguf).parent, "gguf") if "gguf" in results \
+        else (Path(results["merge"].merged), "merged")
+    return push(output, PushSource(folder=folder, what=what, run_id=run_id), PushRequest(repo))
 
 
 def _register(gguf: str, name: str, use_container: bool, out: Output, output: Path) -> dict:

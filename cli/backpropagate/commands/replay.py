@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
+from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, ReportToOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import command_settings, output_dir
 from backpropagate.output import Output
@@ -28,8 +28,9 @@ def replay(
     json_output: JsonOpt = None,
     runtime: RuntimeOpt = None,
     gpus: GpusOpt = None,
+    report_to: ReportToOpt = None,
 ) -> None:
     """Start a new run with the same model, data file (checked by sha256) and settings as RUN."""
-    settings = command_settings(output, json_output, runtime, gpus)
+    settings = command_settings(output, json_output, runtime, gpus, report_to)
     plan = plan_replay(output_dir(settings), run, steps, allow_changed_data)
     run_and_report(Output(json_mode=settings.log_json), plan, settings)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, RuntimeOpt
+from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, ReportToOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.commands.multi_run import report
 from backpropagate.config import command_settings, output_dir
@@ -32,9 +32,10 @@ def resume(
     json_output: JsonOpt = None,
     runtime: RuntimeOpt = None,
     gpus: GpusOpt = None,
+    report_to: ReportToOpt = None,
 ) -> None:
     """Continue a failed or interrupted run with the same settings and data order."""
-    settings = command_settings(output, json_output, runtime, gpus)
+    settings = command_settings(output, json_output, runtime, gpus, report_to)
     out = Output(json_mode=settings.log_json)
     if RunHistory(output_dir(settings)).find(run).stage == "campaign":
         plan, folder = campaign_of(output_dir(settings), run)

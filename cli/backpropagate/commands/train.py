@@ -5,7 +5,15 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import FormatOpt, GpusOpt, JsonOpt, OutputOpt, RuntimeOpt, SkipInvalidOpt
+from backpropagate.commands._options import (
+    FormatOpt,
+    GpusOpt,
+    JsonOpt,
+    OutputOpt,
+    ReportToOpt,
+    RuntimeOpt,
+    SkipInvalidOpt,
+)
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import OVERRIDES, flag_name, output_dir, settings_from_arguments
 from backpropagate.contract.errors import BackpropError
@@ -22,6 +30,8 @@ Examples:
   backprop train --data my.jsonl --model ./base --lora-preset fast --lora-r 8 --json
 
   backprop train --data my.jsonl --model ./base --eval-split 0.1 --eval-every 20 --eval-prompts prompts.jsonl
+
+  MLFLOW_TRACKING_URI=sqlite:///mlflow.db backprop train --data my.jsonl --model ./base --report-to mlflow,tensorboard
 
   backprop train --resume 3f2a   (or: backprop resume 3f2a)
 """
@@ -94,6 +104,7 @@ def train(
                                ] = None,
     runtime: RuntimeOpt = None,
     gpus: GpusOpt = None,
+    report_to: ReportToOpt = None,
     resume: Annotated[str | None, typer.Option(help="Continue this failed or interrupted run (id or prefix) "
                                                     "from its newest valid checkpoint, with its own settings.")
                       ] = None,
@@ -104,7 +115,7 @@ def train(
     out = Output(json_mode=settings.log_json)
     if resume:
         given = sorted(flag_name(name) for name, value in flags.items()
-                       if value is not None and name not in ("output", "runtime", "gpus"))
+                       if value is not None and name not in ("output", "runtime", "gpus", "report_to"))
         given += [flag for flag, value in (("--data", data), ("--eval-data", eval_data),
                                            ("--eval-prompts", eval_prompts)) if value is not None]
         if given:

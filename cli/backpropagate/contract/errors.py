@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Exit codes by prefix. 130 is the shell's convention for "stopped by Ctrl-C".
-EXIT_CODES = {"CONFIG": 2, "INPUT": 3, "DEP": 4, "RUNTIME": 5, "STATE": 6}
+EXIT_CODES = {"CONFIG": 2, "INPUT": 3, "DEP": 4, "RUNTIME": 5, "STATE": 6, "HUB": 7}
 EXIT_INTERRUPTED = 130
 
 
@@ -409,6 +409,41 @@ CATALOG: dict[str, ErrorKind] = dict(
             "STATE_RUN_IN_USE",
             "run {run_id} is being run by {owner}",
             "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
+        # Experiment trackers and the Hugging Face Hub.
+        _kind(
+            "DEP_TRACKER_NOT_INSTALLED",
+            "--report-to names {tracker}, but {module} is not installed",
+            "pip install 'backpropagate[{tracker}]', or leave {tracker} out of --report-to",
+        ),
+        _kind(
+            "DEP_HUB_NOT_INSTALLED",
+            "pushing to the Hugging Face Hub needs huggingface_hub, which is not importable: {reason}",
+            "pip install 'backpropagate[hub]'",
+        ),
+        _kind(
+            "STATE_NOTHING_TO_PUSH",
+            "{target} has no {what} to push: {reason}",
+            "make it first (`backprop export RUN --format {what}`), or push another --what",
+        ),
+        _kind(
+            "HUB_TOKEN_REJECTED",
+            "the Hub refused the token for {repo} ({status}): {reason}",
+            "run `hf auth login`, or set HF_TOKEN (or --token-file) to a token with write access to {repo}",
+        ),
+        _kind(
+            "HUB_REPO_NOT_FOUND",
+            "the Hub has no repository {repo} (revision {revision}) that this token may write to: {reason}",
+            "check --repo OWNER/NAME and --revision, and that the token's account may write to OWNER",
+        ),
+        _kind(
+            "HUB_CONFLICT",
+            "the Hub refused the commit to {repo}: {reason}",
+            "another commit may have landed first or the branch is protected: push again, or to another --revision",
+        ),
+        _kind(
+            "HUB_NETWORK",
+            "the Hub at {endpoint} did not answer ({attempts} attempts): {reason}",
+            "check the network and HF_ENDPOINT, then push again (files already uploaded are not sent twice)",
         ),
     ]
 )

@@ -32,6 +32,7 @@ class Progress:
     lr: float
     tokens_per_s: float
     eta_s: float
+    grad_norm: float | None = None  # before clipping
 
 
 @dataclass(frozen=True)

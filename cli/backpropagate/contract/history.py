@@ -53,6 +53,7 @@ class HistoryRow:
     oom_adjustments: list = field(default_factory=list)
     thermal_pauses: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # what the host chose for the user, and why
+    trackers: list = field(default_factory=list)  # experiment trackers that received the run, and where
     merged: str | None = None
     gguf: str | None = None
     gguf_verify: dict | None = None

@@ -96,7 +96,7 @@ def _run(plan: CampaignPlan, index: int, previous: dict | None, output: Path, se
         if not quiet:
             out.note(f"campaign {plan.campaign_id[:8]}: run {index} of {len(plan.runs)} "
                      f"run_id={train_plan.spec.run_id}")
-    result = Session.for_settings(settings, out, quiet).run(train_plan.pipeline())["train"]
+    result = Session.for_settings(settings, out, quiet, trackers=True).run(train_plan.pipeline())["train"]
     row = history.update(train_plan.spec.run_id, merge_lambda=result.merge_lambda)
     return _summary(row, index) | {"losses": list(result.losses)}
 

@@ -27,6 +27,7 @@ from backpropagate.contract.stages import STAGES
 from backpropagate.contract.workspace import check_writable
 from backpropagate.runs.ownership import owner_of, shown_status
 from backpropagate.runs.session import Pipeline, Step
+from backpropagate.sinks.trackers import check_trackers
 from backpropagate.sinks.base import RunStart
 
 
@@ -55,6 +56,7 @@ class TrainPlan:
 
 def check_conflicts(settings: Settings) -> None:
     """Flag combinations that cannot work, refused before anything runs."""
+    check_trackers(settings.report_to)
     if settings.lora.qlora and settings.training.device == "cpu":
         raise BackpropError("CONFIG_QLORA_NEEDS_CUDA")
     if settings.training.thermal_resume_c >= settings.training.thermal_pause_c:

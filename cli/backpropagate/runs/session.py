@@ -2,13 +2,12 @@
 
 This is the one follow loop: for each step it starts the stage program, passes each event
 on as it arrives, and reads how the stage ended: its typed result, or its coded error. The
-sinks (terminal, history, events file; trackers and the web UI next) see the run open, every
+sinks (terminal, history, events file, the experiment trackers; the web UI next) see the run open, every
 event, and the run close, whatever the ending.
 """
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import HOST, Envelope
 from backpropagate.contract.files import is_disk_full
 from backpropagate.contract.history import RunHistory
+from backpropagate.contract.redact import redact
 from backpropagate.contract.specs import read_result
 from backpropagate.contract.stages import stage_named
 from backpropagate.output import Output
@@ -28,6 +28,7 @@ from backpropagate.sinks.base import RunEnd, RunStart, Sink
 from backpropagate.sinks.events_file import EventsFileSink
 from backpropagate.sinks.history import HistorySink
 from backpropagate.sinks.terminal import TerminalSink
+from backpropagate.sinks.trackers import choose_trackers
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,27 @@ class Pipeline:
 
 
 class Session:
-    def __init__(self, choice: RuntimeChoice, sinks: list[Sink], warn: Callable[[str], None]) -> None:
+    def __init__(self, choice: RuntimeChoice, sinks: list[Sink], announce: tuple[events.Metric, ...] = ()) -> None:
         self.choice = choice
         self.runtime = choice.runtime
         self.sinks = list(sinks)
-        self.warn = warn  # where a dropped sink is reported
+        self.announce = announce  # host events every run of this session starts with
+        self.run_id: str | None = None
+        self.dropped: list[dict] = []  # optional sinks that failed: name and why
 
     @classmethod
     def for_settings(cls, settings: Settings, out: Output, quiet: bool = False,
-                     extra_sinks: tuple[Sink, ...] = ()) -> "Session":
-        """The runtime the settings ask for, and the house sinks: terminal, history, events file."""
+                     extra_sinks: tuple[Sink, ...] = (), trackers: bool = False) -> "Session":
+        """The runtime the settings ask for, and the house sinks: terminal, history, events file; with
+        ``trackers`` (a training run), the experiment trackers ``settings.report_to`` turns on."""
         choice = choose_runtime(settings.runtime, settings.docker, note=None if quiet else out.note)
         sinks = [TerminalSink(out, quiet), HistorySink(), EventsFileSink(), *extra_sinks]
-        return cls(choice, sinks, out.warn)
+        announce: tuple[events.Metric, ...] = ()
+        if trackers:
+            chosen = choose_trackers(settings.report_to)
+            sinks += chosen.sinks
+            announce = (events.Metric(key="trackers", value=chosen.summary),)
+        return cls(choice, sinks, announce)
 
     def run(self, pipeline: Pipeline) -> dict[str, Any]:
         """Run every step in order; returns each stage's typed result, or raises the coded error."""
@@ -82,8 +91,8 @@ class Session:
     def _run_owned(self, pipeline: Pipeline, start: RunStart) -> dict[str, Any]:
         started = time.time()
         self._open(start)
-        for warning in self._choices_to_announce(pipeline):
-            self._dispatch(Envelope(run_id=start.run_id, stage=HOST, event=warning))
+        for event in (*self.announce, *self._choices_to_announce(pipeline)):
+            self._dispatch(Envelope(run_id=start.run_id, stage=HOST, event=event))
         results: dict[str, Any] = {}
         try:
             for step in pipeline.steps:
@@ -130,15 +139,23 @@ class Session:
         return []
 
     def _open(self, start: RunStart) -> None:
-        for sink in list(self.sinks):
+        self.run_id = start.run_id
+        # Required sinks first, so an optional one that fails to open is reported through them.
+        for sink in sorted(self.sinks, key=lambda sink: not sink.required):
             self._call(sink, "open", start)
 
     def _dispatch(self, envelope: Envelope) -> None:
         for sink in list(self.sinks):
-            self._call(sink, "event", envelope)
+            if sink in self.sinks:  # not dropped while this event was going round
+                self._call(sink, "event", envelope)
 
     def _close(self, end: RunEnd) -> None:
-        for sink in list(self.sinks):
+        # Optional sinks (trackers) close first: the history then records which of them received the run.
+        for sink in [sink for sink in self.sinks if not sink.required]:
+            self._call(sink, "close", end)
+        received = [sink.receipt() for sink in self.sinks if not sink.required and hasattr(sink, "receipt")]
+        end = replace(end, trackers=received + self.dropped)
+        for sink in [sink for sink in self.sinks if sink.required]:
             self._call(sink, "close", end)
 
     def _call(self, sink: Sink, method: str, argument: Any) -> None:
@@ -147,8 +164,18 @@ class Session:
         except Exception as exc:
             if sink.required:
                 raise
-            self.sinks.remove(sink)
-            self.warn(f"{sink.name} stopped receiving this run: {type(exc).__name__}: {exc}")
+            self._drop(sink, exc)
+
+    def _drop(self, sink: Sink, exc: Exception) -> None:
+        """An optional sink that failed stops receiving the run, with a coded warning the run keeps."""
+        self.sinks.remove(sink)
+        reason = redact(f"{type(exc).__name__}: {exc}".strip())
+        self.dropped.append({"name": sink.name, "dropped": reason})
+        warning = events.Warning(code="sink_failed", message=f"{sink.name} stopped receiving this run: {reason}")
+        # Told to the required sinks only (the terminal, the history, events.jsonl): they are open
+        # whenever another sink fails, and a tracker has nothing to do with another's failure.
+        for required in [other for other in self.sinks if other.required]:
+            required.event(Envelope(run_id=self.run_id, stage=HOST, event=warning))
 
 
 class StageFailed(Exception):

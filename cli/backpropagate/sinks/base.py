@@ -25,6 +25,7 @@ class RunEnd:
     error_code: str | None
     duration_s: float
     results: dict[str, Any] = field(default_factory=dict)  # stage name -> its typed result, for each that completed
+    trackers: list[dict] = field(default_factory=list)  # the trackers that received the run (or dropped it)
 
 
 class Sink(Protocol):

@@ -61,6 +61,8 @@ class HistorySink:
                        "thermal_pauses": self.row.thermal_pauses + self.thermal_pauses}
         if self.warnings:
             fields["warnings"] = self.row.warnings + self.warnings
+        if end.trackers:
+            fields["trackers"] = self.row.trackers + end.trackers
         if end.status == "completed":
             for result in end.results.values():
                 fields |= _recorded(result)

@@ -122,7 +122,7 @@ def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: Train
         if not math.isfinite(step_loss):
             raise BackpropError("RUNTIME_TRAINING_DIVERGED", loss=step_loss, step=state.step + 1,
                                 learning_rate=settings.learning_rate)
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -136,7 +136,8 @@ def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: Train
         tokens_per_s = state.tokens / state.seconds if state.seconds else 0.0
         eta = (settings.steps - state.step) * state.seconds / max(1, len(state.losses))
         emit(events.Progress(step=state.step, total=settings.steps, loss=round(step_loss, 6), lr=lr,
-                             tokens_per_s=round(tokens_per_s, 1), eta_s=round(eta, 1)))
+                             tokens_per_s=round(tokens_per_s, 1), eta_s=round(eta, 1),
+                             grad_norm=round(grad_norm, 6)))
         hooks.after_step(state)
     return state
 

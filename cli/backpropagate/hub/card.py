@@ -1,0 +1,68 @@
+"""The model card (README.md) the Hub shows: front matter it reads, and how the model was made and is used."""
+
+import json
+from pathlib import Path
+
+from backpropagate.contract.records import RunRecord
+
+PLOT_FILE = "loss.png"
+
+
+def is_hub_id(model: str) -> bool:
+    """A Hub id is OWNER/NAME (or NAME); a local path never goes into base_model."""
+    return bool(model) and not Path(model).expanduser().exists() and not model.startswith((".", "/", "~")) \
+        and model.count("/") <= 1 and "\\" not in model
+
+
+def model_card(repo: str, what: str, record: RunRecord | None, plot: bool, files: list[str]) -> str:
+    spec = record.spec if record else {}
+    base = spec.get("model", "")
+    front = []
+    if is_hub_id(base):
+        front.append(f"base_model: {base}")
+    if what == "adapter":
+        front.append("library_name: peft")
+    front += ["pipeline_tag: text-generation", "tags:", "- backpropagate"]
+    front += ["- lora"] if what == "adapter" else []
+    front += ["- gguf"] if what == "gguf" else []
+    lines = ["---", *front, "---", "", f"# {repo.split('/')[-1]}", ""]
+    kind = {"adapter": "A LoRA adapter", "merged": "A model with a LoRA adapter merged in", "gguf": "GGUF files"}[what]
+    lines.append(f"{kind}, fine-tuned with [backpropagate](https://pypi.org/project/backpropagate/)"
+                 + (f" from `{base}`." if is_hub_id(base) else " from a local base model." if base else "."))
+    if record:
+        lines += ["", "## Training", "", *_training(record)]
+        if plot:
+            lines += ["", f"![training loss and learning rate]({PLOT_FILE})"]
+    lines += ["", "## Use", "", *_usage(repo, what, base, files)]
+    return "\n".join(lines) + "\n"
+
+
+def _training(record: RunRecord) -> list[str]:
+    spec, row = record.spec, record.row
+    training, lora = spec.get("training", {}), spec.get("lora", {})
+    rows = [("run id", row.run_id), ("data sha256", spec.get("data", {}).get("sha256", "")),
+            ("steps", row.steps_done), ("final loss", row.final_loss)]
+    if record.quality and record.quality.eval_loss:
+        rows += [("held-out loss, before and after", f"{record.quality.eval_loss[0][1]:.4f} -> "
+                                                     f"{record.quality.eval_loss[-1][1]:.4f}")]
+    rows += [(f"lora.{key}", value) for key, value in lora.items() if value is not None]
+    rows += [(f"training.{key}", value) for key, value in training.items()]
+    return ["| setting | value |", "| --- | --- |", *(f"| {key} | `{json.dumps(value)}` |" for key, value in rows)]
+
+
+def _usage(repo: str, what: str, base: str, files: list[str]) -> list[str]:
+    if what == "adapter":
+        base_line = f'"{base}"' if is_hub_id(base) else '"BASE_MODEL"  # the base this adapter was trained on'
+        return ["```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+                "", f"base = AutoModelForCausalLM.from_pretrained({base_line})",
+                f'model = PeftModel.from_pretrained(base, "{repo}")',
+                f"tokenizer = AutoTokenizer.from_pretrained({base_line.split('  #')[0]})", "```"]
+    if what == "merged":
+        return ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                f'model = AutoModelForCausalLM.from_pretrained("{repo}")',
+                f'tokenizer = AutoTokenizer.from_pretrained("{repo}")', "```"]
+    ggufs = [name for name in files if name.endswith(".gguf")]
+    first = ggufs[0] if ggufs else "model.gguf"
+    return ["```sh", f"hf download {repo} {first} --local-dir .",
+            f"llama-cli -m {first} -cnv", "", f"ollama run hf.co/{repo}" + (f":{first.split('-')[-1][:-5]}"
+                                                                             if "-" in first else ""), "```"]

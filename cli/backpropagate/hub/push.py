@@ -1,0 +1,157 @@
+"""Uploading a push source to a Hub repository with huggingface_hub: create_repo, then upload_folder.
+
+The token comes from ``--token-file``, else ``HF_TOKEN``, else huggingface_hub's saved login; it is
+handed to huggingface_hub only and never printed, logged or recorded. What is uploaded is a staging
+folder beside the files (hard links to them, the model card and the loss plot), so the run's own
+folders are never changed. Network failures and the Hub's 5xx answers are retried.
+"""
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.records import RunRecord, load_record
+from backpropagate.hub.card import PLOT_FILE, model_card
+from backpropagate.hub.target import PushSource
+
+ATTEMPTS = 3  # for network errors and 5xx answers; waits 1 s, then 2 s
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    repo: str
+    private: bool = False
+    revision: str | None = None
+    commit_message: str | None = None
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    repo: str
+    url: str
+    revision: str
+    commit: str
+    files: list[dict]  # path in the repo, bytes, sha256
+
+
+def read_token(token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            token = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise BackpropError("CONFIG_VALUE_INVALID", name="--token-file", value=str(token_file),
+                                reason=exc.strerror or type(exc).__name__, allowed="a readable file holding the token")
+        return token
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token() or ""
+
+
+def push(output: Path, source: PushSource, request: PushRequest) -> PushResult:
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError as exc:
+        raise BackpropError("DEP_HUB_NOT_INSTALLED", reason=str(exc)) from None
+    from huggingface_hub import HfApi
+
+    token = read_token(request.token_file)
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or False)
+    record = load_record(output, source.run_id) if source.run_id else None
+    staging = _stage(source, request.repo, record)
+    revision = request.revision or "main"
+    message = request.commit_message or f"backpropagate: {source.what}" + (f" of run {source.run_id}"
+                                                                          if source.run_id else "")
+    try:
+        url = _attempt(request, api, lambda: api.create_repo(request.repo, private=request.private, exist_ok=True))
+        if revision != "main":
+            _attempt(request, api, lambda: api.create_branch(request.repo, branch=revision, exist_ok=True))
+        commit = _attempt(request, api, lambda: api.upload_folder(repo_id=request.repo, folder_path=staging,
+                                                                  revision=revision, commit_message=message))
+        files = [_file(staging, path) for path in sorted(staging.rglob("*")) if path.is_file()]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PushResult(repo=request.repo, url=str(url), revision=revision, commit=commit.oid, files=files)
+
+
+def _stage(source: PushSource, repo: str, record: RunRecord | None) -> Path:
+    staging = source.folder.parent / f".push-{source.folder.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    names = []
+    for path in sorted(source.folder.rglob("*")):
+        if path.is_file() and path.name != "README.md":
+            target = staging / path.relative_to(source.folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)  # no copy of a large model
+            except OSError:
+                shutil.copy2(path, target)
+            names.append(target.relative_to(staging).as_posix())
+    staging.mkdir(parents=True, exist_ok=True)
+    plot = bool(record and record.losses) and _plot(record, staging / PLOT_FILE)
+    (staging / "README.md").write_text(model_card(repo, source.what, record, plot, names), encoding="utf-8")
+    return staging
+
+
+def _plot(record: RunRecord, path: Path) -> bool:
+    """The loss plot, when matplotlib is installed; the card goes without it otherwise."""
+    from backpropagate.charts import write_png
+
+    steps = sorted(record.losses)
+    try:
+        write_png(path, steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
+                  f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)
+    except BackpropError:
+        return False
+    return True
+
+
+def _file(staging: Path, path: Path) -> dict:
+    from backpropagate.contract.files import sha256_file
+
+    return {"path": path.relative_to(staging).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _attempt(request: PushRequest, api, call):
+    """One Hub call, retried on network errors and 5xx answers; the Hub's refusals become HUB_ errors."""
+    import httpx2  # the HTTP client huggingface_hub 2.x uses
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return call()
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in (401, 403):
+                raise _rejected(request, status, exc) from None
+            raise BackpropError("HUB_REPO_NOT_FOUND", repo=request.repo, revision=request.revision or "main",
+                                reason=_reason(exc)) from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in (401, 403):
+                raise _rejected(request, status, exc) from None
+            if status in (409, 412):
+                raise BackpropError("HUB_CONFLICT", repo=request.repo, reason=_reason(exc)) from None
+            if status is None or status < 500 or attempt == ATTEMPTS:
+                raise BackpropError("HUB_CONFLICT" if status == 422 else "HUB_NETWORK", repo=request.repo,
+                                    endpoint=api.endpoint, attempts=attempt, reason=_reason(exc)) from None
+        except (httpx2.TransportError, OSError) as exc:
+            if attempt == ATTEMPTS:
+                raise BackpropError("HUB_NETWORK", endpoint=api.endpoint, attempts=attempt,
+                                    reason=f"{type(exc).__name__}: {exc}") from None
+        time.sleep(attempt)
+
+
+def _rejected(request: PushRequest, status: int, exc: Exception) -> BackpropError:
+    return BackpropError("HUB_TOKEN_REJECTED", repo=request.repo, status=status, reason=_reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """The Hub's own words (its error message), else the first line of huggingface_hub's."""
+    server = getattr(exc, "server_message", None)
+    if server:
+        return server.strip().splitlines()[0]
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
