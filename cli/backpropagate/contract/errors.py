@@ -409,6 +409,7 @@ CATALOG: dict[str, ErrorKind] = dict(
             "STATE_RUN_IN_USE",
             "run {run_id} is being run by {owner}",
             "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
+        ),
         # Experiment trackers and the Hugging Face Hub.
         _kind(
             "DEP_TRACKER_NOT_INSTALLED",
