@@ -40,8 +40,10 @@ def test_held_out_loss_is_measured_before_training_every_n_steps_and_after(measu
     assert [step for step, _ in metrics] == [0, 2, 4]
     report = json.loads((out / result["run_id"] / "quality.json").read_text())
     assert report["eval_loss"] == [list(point) for point in metrics]
-    assert report["eval_examples"] == 8 and "8 of 30 examples" in report["eval_source"]
-    assert result["examples"] == 22  # the held-out examples are not trained on
+    rows = len(DATA.read_text().splitlines())
+    held = round(rows * 0.25)
+    assert report["eval_examples"] == held and f"{held} of {rows} examples" in report["eval_source"]
+    assert result["examples"] == rows - held  # the held-out examples are not trained on
     summary = result["quality"]
     assert (summary["eval_loss_before"], summary["eval_loss_after"]) == (metrics[0][1], metrics[-1][1])
 
