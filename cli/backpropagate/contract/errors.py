@@ -410,6 +410,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "run {run_id} is being run by {owner}",
             "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
         ),
+        _kind(
+            "INPUT_DATASET_ROW_TOO_LONG",
+            "{location}: the row is {length} bytes long, over the limit of {limit} bytes a row may have",
+            "split it into rows of at most {limit} bytes, one example each{or_skip}",
+        ),
     ]
 )
 
