@@ -130,3 +130,22 @@ def test_an_export_killed_mid_merge_works_when_run_again_and_leaves_no_partial(t
     assert again.returncode == 0, again.stderr
     assert partials(tmp_path) == []
     assert (tmp_path / run_id / "merged" / "model.safetensors").is_file()
+
+
+def test_an_export_killed_mid_convert_works_when_run_again_and_leaves_no_partial(tiny_model, chat_data, tmp_path):
+    trained = run_cli("train", "--data", str(chat_data), "--model", str(tiny_model), "--output", str(tmp_path),
+                      "--steps", "1", *COMMON, "--json")
+    assert trained.returncode == 0, trained.stderr
+    run_id = run_id_of(trained)
+    power_cut("export", run_id[:8], "--format", "gguf", "--quantization", "q8_0", "--no-verify",
+              "--output", str(tmp_path), point="convert")
+    assert partials(tmp_path) == [f"{run_id}/gguf.partial"]  # the converter was writing in it when the cut came
+    assert any((tmp_path / run_id / "gguf.partial").iterdir())
+    assert not (tmp_path / run_id / "gguf").exists()
+
+    again = run_cli("export", run_id[:8], "--format", "gguf", "--quantization", "q8_0", "--no-verify",
+                    "--output", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert partials(tmp_path) == []
+    assert (tmp_path / run_id / "gguf" / "model-q8_0.gguf").is_file()
+    assert sorted(p.name for p in (tmp_path / run_id / "gguf").iterdir()) == ["model-q8_0.gguf"]

@@ -7,6 +7,7 @@ the test-only hook; everything else is the real CLI, stage, model and PEFT.
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,14 +278,23 @@ def test_planted_secrets_appear_in_no_file_the_run_writes(tiny_model, chat_data,
     secret_dir.mkdir()
     data = secret_dir / "chat.jsonl"
     data.write_bytes(chat_data.read_bytes())
+    model = secret_dir / "model"
+    shutil.copytree(tiny_model, model)
     output = tmp_path / "out"
-    result, events = train(tiny_model, data, output, "--steps", "3", env={"HF_TOKEN": SECRET},
+    result, events = train(model, data, output, "--steps", "3", env={"HF_TOKEN": SECRET},
                            faults={"raise_at_step": [2, f"upload refused for token {SECRET}"]})
     assert result.returncode == 5
     run_dir = output / events[0].run_id
+    assert list(losses(events)) == [1]  # the stage loaded the model through the run folder's link and trained
     for path in (run_dir / "log.txt", run_dir / "events.jsonl", run_dir / "spec.json",
                  output / "run_history.json"):
         assert SECRET not in path.read_text(), path
+    written = [path for path in run_dir.rglob("*") if path.is_file() and not path.is_symlink()
+               and ".partial" not in str(path)]
+    assert all(SECRET.encode() not in path.read_bytes() for path in written), written
+    assert json.loads((run_dir / "spec.json").read_text())["model"] == str(run_dir / "input" / "model")
+    shown = run_cli("show-run", events[0].run_id[:8], "--output", str(output), "--json").stdout
+    assert f'"model": "{tmp_path}/token=***"' in shown and SECRET not in shown  # redaction takes the rest
     assert SECRET not in result.stdout + result.stderr
     assert "upload refused for token ***" in named(events, "error")[0].message
 

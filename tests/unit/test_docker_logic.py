@@ -41,6 +41,19 @@ def test_a_stage_gets_its_run_folder_writable_and_the_other_paths_of_its_spec_re
     assert all(m.source == m.target == m.host for m in mounts.values())  # Linux: the same path inside
 
 
+def test_a_model_named_through_the_run_folders_link_gets_its_target_mounted_so_the_link_resolves(tmp_path):
+    model = tmp_path / "token=hf_PlantedSecretToken1234567890abcd" / "base"
+    model.mkdir(parents=True)
+    run_dir = tmp_path / "output" / "run1"
+    (run_dir / "input").mkdir(parents=True)
+    (run_dir / "input" / "model").symlink_to(model)
+    spec = run_dir / "spec.json"
+    spec.write_text(json.dumps({"run_dir": str(run_dir), "model": str(run_dir / "input" / "model")}))
+    mounts = plan_mounts(spec, str(run_dir))
+    assert [(m.host, m.target, m.read_only) for m in mounts] == [(str(model), str(model), True),
+                                                                 (str(run_dir), str(run_dir), False)]
+
+
 def test_the_run_folder_is_mounted_last_so_a_read_only_parent_does_not_hide_it(tmp_path):
     run_dir = tmp_path / "models" / "out" / "run1"
     run_dir.mkdir(parents=True)

@@ -1,16 +1,32 @@
 """Where a command writes (--output) and what it reads (--data) when the path is hostile.
 
 Each case through the real CLI: the coded error and its fix, no traceback, and nothing created.
+File modes are tested as root too: the child is held to them by dropping the two capabilities that let
+root ignore them (setpriv), so these tests run here and in CI, which run as root.
 The model is a folder with a config.json only: every check here happens before a model is loaded.
 """
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 
 import pytest
 
 from tests.conftest import run_cli
+
+# Root ignores file modes only through these two capabilities; without them it is held to its files' modes.
+MODE_OVERRIDES = "-dac_override,-dac_read_search"
+
+
+def held_to_file_modes():
+    """The command prefix that runs the CLI held to file modes: as root, setpriv drops the overriding capabilities."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("as root, file modes are tested by dropping capabilities with setpriv (util-linux), not found")
+    return ["setpriv", f"--bounding-set={MODE_OVERRIDES}", f"--inh-caps={MODE_OVERRIDES}"]
 
 ROW = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
@@ -25,10 +41,20 @@ def inputs(tmp_path):
     return model, data
 
 
-def train(inputs, output):
+def train(inputs, output, prefix=()):
     model, data = inputs
-    return run_cli("train", "--data", str(data), "--model", str(model), "--output", str(output), "--device", "cpu",
-                   "--steps", "1")
+    return run_cli_with(prefix, "train", "--data", str(data), "--model", str(model), "--output", str(output),
+                        "--device", "cpu", "--steps", "1")
+
+
+def run_cli_with(prefix, *args):
+    """``run_cli``, with the child started through ``prefix`` (a command that runs the rest, such as setpriv)."""
+    if not prefix:
+        return run_cli(*args)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
+    env["BACKPROPAGATE_RUNTIME"] = "local"
+    return subprocess.run([*prefix, sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
+                          env=env)
 
 
 def error_lines(result):
@@ -88,12 +114,11 @@ def test_an_output_on_a_read_only_mount_is_refused_before_anything_is_written(in
 
 
 def test_an_output_folder_this_user_may_not_write_is_refused(inputs, tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into any folder whatever its mode; the read-only mount test covers root")
     output = tmp_path / "locked"
     output.mkdir(mode=0o500)
-    result = train(inputs, output / "runs")
-    assert result.returncode == 2
+    result = train(inputs, output / "runs", prefix=held_to_file_modes())
+    assert result.returncode == 2, result.stderr
+    assert list(output.iterdir()) == []
     assert error_lines(result)[0] == (f"[CONFIG_OUTPUT_NOT_WRITABLE]: --output {output / 'runs'} cannot be "
                                       f"written: {output} is not writable by this user")
 
@@ -118,13 +143,14 @@ def test_resuming_an_unknown_run_in_a_new_folder_creates_nothing(tmp_path):
 
 
 def test_a_dataset_this_user_may_not_read_is_an_input_error_with_the_chmod(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file whatever its mode")
     data = tmp_path / "data.jsonl"
     data.write_text(json.dumps(ROW) + "\n")
     data.chmod(0)
-    result = run_cli("validate", "--data", str(data))
-    assert result.returncode == 3
+    held = held_to_file_modes()
+    result = run_cli_with(held, "validate", "--data", str(data))
+    assert result.returncode == 3, result.stderr
     assert error_lines(result) == (
         f"[INPUT_DATASET_UNREADABLE]: dataset {data} cannot be read: this user may not read it",
         f"  fix: make it readable (chmod u+r {data}), or pass a copy you can read")
+    os.chmod(data, 0o400)  # what the fix says
+    assert run_cli_with(held, "validate", "--data", str(data)).returncode == 0

@@ -26,8 +26,10 @@ GpusOpt = Annotated[
     typer.Option("--gpus", help="GPUs for the train container: auto, all, none, a count, or device ids such as 0,1 "
                                 "[env BACKPROPAGATE_DOCKER__GPUS; default auto]."),
 ]
-DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset: JSONL or a JSON array (ShareGPT, OpenAI chat, "
-                                                            "Alpaca or raw text).")]
+# readable=False: the dataset reader refuses an unreadable file itself, with a coded error and the chmod.
+DataOpt = Annotated[Path, typer.Option("--data", "-d", readable=False,
+                                       help="Dataset: JSONL or a JSON array (ShareGPT, OpenAI chat, Alpaca or "
+                                            "raw text).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Dataset format: auto, sharegpt, openai, alpaca or text.")]
 SkipInvalidOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows and report how many, "
                                                                      "instead of stopping at the first.")]

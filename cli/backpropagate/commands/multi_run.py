@@ -30,7 +30,7 @@ Examples:
 
 CAMPAIGN_PARAMETERS = {
     "data": Annotated[list[Path] | None, typer.Option(
-        "--data", "-d", help="One dataset to split into --runs runs of --samples rows, or one per run "
+        "--data", "-d", readable=False, help="One dataset to split into --runs runs of --samples rows, or one per run "
                              "(--data A.jsonl --data B.jsonl).")],
     "runs": Annotated[int | None, typer.Option(help="Runs in the campaign [default: one per --data file, or 2].")],
     "samples": Annotated[int | None, typer.Option(help="Rows per run, drawn from the one --data file with --seed, "
@@ -39,8 +39,8 @@ CAMPAIGN_PARAMETERS = {
                                               "the same adapter trained on (sequential LoRA) [default slao].")],
     "steps": Annotated[int | None, typer.Option(help="Optimizer steps of each run [default 100].")],
     "eval_data": Annotated[list[Path] | None, typer.Option(
-        help="Held-out rows of each run, once per run in order: after every run the merged adapter is measured "
-             "on those of that run and of every earlier one.")],
+        readable=False, help="Held-out rows of each run, once per run in order: after every run the merged adapter "
+                             "is measured on those of that run and of every earlier one.")],
     "eval_prompts": Annotated[list[Path] | None, typer.Option(
         help="JSONL of {\"prompt\", \"expect\"} for each run, once per run in order, answered like --eval-data.")],
     "resume": Annotated[str | None, typer.Option(help="Continue this unfinished campaign (id or prefix) with its "

@@ -38,8 +38,8 @@ Examples:
 
 
 def train(
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset: JSONL or a JSON array (ShareGPT, "
-                                                                   "OpenAI chat, Alpaca or raw text).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", readable=False, help="Dataset: JSONL or a JSON array "
+                                              "(ShareGPT, OpenAI chat, Alpaca or raw text).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Base model: hub id or local folder "
                                                                     "[env BACKPROPAGATE_MODEL__NAME].")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps [default 100].")] = None,
@@ -91,8 +91,9 @@ def train(
                                                                  "[default 900].")] = None,
     thermal_poll_s: Annotated[float | None, typer.Option(help="Seconds between readings while paused "
                                                               "[default 5].")] = None,
-    eval_data: Annotated[Path | None, typer.Option(help="Held-out rows (any dataset format): their loss before "
-                                                       "training, every --eval-every steps and at the end.")] = None,
+    eval_data: Annotated[Path | None, typer.Option(readable=False, help="Held-out rows (any dataset format): their "
+                                                   "loss before training, every --eval-every steps and at the end.")
+                         ] = None,
     eval_split: Annotated[float | None, typer.Option(help="Hold out this fraction of --data instead (seeded) "
                                                           "[default 0: none].")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between held-out evaluations [default 0: before and "

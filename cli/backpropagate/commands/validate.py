@@ -9,6 +9,7 @@ import typer
 from backpropagate.commands._options import DataOpt, FormatOpt, JsonOpt, SkipInvalidOpt
 from backpropagate.config import load_settings
 from backpropagate.contract.dataset import Dataset, load_dataset
+from backpropagate.contract.dataset.reader import RowTooLong, row_too_long
 from backpropagate.contract.errors import BackpropError
 from backpropagate.output import Output
 
@@ -44,6 +45,8 @@ def validate(
     out.result(_text(report), report)
     if dataset.dropped and not skip_invalid:
         first = dataset.dropped[0]
+        if isinstance(first, RowTooLong):
+            raise row_too_long(dataset.path, first, others_may_train=bool(dataset.examples))
         raise BackpropError("INPUT_DATASET_INVALID", location=f"{dataset.path}:{first.line}",
                             reason=f"{first.reason} ({len(dataset.dropped)} invalid rows in all)")
 

@@ -446,6 +446,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "the Hub at {endpoint} did not answer ({attempts} attempts): {reason}",
             "check the network and HF_ENDPOINT, then push again (files already uploaded are not sent twice)",
         ),
+        _kind(
+            "INPUT_DATASET_ROW_TOO_LONG",
+            "{location}: the row is {length} bytes long, over the limit of {limit} bytes a row may have",
+            "split it into rows of at most {limit} bytes, one example each{or_skip}",
+        ),
     ]
 )
 

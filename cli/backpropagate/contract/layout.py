@@ -3,6 +3,7 @@
     <output>/<run_id>/spec.json               the train spec (the run's resolved settings)
     <output>/<run_id>/merge.spec.json         the spec of each later stage, named after it
     <output>/<run_id>/input/data              a link to the dataset file
+    <output>/<run_id>/input/model             a link to a local model whose path holds a token
     <output>/<run_id>/events.jsonl            every event of every stage
     <output>/<run_id>/log.txt                 what the libraries printed, redacted
     <output>/<run_id>/checkpoints/step-N/     resume state
@@ -93,6 +94,10 @@ class RunFolder:
     @property
     def quality(self) -> Path:
         return self.root / "quality.json"
+
+    @property
+    def model_link(self) -> Path:
+        return self.root / "input" / "model"
 
     @property
     def eval_data_link(self) -> Path:

@@ -45,8 +45,8 @@ class TrainPlan:
         """The train stage on this plan's spec; a new run opens its history row."""
         spec = self.spec
         new_row = None if self.resume else HistoryRow(
-            run_id=spec.run_id, status="running", stage="train", model=spec.model, dataset=spec.data.source,
-            dataset_sha256=spec.data.sha256, steps=spec.training.steps, run_dir=spec.run_dir,
+            run_id=spec.run_id, status="running", stage="train", model=shown_model(spec, self.folder),
+            dataset=spec.data.source, dataset_sha256=spec.data.sha256, steps=spec.training.steps, run_dir=spec.run_dir,
             started_at=iso_time(time.time()), replay_of=self.replay_of, **self.row_fields)
         start = RunStart(run_id=spec.run_id, run_dir=self.folder.root, kind="train", runtime="", spec=spec,
                          resume=self.resume, new_row=new_row)
@@ -111,7 +111,7 @@ def _write_train_spec(settings: Settings, run_id: str, folder: RunFolder, model:
     spec = TrainSpec(
         run_id=run_id,
         run_dir=str(folder.root),
-        model=model,
+        model=_model_named_safely(model, folder),
         data=DataSpec(path=str(_link(data_path, folder.data_link)), format=data_format, skip_invalid=skip_invalid,
                       sha256=sha256_file(data_path), source=redact(str(data_path))),
         eval_data=None if eval_path is None else DataSpec(
@@ -165,6 +165,19 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
                       eval_data=Path(old.eval_data.path).resolve() if old.eval_data else None,
                       eval_prompts=Path(old.eval_prompts.path).resolve() if old.eval_prompts else None)
     return replace(plan, replay_of=row.run_id)
+
+
+def _model_named_safely(model: str, folder: RunFolder) -> str:
+    """A local model whose path holds a token is named through a link in the run folder, as the data is.
+    Only then: a link would hide the model's name from list-runs and from the adapter's config."""
+    if redact(model) == model or not Path(model).exists():
+        return model
+    return str(_link(Path(model), folder.model_link))
+
+
+def shown_model(spec: TrainSpec, folder: RunFolder) -> str:
+    """The model as the user named it (redacted), also when the spec names it through the run folder's link."""
+    return redact(str(folder.model_link.resolve())) if Path(spec.model) == folder.model_link else spec.model
 
 
 def _link(data_path: Path, link: Path) -> Path:

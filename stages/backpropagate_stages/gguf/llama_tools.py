@@ -13,6 +13,8 @@ from pathlib import Path
 from backpropagate.contract import gguf_header as header
 from backpropagate.contract.errors import BackpropError
 
+from backpropagate_stages.train.faults import Faults
+
 # The converter writes f16, bf16 and q8_0 itself; the other types are quantized from f16.
 CONVERTER_TYPES = ("f16", "bf16", "q8_0")
 FTYPES = {"q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
@@ -47,6 +49,7 @@ def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, log) -> None
 def _run_converter(arguments: list[str], out_file: Path, step: str, model: Path, log) -> None:
     """Run one of llama.cpp's converter scripts; its last error line becomes the coded error's reason."""
     script, *rest = arguments
+    Faults.from_env().power_cut_once_written("convert", out_file)
     done = subprocess.run([sys.executable, str(tools_dir() / script), *rest], capture_output=True, text=True)
     log.info("%s exit %s\n%s", script, done.returncode, done.stdout[-4000:] + done.stderr[-4000:])
     if done.returncode != 0 or not out_file.exists():

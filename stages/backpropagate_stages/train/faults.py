@@ -11,8 +11,10 @@ it says so in a ``fault_injection`` warning event):
     {"power_cut": POINT}              SIGKILL the host and this stage together, as a power cut would, at
                                       "step:N" (step N's second micro-batch), "checkpoint:N" (halfway
                                       through writing checkpoint N), "adapter" (halfway through writing
-                                      the final adapter), "merge" (after the first merged shard) or
-                                      "gguf" (after the conversion, before quantizing)
+                                      the final adapter), "merge" (after the first merged shard),
+                                      "convert" (while llama.cpp's converter runs, once its
+                                      output file has its first bytes) or "gguf" (after the
+                                      conversion, before quantizing)
 
 A power cut kills the host's process group and the stage's own (the local runtime starts the
 stage in a session of its own), so the host must lead its process group: start it with
@@ -23,6 +25,8 @@ import errno
 import json
 import os
 import signal
+import threading
+import time
 
 ENV = "BACKPROP_FAULTS"
 
@@ -70,6 +74,18 @@ class Faults:
         if host_group != os.getpgid(0):
             os.killpg(host_group, signal.SIGKILL)
         os.killpg(0, signal.SIGKILL)
+
+    def power_cut_once_written(self, point: str, path) -> None:
+        """Cut the power from a watcher thread once ``path`` has its first bytes: mid-write of another process."""
+        if self.plan.get("power_cut") != point:
+            return
+
+        def watch() -> None:
+            while not (os.path.exists(path) and os.path.getsize(path) > 0):
+                time.sleep(0.01)
+            self.power_cut(point)
+
+        threading.Thread(target=watch, daemon=True).start()
 
     def temperatures(self) -> list[float] | None:
         return self.plan.get("temperatures")

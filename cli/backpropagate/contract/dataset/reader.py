@@ -28,12 +28,20 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32", "UTF-32"),
                (b"\xff\xfe", "UTF-16", "UTF-16"), (b"\xfe\xff", "UTF-16", "UTF-16"))
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # the whitespace JSON allows between values
+# A row's limit, in bytes: some 250k tokens, past any context a run here trains. Tokenizing a bigger one
+# costs minutes and gigabytes before its first event (a 50 MB row: 180 s, 7.3 GB), so it is refused unread.
+MAX_ROW_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class Problem:
     line: int
     reason: str
+
+
+@dataclass(frozen=True)
+class RowTooLong(Problem):
+    length: int  # bytes
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = Fa
         total += 1
         result = _check(row, expected, origin)
         if isinstance(result, Problem):
+            if not skip_invalid and isinstance(result, RowTooLong):
+                raise row_too_long(path, result, others_may_train=True)
             if not skip_invalid:
                 raise _invalid(path, result.line, result.reason)
             dropped.append(result)
@@ -89,6 +99,8 @@ def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = Fa
                             what="it is an empty JSON array" if array else "it is empty or blank")
     if not examples:
         first = dropped[0]
+        if isinstance(first, RowTooLong) and len(dropped) == 1:
+            raise row_too_long(path, first, others_may_train=False)
         raise _invalid(path, first.line, f"no valid rows remain ({total} of {total} invalid); first problem: {first.reason}")
     return Dataset(path, expected, tuple(examples), total, tuple(dropped))
 
@@ -100,6 +112,13 @@ def _check(row: _Row | Problem, expected: str | None, origin: str) -> tuple[str,
         return parse_row(row.value, row.line, expected, origin)
     except RowInvalid as error:
         return Problem(row.line, str(error))
+
+
+def row_too_long(path: Path, problem: RowTooLong, others_may_train: bool) -> BackpropError:
+    return BackpropError("INPUT_DATASET_ROW_TOO_LONG", location=f"{path}:{problem.line}",
+                         length=f"{problem.length:,}", limit=f"{MAX_ROW_BYTES:,}",
+                         or_skip=", or pass --skip-invalid to train on the other rows without it"
+                         if others_may_train else "")
 
 
 def _invalid(path: Path, line: int, reason: str) -> BackpropError:
@@ -173,10 +192,30 @@ def _first_byte(file: BinaryIO) -> bytes:
     return b""
 
 
+def _too_long(line: int, length: int) -> RowTooLong:
+    return RowTooLong(line, f"the row is {length:,} bytes long, over the limit of {MAX_ROW_BYTES:,}", length)
+
+
+def _lines(file: BinaryIO) -> Iterator[bytes | int]:
+    """Each line's bytes; for a line over MAX_ROW_BYTES, its length alone, counted without holding it."""
+    # Splitting on b"\n" only, so line numbers match what an editor shows even with
+    # CRLF endings or stray U+2028 inside strings.
+    while raw := file.readline(MAX_ROW_BYTES + 1):
+        if len(raw) <= MAX_ROW_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        length, tail = len(raw), raw[-2:]
+        while raw and not raw.endswith(b"\n"):
+            raw = file.readline(1 << 20)
+            length, tail = length + len(raw), (tail + raw)[-2:]
+        yield length - (len(tail) - len(tail.rstrip(b"\r\n")))
+
+
 def _jsonl_rows(file: BinaryIO, path: Path) -> Iterator[_Row | Problem]:
-    # Iterating a binary file splits on b"\n" only, so line numbers match what
-    # an editor shows even with CRLF endings or stray U+2028 inside strings.
-    for number, raw in enumerate(file, start=1):
+    for number, raw in enumerate(_lines(file), start=1):
+        if isinstance(raw, int):
+            yield _too_long(number, raw)
+            continue
         if number == 1:
             raw = raw.removeprefix(_BOM)
         if not raw.strip():
@@ -200,7 +239,7 @@ def _jsonl_rows(file: BinaryIO, path: Path) -> Iterator[_Row | Problem]:
             yield Problem(number, f"not valid JSON: {error.msg} (column {error.colno})")
 
 
-def _array_rows(path: Path, data: bytes) -> list[_Row] | None:
+def _array_rows(path: Path, data: bytes) -> list[_Row | Problem] | None:
     """The rows of a JSON array file, or None when the file is JSONL whose first row is a list."""
     # A broken array cannot be resynchronised, so these errors are fatal even
     # with --skip-invalid; the whole array is walked before any row is checked.
@@ -233,21 +272,22 @@ def _after_comma(text: str, pos: int) -> bool:
     return text[:pos].rstrip(" \t\n\r").endswith(",")
 
 
-def _walk_array(text: str) -> tuple[list[_Row], int]:
+def _walk_array(text: str) -> tuple[list[_Row | Problem], int]:
     """Decode a JSON array one element at a time, to know the line each starts on.
 
     Returns the rows and the position of the closing bracket.
     """
     decoder = json.JSONDecoder()
     pos = _WHITESPACE.match(text, text.index("[") + 1).end()
-    rows: list[_Row] = []
+    rows: list[_Row | Problem] = []
     line, counted = 1, 0
     if text.startswith("]", pos):
         return rows, pos
     while True:
         value, end = decoder.raw_decode(text, pos)  # raises json's own error for a broken element
         line, counted = line + text.count("\n", counted, pos), pos
-        rows.append(_Row(line, value))
+        length = len(text[pos:end].encode("utf-8")) if end - pos > MAX_ROW_BYTES // 4 else 0
+        rows.append(_too_long(line, length) if length > MAX_ROW_BYTES else _Row(line, value))
         pos = _WHITESPACE.match(text, end).end()
         if not text.startswith(",", pos):
             break
