@@ -127,7 +127,7 @@ def test_compose_up_ui_serves_on_loopback_and_a_training_started_from_its_forms_
     # The model goes into the UI's folder, as a user would put one there; the dataset through the upload form.
     model = tmp_path / "tiny"
     shutil.copytree(tiny_model, model)
-    run("cp", str(model), f"ui:{FOLDER}/models/tiny")
+    run("cp", str(model), f"ui:{FOLDER}/tiny")
     browser = Browser(url)
     status, page, _ = browser.get("/runs/new")
     assert status == 200  # no login: the rule for a port published on loopback (with --auth this is a 401)
@@ -135,7 +135,7 @@ def test_compose_up_ui_serves_on_loopback_and_a_training_started_from_its_forms_
     status, _, location = browser.post_file(f"/datasets?csrf={token}", "file", "quickstart.jsonl", DATA.read_bytes())
     assert status == 303 and "dataset=quickstart.jsonl" in location
     status, _, location = browser.post_form("/runs/new", {
-        "csrf": token, "dataset": "quickstart.jsonl", "model": "models/tiny", "steps": "3", "device": "cpu",
+        "csrf": token, "dataset": "quickstart.jsonl", "model": "tiny", "steps": "3", "device": "cpu",
         "max_seq_length": "256", "runtime": "local"})
     assert status == 303 and location.startswith("/runs/"), location
     run_id = location.rsplit("/", 1)[-1]
@@ -148,10 +148,11 @@ def test_compose_up_ui_serves_on_loopback_and_a_training_started_from_its_forms_
         time.sleep(3)
     assert runs[run_id]["status"] == "completed", runs[run_id]
     status, page, _ = browser.get(location)
-    assert status == 200 and "completed" in page
+    assert status == 200 and '<span id="status" class="status-completed">completed</span>' in page
 
     # The volume outlives the container: recreated, the service still lists the run.
     run("down", "--timeout", "20")
     run("up", "-d", "ui")
     _first_200(url)
-    assert run_id in Browser(url).get("/")[1]
+    runs_page = Browser(url).get("/")[1]
+    assert f'<a href="/runs/{run_id}">{run_id[:8]}</a></td><td class="status-completed">completed</td>' in runs_page
