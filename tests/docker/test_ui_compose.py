@@ -4,7 +4,7 @@ started from its HTTP forms into its named volume, and still shows it after the 
 Slow for the docker tier (26 s here on 2 cores: 14 s building the tiny model, shared with other tests, and
 11 s for the service, started twice, and a 3-step training of the tiny model in the container), because
 the real compose service and a real training are the point. The ui image is built by scripts/test.sh
-with the others (`backprop images build`), on the train image's layers: 8 s of the 39 s cold build of both.
+with the others (`backprop images build`), on the train image's layers: about 3 s of the 39 s cold build of both.
 """
 
 import http.cookiejar
