@@ -17,7 +17,12 @@ for input in images/*/requirements*.in; do
     # Only CPU inputs look in the wheel folder: elsewhere torch==2.13.0 would match its +cpu build.
     links=()
     grep -q '+cpu' "$input" && links=(--find-links "$WHEELHOUSE")
+    # The ui image is built FROM the train image: what they share stays at the train image's versions
+    # (the glob locks train first).
+    constraints=()
+    [ "$input" = images/ui/requirements.in ] && constraints=(--constraint images/train/requirements-cpu.lock)
     "$tools/bin/uv" pip compile --quiet --generate-hashes --python-version 3.11 \
-        --python-platform x86_64-manylinux_2_28 "${links[@]}" --no-header "$input" -o "${input%.in}.lock"
+        --python-platform x86_64-manylinux_2_28 "${links[@]}" "${constraints[@]}" --no-header "$input" \
+        -o "${input%.in}.lock"
     echo "locked ${input%.in}.lock"
 done

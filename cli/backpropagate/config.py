@@ -57,6 +57,9 @@ def _report_to_problem(value: str) -> str | None:
 class UiSettings:
     output_dir: str = field("~/.backpropagate/ui-outputs", help="the one folder `backprop ui` reads and writes: "
                             "uploaded datasets and its runs")
+    published_on_loopback: bool = field(False, help="the operator's word that `--host 0.0.0.0` is reachable only "
+                                        "through a port published on 127.0.0.1 (a container's); lets it start "
+                                        "without --auth")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from backpropagate import __version__
 from backpropagate.contract.errors import BackpropError
-from backpropagate.images.recipes import RECIPES, image_ref
+from backpropagate.images.recipes import RECIPES, build_plan, image_ref, parent_ref
 from backpropagate.ollama.container import OLLAMA_IMAGE
 from backpropagate.runtimes.engine import UNIX_SOCKET, WINDOWS_PIPE, engine_url
 from backpropagate.runtimes.gpus import GpuChoice, device_requests, parse_gpus, resolve
@@ -217,12 +217,34 @@ def test_an_image_tag_names_the_version_variant_and_a_hash_of_every_input(tmp_pa
     assert image_ref(RECIPES["merge"], "cpu", root=tmp_path) == merge_before
 
 
+def test_the_ui_image_is_built_from_this_checkouts_train_image_and_goes_stale_with_it(tmp_path):
+    _copy_inputs(tmp_path)
+    ui, train = RECIPES["ui"], RECIPES["train"]
+    assert parent_ref(ui, "cpu", root=tmp_path) == image_ref(train, "cpu", root=tmp_path)
+    before = image_ref(ui, "cpu", root=tmp_path)
+    assert re.fullmatch(rf"backpropagate/ui:{re.escape(__version__)}-cpu-[0-9a-f]{{12}}", before)
+    lock = tmp_path / "images" / "train" / "requirements-cpu.lock"
+    lock.write_text(lock.read_text() + "\n")
+    assert image_ref(ui, "cpu", root=tmp_path) != before
+
+
+def test_building_the_ui_image_builds_its_parent_first_and_each_image_once():
+    ui, train, merge = RECIPES["ui"], RECIPES["train"], RECIPES["merge"]
+    assert build_plan([ui], "cpu") == [(train, "cpu"), (ui, "cpu")]
+    assert build_plan([train, merge, ui], "cpu") == [(train, "cpu"), (merge, "cpu"), (ui, "cpu")]
+    # the ui image exists for the CPU only, and so is the train image it is built FROM
+    assert build_plan([train, ui], "cuda") == [(train, "cuda"), (train, "cpu"), (ui, "cpu")]
+
+
 def test_every_image_pins_its_base_by_digest_and_installs_only_hashed_requirements():
     for recipe in RECIPES.values():
         dockerfile = (ROOT / "images" / recipe.name / "Dockerfile").read_text()
-        assert re.search(r"ARG BASE_IMAGE=\S+@sha256:[0-9a-f]{64}", dockerfile)
+        if recipe.parent:  # FROM the exact tag of its parent, whose base is pinned and which sets HOME and HF_HOME
+            assert "ARG PARENT_IMAGE=" in dockerfile and "FROM ${PARENT_IMAGE}" in dockerfile
+        else:
+            assert re.search(r"ARG BASE_IMAGE=\S+@sha256:[0-9a-f]{64}", dockerfile)
+            assert "HF_HOME=" in dockerfile and "HOME=" in dockerfile
         assert "--require-hashes" in dockerfile and "USER backprop" in dockerfile
-        assert "HF_HOME=" in dockerfile and "HOME=" in dockerfile
         for lock in recipe.locks.values():
             lines = (ROOT / "images" / recipe.name / lock).read_text().splitlines()
             pins = [line for line in lines if re.match(r"^[A-Za-z0-9]", line)]
@@ -232,7 +254,7 @@ def test_every_image_pins_its_base_by_digest_and_installs_only_hashed_requiremen
 
 def test_compose_names_this_versions_images_and_the_pinned_ollama():
     compose = (ROOT / "compose.yaml").read_text()
-    for name in ("train", "merge", "gguf-convert"):
+    for name in ("train", "merge", "gguf-convert", "ui"):
         assert f"image: backpropagate/{name}:{__version__}-" in compose
     assert f"image: {OLLAMA_IMAGE}" in compose
     assert f"image: backpropagate/train:{__version__}-cpu" in (ROOT / "compose.cpu.yaml").read_text()

@@ -5,6 +5,7 @@ templates); the start-up refusals go through the real CLI.
 """
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -172,6 +173,48 @@ def test_ui_reachable_from_other_machines_without_auth_exits_3(tmp_path, flags, 
     assert result.stderr.splitlines() == [
         f"[INPUT_AUTH_REQUIRED]: {option} lets other machines reach the UI, which then needs credentials",
         f"  fix: add --auth USER:PASSWORD or --auth-file FILE (one line USER:PASSWORD), or drop {option}"]
+
+
+@pytest.mark.parametrize("flags, option", [(["--share"], "--share"),
+                                           (["--host", "192.168.1.20"], "--host 192.168.1.20")])
+def test_the_loopback_publication_rule_covers_only_host_0000_not_share_or_another_address(tmp_path, flags, option):
+    result = run_cli("ui", *flags, env={"HOME": str(tmp_path), "BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK": "1"})
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[0] == (
+        f"[INPUT_AUTH_REQUIRED]: {option} lets other machines reach the UI, which then needs credentials")
+
+
+def test_host_0000_starts_without_auth_when_the_operator_says_the_port_is_published_on_loopback(tmp_path):
+    """What the compose `ui` service relies on: the container listens on 0.0.0.0 and compose publishes the
+    port on 127.0.0.1 only, which the CLI cannot see; BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK=1 says so."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BACKPROPAGATE_")}
+    env.update(HOME=str(tmp_path), BACKPROPAGATE_UI__OUTPUT_DIR=str(tmp_path / "ui"),
+               BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK="1", BACKPROPAGATE_RUNTIME="local")
+    server = subprocess.Popen([sys.executable, "-m", "backpropagate", "ui", "--host", "0.0.0.0", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.time() + 30, None
+        while time.time() < deadline and status is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.1)
+        assert status == 200  # the runs page itself: no login was asked for
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert ("backprop ui: no login: BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK=1 says this port is published on "
+            "127.0.0.1 only") in output
 
 
 def test_an_auth_file_that_is_not_one_user_password_line_is_refused(tmp_path):

@@ -7,7 +7,7 @@ import typer
 from backpropagate.commands._options import JsonOpt
 from backpropagate.config import load_settings
 from backpropagate.contract.errors import BackpropError
-from backpropagate.images.recipes import RECIPES, checkout_root, recipe_for
+from backpropagate.images.recipes import RECIPES, build_plan, checkout_root, recipe_for
 from backpropagate.output import Output
 
 EXAMPLES = """
@@ -22,8 +22,8 @@ Examples:
   backprop images ls --json
 """
 
-app = typer.Typer(help="Build and list the stage images (train, merge, gguf-convert).", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(help="Build and list the stage images (train, merge, gguf-convert) and the web UI's (ui).",
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("build", epilog=EXAMPLES)
@@ -56,8 +56,7 @@ def build(
                             reason="this installation has no images/ folder to build from")
     connect()
     built = []
-    for recipe in recipes:
-        chosen = variant if variant in recipe.locks else "cpu"
+    for recipe, chosen in build_plan(recipes, variant):
         out.note(f"building {recipe.name} ({chosen})")
         ref = build_image(root, recipe, chosen, lambda line: out.note(f"  {line}") if is_step(line) else None,
                           base_image=settings.docker.base_image,

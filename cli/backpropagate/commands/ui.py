@@ -42,10 +42,13 @@ def ui(
                             reason="--auth already gives the credentials", allowed="one of --auth or --auth-file")
     listen = "0.0.0.0" if share else host
     credentials = _credentials(auth, auth_file)
-    exposed = share or not _is_loopback(host)
+    settings = load_settings(overrides={"runtime": runtime})
+    # Inside a container the UI must listen on 0.0.0.0 for a published port to reach it, and it cannot
+    # see whether that port is published on 127.0.0.1 only: the operator says so (compose.yaml does).
+    behind_loopback = host == "0.0.0.0" and not share and settings.ui.published_on_loopback
+    exposed = share or not (_is_loopback(host) or behind_loopback)
     if exposed and credentials is None:
         raise BackpropError("INPUT_AUTH_REQUIRED", option="--share" if share else f"--host {host}")
-    settings = load_settings(overrides={"runtime": runtime})
 
     # The web stack is imported here only: `backprop --help` and every other command stay without it.
     import uvicorn
@@ -59,6 +62,9 @@ def ui(
     app = create_app(config)
     for address in _addresses(listen):
         print(f"backprop ui: http://{address}:{port}  (folder {sandbox.root})", flush=True)
+    if behind_loopback and credentials is None:
+        print("backprop ui: no login: BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK=1 says this port is published on "
+              "127.0.0.1 only", flush=True)
     if share:
         print("backprop ui: --share listens on every interface; a public tunnel needs an outside service",
               flush=True)

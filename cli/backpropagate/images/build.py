@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.images.recipes import Recipe, context_files, image_ref
+from backpropagate.images.recipes import Recipe, context_files, image_ref, parent_ref
 
 
 def buildkit_command() -> tuple[list[str], dict[str, str]]:
@@ -68,6 +68,8 @@ def build_image(root: Path, recipe: Recipe, variant: str, on_line: Callable[[str
         if base_image:
             # One base for both stages of a Dockerfile that has a build stage: it must hold a compiler.
             arguments += ["--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", f"BUILD_IMAGE={base_image}"]
+        if recipe.parent:
+            arguments += ["--build-arg", f"PARENT_IMAGE={parent_ref(recipe, variant, base_image, root)}"]
         if variant != "cpu" or wheelhouse:
             arguments += ["--build-arg", "TORCH_INDEX="]  # PyPI's torch (CUDA), or the wheelhouse's CPU build
         if ca_cert:

@@ -4,6 +4,8 @@ An image is built from ``images/<name>/`` (Dockerfile and locked requirements) p
 code, which every image carries (stages import the host package's shared definitions). The tag is
 ``<version>-<variant>-<hash>``, the hash covering every input file and the base image, so the
 CLI knows an image is stale when any of them changed, and builds or pulls the one it needs.
+An image with a parent (the web UI's, on the train image) is built FROM that image's exact tag,
+which its own hash covers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Recipe:
     name: str  # the folder under images/, and the image repository's last part
     locks: dict[str, str]  # variant -> lock file in that folder, copied into the context as requirements.lock
     extra_files: tuple[str, ...] = ()  # more files of that folder the Dockerfile copies
+    parent: str = ""  # a recipe whose image (same variant) this one is built FROM, as PARENT_IMAGE
 
 
 RECIPES: dict[str, Recipe] = {
@@ -31,6 +34,8 @@ RECIPES: dict[str, Recipe] = {
     "merge": Recipe("merge", {"cpu": "requirements.lock"}),
     "gguf-convert": Recipe("gguf-convert", {"cpu": "requirements.lock"},
                            extra_files=("requirements-build.lock", "llama-cpp.lock")),
+    # `backprop ui` with its stages in-process: the train image's layers plus the ui extra.
+    "ui": Recipe("ui", {"cpu": "requirements.lock"}, parent="train"),
 }
 
 
@@ -64,9 +69,28 @@ def image_ref(recipe: Recipe, variant: str, base_image: str = "", root: Path | N
     if root is None:
         return f"{repository}:{__version__}-{variant}"
     digest = hashlib.sha256(f"base={base_image}\n".encode())
+    if recipe.parent:
+        digest.update(f"parent={parent_ref(recipe, variant, base_image, root)}\n".encode())
     for name, path in context_files(root, recipe, variant):
         digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return f"{repository}:{__version__}-{variant}-{digest.hexdigest()[:12]}"
+
+
+def parent_ref(recipe: Recipe, variant: str, base_image: str = "", root: Path | None = None) -> str:
+    """The exact image ``recipe`` is built FROM ("" for one built from the base image)."""
+    return image_ref(RECIPES[recipe.parent], variant, base_image, root) if recipe.parent else ""
+
+
+def build_plan(recipes: list[Recipe], variant: str) -> list[tuple[Recipe, str]]:
+    """(recipe, variant) to build, in order: each image's parent first, each pair once. A recipe without
+    ``variant`` is built as cpu (only train has cuda), and so is the parent it is built FROM."""
+    plan: list[tuple[Recipe, str]] = []
+    for recipe in recipes:
+        chosen = variant if variant in recipe.locks else "cpu"
+        for needed in ([RECIPES[recipe.parent]] if recipe.parent else []) + [recipe]:
+            if (needed, chosen) not in plan:
+                plan.append((needed, chosen))
+    return plan
 
 
 def recipe_for(name: str) -> Recipe:
