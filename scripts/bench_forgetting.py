@@ -76,7 +76,7 @@ def fresh(lock, model, steps, output) -> dict:
                        str(FACTS / "facts_b_eval.jsonl"), "--eval-prompts", str(FACTS / "facts_b_prompts.jsonl"),
                        "--model", model, "--steps", str(steps), "--output", str(output), *TRAINING)
     on_a = backprop(lock, "eval", trained["run_id"], "--eval-data", str(FACTS / "facts_a_eval.jsonl"),
-                    "--eval-prompts", str(FACTS / "facts_a_prompts.jsonl"), "--output", str(output))
+                    "--eval-prompts", str(FACTS / "facts_a_prompts.jsonl"), "--runtime", "local", "--output", str(output))
     return {"a_after_2": figures(on_a["quality"]),
             "b_after_2": figures(trained["quality"])}
 
