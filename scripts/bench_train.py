@@ -72,7 +72,8 @@ def make_dataset(path: Path, examples: int, seed: int) -> None:
 
 def run_ours(args, model: Path, data: Path, work: Path) -> dict:
     command = [sys.executable, "-m", "backpropagate", "train", "--data", str(data), "--model", str(model),
-               "--steps", str(args.steps), "--device", "cpu", "--output", str(work / "runs"), "--json",
+               "--steps", str(args.steps), "--device", "cpu", "--runtime", "local", "--report-to", "none",
+               "--output", str(work / "runs"), "--json",
                "--batch-size", str(args.batch_size), "--gradient-accumulation", "1",
                "--max-seq-length", str(args.max_length), "--lora-r", str(LORA["r"]),
                "--lora-alpha", str(LORA["alpha"]), "--lora-dropout", str(args.lora_dropout),
