@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from backpropagate.contract.history import RunHistory
 from backpropagate.runs.ownership import owning
 
@@ -21,6 +20,7 @@ from tests.local.test_resilience import (  # noqa: F401  (chat_data and uninterr
     COMMON,
     STEPS,
     adapter_weights,
+    assert_same_as_uninterrupted,
     chat_data,
     losses,
     named,
@@ -74,14 +74,7 @@ def test_after_a_power_cut_the_run_shows_dead_and_resume_ends_like_the_uninterru
     resumed, resumed_events = resume(tmp_path, run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert named(resumed_events, "resumed")[0].reason == f"from checkpoint {resumed_from}"
-    reference_output, reference_id, reference_events = uninterrupted
-    summary = json.loads(resumed.stdout.splitlines()[-1])["result"]
-    assert summary["losses"] == pytest.approx(list(losses(reference_events).values()), abs=1e-5)
-    ours, reference = adapter_weights(tmp_path, run_id), adapter_weights(reference_output, reference_id)
-    assert ours.keys() == reference.keys()
-    for name in ours:
-        torch.testing.assert_close(ours[name], reference[name], atol=1e-5, rtol=1e-4)
-    assert RunHistory(tmp_path).find(run_id).status == "completed"
+    assert_same_as_uninterrupted(tmp_path, run_id, resumed, uninterrupted)
     assert partials(tmp_path) == []
 
 

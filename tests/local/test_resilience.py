@@ -99,14 +99,19 @@ def test_kill_9_at_a_random_step_then_resume_ends_like_the_uninterrupted_run(
         assert named(resumed_events, "resumed")[0].reason == f"from checkpoint step-{last_checkpoint}"
     assert min(losses(resumed_events)) == last_checkpoint + 1  # nothing before the checkpoint is redone
 
+    assert_same_as_uninterrupted(tmp_path, run_id, resumed, uninterrupted)
+
+
+def assert_same_as_uninterrupted(output, run_id, resumed, uninterrupted):
+    """The resumed run ends with the losses and adapter of the run never killed, and is completed."""
     reference_output, reference_id, reference_events = uninterrupted
     summary = json.loads(resumed.stdout.splitlines()[-1])["result"]
     assert summary["losses"] == pytest.approx(list(losses(reference_events).values()), abs=1e-5)
-    ours, reference = adapter_weights(tmp_path, run_id), adapter_weights(reference_output, reference_id)
+    ours, reference = adapter_weights(output, run_id), adapter_weights(reference_output, reference_id)
     assert ours.keys() == reference.keys()
     for name in ours:
         torch.testing.assert_close(ours[name], reference[name], atol=1e-5, rtol=1e-4)
-    assert RunHistory(tmp_path).find(run_id).status == "completed"
+    assert RunHistory(output).find(run_id).status == "completed"
 
 
 def test_resume_refuses_checkpoints_written_under_settings_that_were_changed_since(tiny_model, chat_data, tmp_path):
