@@ -5,6 +5,8 @@ it making the campaign.
 """
 
 import hashlib
+import re
+import warnings
 
 import pytest
 import yaml
@@ -81,3 +83,34 @@ def test_trainer_push_of_a_campaign_takes_what_export_wrote_into_its_folder(camp
     assert "library_name" not in front and "a SLAO campaign of 2 runs" in files["README.md"].decode()
     assert {f["path"] for f in pushed.files} >= set(digests(merged))
 
+
+def test_the_ui_marks_the_campaign_and_its_page_lists_its_runs_in_order_with_its_adapter(campaign):
+    pytest.importorskip("starlette", reason="the web UI needs the ui extra")
+    warnings.filterwarnings("ignore", message=".*httpx.*")
+    from tests.unit.test_ui_security import client_for, logged_in
+
+    output, result = campaign
+    client = client_for(output)
+    logged_in(client)
+    runs_page = client.get("/").text
+    assert f'<a href="/campaigns/{result.campaign_id}">' in runs_page and "campaign of 2 runs" in runs_page
+    assert runs_page.count(f'href="/campaigns/{result.campaign_id}">run ') == 2  # each run names its campaign
+    assert client.get(f"/runs/{result.campaign_id}").headers["location"] == f"/campaigns/{result.campaign_id}"
+
+    page = client.get(f"/campaigns/{result.campaign_id}")
+    assert page.status_code == 200
+    table = page.text.split('id="campaign-runs"')[1].split("</table>")[0]
+    links = re.findall(r'<a href="/runs/([0-9a-f-]+)">', table)
+    assert links == [run["run_id"] for run in result.runs]  # in order
+    for run in result.runs:
+        assert f"{run['merge_lambda']:.4f}" in table and f"{run['final_loss']:.4f}" in table
+    evals = page.text.split('id="campaign-evals"')[1].split("</table>")[0]
+    assert [tuple(map(int, pair)) for pair in re.findall(r"<tr><td>(\d)</td><td>(\d)</td>", evals)] == \
+        [(e["after_run"], e["on_run"]) for e in result.evals] == [(1, 1), (2, 1), (2, 2)]
+    assert all(f"{e['eval_loss']:.4f}" in evals for e in result.evals)
+    assert "adapter_model.safetensors" in page.text and str(result.adapter_path) in page.text
+    for run in result.runs:
+        run_page = client.get(f"/runs/{run['run_id']}").text
+        assert f'href="/campaigns/{result.campaign_id}">run {run["index"]} of campaign' in run_page
+    assert client.get("/campaigns/" + result.runs[0]["run_id"]).status_code == 404  # a run is not a campaign
+    assert "completed" in page.text
