@@ -98,12 +98,15 @@ def export(
 
 
 def _push(results: dict, run_id: str, repo: str, output: Path):
+    from backpropagate.contract.history import RunHistory
     from backpropagate.hub.push import PushRequest, push
     from backpropagate.hub.target import PushSource
 
     folder, what = (Path(results["gguf"].gguf).parent, "gguf") if "gguf" in results \
         else (Path(results["merge"].merged), "merged")
-    return push(output, PushSource(folder=folder, what=what, run_id=run_id), PushRequest(repo))
+    row = RunHistory(output).get(run_id)
+    campaign = row is not None and row.stage == "campaign"
+    return push(output, PushSource(folder=folder, what=what, run_id=run_id, campaign=campaign), PushRequest(repo))
 
 
 def _register(gguf: str, name: str, use_container: bool, out: Output, output: Path) -> dict:

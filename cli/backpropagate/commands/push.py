@@ -1,4 +1,5 @@
-"""`backprop push`: upload a run's adapter, merged model or GGUF files to the Hugging Face Hub, with a model card."""
+"""`backprop push`: upload a run's or campaign's adapter, merged model or GGUF files to the Hugging Face Hub,
+with a model card."""
 
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +29,8 @@ RepoOpt = Annotated[str, typer.Option("--repo", help="The Hub repository, OWNER/
 
 
 def push_command(
-    target: Annotated[str, typer.Argument(help="A run id (or prefix), a run folder, or a folder to push as it is.")],
+    target: Annotated[str, typer.Argument(help="A run or campaign id (or prefix), a run or campaign folder, or a "
+                                               "folder to push as it is.")],
     repo: RepoOpt,
     what: Annotated[str | None, typer.Option(help="adapter, merged or gguf [default adapter for a run; for a "
                                                   "folder, what it holds].")] = None,

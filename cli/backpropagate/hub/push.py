@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backpropagate.contract.campaign import CampaignFolder, read_plan
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.records import RunRecord, load_record
-from backpropagate.hub.card import PLOT_FILE, model_card
+from backpropagate.hub.card import PLOT_FILE, CampaignCard, model_card
 from backpropagate.hub.target import PushSource
 
 ATTEMPTS = 3  # for network errors and 5xx answers; waits 1 s, then 2 s
@@ -61,10 +62,11 @@ def push(output: Path, source: PushSource, request: PushRequest) -> PushResult:
     token = read_token(request.token_file)
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or False)
     record = load_record(output, source.run_id) if source.run_id else None
-    staging = _stage(source, request.repo, record)
+    campaign = _campaign(output, record) if source.campaign else None
+    staging = _stage(source, request.repo, record, campaign)
     revision = request.revision or "main"
-    message = request.commit_message or f"backpropagate: {source.what}" + (f" of run {source.run_id}"
-                                                                          if source.run_id else "")
+    message = request.commit_message or f"backpropagate: {source.what}" + (
+        f" of {'campaign' if campaign else 'run'} {source.run_id}" if source.run_id else "")
     try:
         url = _attempt(request, api, lambda: api.create_repo(request.repo, private=request.private, exist_ok=True))
         if revision != "main":
@@ -77,7 +79,12 @@ def push(output: Path, source: PushSource, request: PushRequest) -> PushResult:
     return PushResult(repo=request.repo, url=str(url), revision=revision, commit=commit.oid, files=files)
 
 
-def _stage(source: PushSource, repo: str, record: RunRecord | None) -> Path:
+def _campaign(output: Path, record: RunRecord) -> CampaignCard:
+    plan = read_plan(CampaignFolder.of(output, record.row.run_id).plan)
+    return CampaignCard(plan=plan, runs=[load_record(output, run_id) for run_id in record.row.campaign_runs])
+
+
+def _stage(source: PushSource, repo: str, record: RunRecord | None, campaign: CampaignCard | None) -> Path:
     staging = source.folder.parent / f".push-{source.folder.name}"
     shutil.rmtree(staging, ignore_errors=True)
     names = []
@@ -91,8 +98,12 @@ def _stage(source: PushSource, repo: str, record: RunRecord | None) -> Path:
                 shutil.copy2(path, target)
             names.append(target.relative_to(staging).as_posix())
     staging.mkdir(parents=True, exist_ok=True)
-    plot = bool(record and record.losses) and _plot(record, staging / PLOT_FILE)
-    (staging / "README.md").write_text(model_card(repo, source.what, record, plot, names), encoding="utf-8")
+    if campaign:
+        plot = any(run.losses for run in campaign.runs) and _plot_campaign(record, campaign, staging / PLOT_FILE)
+    else:
+        plot = bool(record and record.losses) and _plot(record, staging / PLOT_FILE)
+    (staging / "README.md").write_text(model_card(repo, source.what, record, plot, names, campaign),
+                                       encoding="utf-8")
     return staging
 
 
@@ -104,6 +115,22 @@ def _plot(record: RunRecord, path: Path) -> bool:
     try:
         write_png(path, steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
                   f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)
+    except BackpropError:
+        return False
+    return True
+
+
+def _plot_campaign(record: RunRecord, campaign: CampaignCard, path: Path) -> bool:
+    """The campaign's runs one after another on one step axis, as `show-run CAMPAIGN --plot` draws them."""
+    from backpropagate.charts import write_png
+
+    losses, learning_rates = [], []
+    for run in campaign.runs:
+        losses += [run.losses[s] for s in sorted(run.losses)]
+        learning_rates += [run.learning_rates[s] for s in sorted(run.learning_rates)]
+    try:
+        write_png(path, list(range(1, len(losses) + 1)), losses, learning_rates,
+                  f"campaign {record.row.run_id[:8]} ({len(campaign.runs)} runs)")
     except BackpropError:
         return False
     return True

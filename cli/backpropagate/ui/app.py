@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from backpropagate.ui import routes_export, routes_runs, routes_session, routes_train
+from backpropagate.ui import routes_campaigns, routes_export, routes_runs, routes_session, routes_train
 from backpropagate.ui.auth import COOKIE, Credentials, LoginLimiter, Sessions
 from backpropagate.ui.jobs import Jobs
 from backpropagate.ui.pages import cookie_header, render
@@ -45,6 +45,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/new", routes_train.new_run_page, methods=["GET"]),
         Route("/runs/new", routes_train.start_run, methods=["POST"]),
         Route("/datasets", routes_train.upload_dataset, methods=["POST"]),
+        Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),
         Route("/runs/{run_id}", routes_runs.run_page),
         Route("/runs/{run_id}/events", routes_runs.run_events),
         Route("/runs/{run_id}/stop", routes_runs.stop_run, methods=["POST"]),

@@ -26,6 +26,8 @@ def runs_page(request: Request) -> Response:
 
 def run_page(request: Request) -> Response:
     row, folder = _run(request)
+    if row.stage == "campaign":
+        return RedirectResponse(f"/campaigns/{row.run_id}", status_code=303)
     events = read_events(folder.events)
     jobs = request.app.state.jobs
     export_job = jobs.latest(row.run_id, "export")

@@ -1,0 +1,30 @@
+"""A campaign's page: its runs in order (status, losses, lambda, links to each run's page), what each
+merged adapter kept of every earlier run's held-out data, and the campaign's merged adapter."""
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from backpropagate.contract.campaign import CampaignFolder
+from backpropagate.contract.history import RunHistory
+from backpropagate.contract.records import load_record
+from backpropagate.ui.pages import render
+
+
+def campaign_page(request: Request) -> Response:
+    workspace = request.app.state.config.sandbox.root
+    campaign_id = request.path_params["campaign_id"]
+    row = RunHistory(workspace).get(campaign_id)
+    if row is None or row.stage != "campaign":
+        raise HTTPException(404, f"no campaign {campaign_id} in {workspace}")
+    runs = []
+    for run_id in row.campaign_runs:
+        record = load_record(workspace, run_id)
+        curve = [record.losses[step] for step in sorted(record.losses)]
+        runs.append({"row": record.row, "first_loss": curve[0] if curve else None,
+                     "last_loss": curve[-1] if curve else None})
+    adapter = CampaignFolder.of(workspace, row.run_id).adapter
+    files = [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(adapter.iterdir()) if p.is_file()] \
+        if adapter.is_dir() else []
+    return render(request, "campaign.html", {"row": row, "runs": runs, "evals": row.campaign_evals,
+                                             "adapter": adapter, "adapter_files": files})
