@@ -1,6 +1,7 @@
 """`backprop push` against a stand-in of the Hub's HTTP API (tests/unit/hub_standin.py), through the real
 CLI and the real huggingface_hub client, with Xet off: what arrives, the card, the coded errors, the token."""
 
+import ast
 import hashlib
 import os
 import sys
@@ -43,6 +44,14 @@ def push_cli(tmp_path, hub, *args, token=TOKEN):
     return run_cli("push", *args, "--output", str(tmp_path / "out"), env=env)
 
 
+def assert_code_runs_as_python(card: str) -> None:
+    """Every ```python block of a card parses: a reader can paste it."""
+    blocks = [part.split("```")[0] for part in card.split("```python\n")[1:]]
+    assert blocks
+    for block in blocks:
+        ast.parse(block)
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -63,6 +72,8 @@ def test_a_run_pushed_arrives_byte_identical_with_a_card_the_hub_reads(tmp_path,
     assert trained.spec.data.sha256 in card and "| final loss | `1.5` |" in card and "| steps | `3` |" in card
     assert "![training loss and learning rate](loss.png)" in card and pushed["loss.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert 'PeftModel.from_pretrained(base, "me/tiny-adapter")' in card
+    assert 'from_pretrained("Qwen/Qwen2.5-0.5B-Instruct")' in card
+    assert_code_runs_as_python(card)
     assert sorted(os.listdir(adapter)) == ["adapter_config.json", "adapter_model.safetensors"]  # left as it was
     assert not list(trained.folder.root.glob(".push-*"))
 
@@ -78,6 +89,7 @@ def test_a_folder_pushed_to_a_branch_has_no_base_model_and_the_token_is_written_
     assert hub.files("me/folder-adapter", "main") == {}
     front = yaml.safe_load(hub.files("me/folder-adapter", "v1")["README.md"].decode().split("---\n")[1])
     assert "base_model" not in front and front["library_name"] == "peft"
+    assert_code_runs_as_python(hub.files("me/folder-adapter", "v1")["README.md"].decode())
     assert all(headers.get("Authorization") in (f"Bearer {TOKEN}", None) for _, _, headers in hub.requests)
     assert TOKEN not in result.stdout + result.stderr
     for path in (tmp_path).rglob("*"):

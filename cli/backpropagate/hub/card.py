@@ -93,11 +93,12 @@ def _campaign_training(record: RunRecord, campaign: CampaignCard) -> list[str]:
 
 def _usage(repo: str, what: str, base: str, files: list[str]) -> list[str]:
     if what == "adapter":
-        base_line = f'"{base}"' if is_hub_id(base) else '"BASE_MODEL"  # the base this adapter was trained on'
+        base_name = base if is_hub_id(base) else "BASE_MODEL"
+        where = [] if is_hub_id(base) else ["# BASE_MODEL: the base this adapter was trained on (a local folder here)"]
         return ["```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                "", f"base = AutoModelForCausalLM.from_pretrained({base_line})",
+                "", *where, f'base = AutoModelForCausalLM.from_pretrained("{base_name}")',
                 f'model = PeftModel.from_pretrained(base, "{repo}")',
-                f"tokenizer = AutoTokenizer.from_pretrained({base_line.split('  #')[0]})", "```"]
+                f'tokenizer = AutoTokenizer.from_pretrained("{base_name}")', "```"]
     if what == "merged":
         return ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                 f'model = AutoModelForCausalLM.from_pretrained("{repo}")',
