@@ -62,7 +62,7 @@ def test_the_answers_stand_side_by_side_in_every_place_a_user_looks(measured):
     assert record["quality"]["eval_loss"] == report["eval_loss"]
     assert record["row"]["quality"] == result["quality"]
     runs = json.loads(run_cli("list-runs", "--output", str(out), "--json").stdout)["result"]["runs"]
-    assert runs[0]["quality"]["eval_examples"] == 8
+    assert runs[0]["quality"]["eval_examples"] == report["eval_examples"]
 
 
 def test_eval_after_the_fact_measures_what_training_measured(measured):
