@@ -157,7 +157,6 @@ def test_each_dataset_format_trains(tiny_model, tmp_path, rows):
 MALFORMED = {
     "bad_json": ('{"text": "ok"}\n{"text": "cut\n', 2, "not valid JSON"),
     "missing_keys": ('{"prompt": "hi", "completion": "yo"}\n', 1, "no known format"),
-    "empty_file": ("", 1, "the file has no rows"),
     "mixed_formats": ('{"text": "ok"}\n{"instruction": "a", "output": "b"}\n', 2, "row is alpaca but the file is text"),
     "empty_assistant_turn": ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}\n',
                              1, "messages[1] (assistant) is empty"),
