@@ -52,6 +52,17 @@ def tiny_model(tmp_path_factory) -> Path:
     return out
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn for a CLI a test will Ctrl-C: SIGINT's default action, as a terminal's foreground job has it.
+
+    A child inherits an ignored SIGINT (a suite started in the background by a non-interactive shell has
+    it so), and Python then never raises KeyboardInterrupt: the test would send a signal nobody hears.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `backprop` entry point in a child process, as a user would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}

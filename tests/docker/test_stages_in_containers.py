@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ctrl_c_as_in_a_terminal
 from tests.docker.conftest import DOCKER_SETTINGS, docker_cli, events_of
 
 DATA = ROOT / "examples" / "quickstart.jsonl"
@@ -40,7 +40,8 @@ def test_train_runs_in_its_container_and_writes_files_the_user_owns(trained, cli
     final = json.loads(result.stdout.strip().splitlines()[-1])["result"]
     assert final["runtime"] == "docker" and final["steps"] == 4
     events = events_of(result.stdout)
-    assert [e["event"] for e in events][0] == "started" and events[-1]["event"] == "finished"
+    assert events[0]["stage"] == "host" and events[0]["key"] == "trackers"  # which trackers are on, and why
+    assert [e["event"] for e in events if e["stage"] == "train"][0] == "started" and events[-1]["event"] == "finished"
     assert sum(e["event"] == "progress" for e in events) == 4
     adapter = Path(final["adapter"])
     assert (adapter / "adapter_model.safetensors").exists()
@@ -82,7 +83,8 @@ def test_ctrl_c_stops_the_container_marks_the_run_interrupted_and_removes_it(tin
     process = subprocess.Popen([sys.executable, "-m", "backpropagate", "train", "--data", str(DATA), "--model",
                                 str(tiny_model), "--steps", "200", "--device", "cpu", "--max-seq-length", "256",
                                 "--output", str(tmp_path), "--json"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=ctrl_c_as_in_a_terminal)
     for line in process.stdout:  # wait until training is under way in the container
         if '"event": "progress"' in line or '"event":"progress"' in line:
             break

@@ -41,6 +41,10 @@ def hub(tmp_path, monkeypatch):
     env = {"HF_ENDPOINT": stand_in.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # huggingface_hub reads HF_HUB_DISABLE_XET when it is imported, which the whole suite does at collection.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     yield stand_in, env
     stand_in.close()
 

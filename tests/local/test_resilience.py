@@ -18,7 +18,7 @@ from backpropagate.contract.events import parse_line
 from backpropagate.contract.history import RunHistory
 from safetensors.torch import load_file
 
-from tests.conftest import run_cli
+from tests.conftest import ctrl_c_as_in_a_terminal, run_cli
 
 STEPS = 8
 COMMON = ("--device", "cpu", "--max-seq-length", "64", "--batch-size", "2", "--gradient-accumulation", "2",
@@ -244,7 +244,8 @@ def test_ctrl_c_finishes_the_step_saves_a_checkpoint_on_request_and_resume_compl
         [sys.executable, "-m", "backpropagate", "train", "--data", str(chat_data), "--model", str(tiny_model),
          "--output", str(tmp_path), "--json", "--steps", "100000", *COMMON, "--checkpoint-every", "0",
          "--checkpoint-on-interrupt"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal)
     for line in process.stdout:
         if '"progress"' in line:
             break

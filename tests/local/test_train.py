@@ -12,7 +12,7 @@ from backpropagate.contract.events import parse_line
 from backpropagate.contract.files import sha256_file
 from backpropagate.contract.history import RunHistory
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, ctrl_c_as_in_a_terminal, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
 
@@ -238,7 +238,8 @@ def test_ctrl_c_stops_the_run_marks_it_interrupted_and_exits_130(tiny_model, tmp
     process = subprocess.Popen(
         [sys.executable, "-m", "backpropagate", "train", "--data", str(QUICKSTART), "--model", str(tiny_model),
          "--device", "cpu", "--steps", "100000", "--output", str(tmp_path), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal)
     for line in process.stdout:
         if '"progress"' in line:
             break

@@ -168,6 +168,10 @@ def test_trainer_push_sends_the_runs_adapter(tmp_path, hub, trained, monkeypatch
     for variable, value in {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
                             "HF_HOME": str(tmp_path / "hf-home")}.items():
         monkeypatch.setenv(variable, value)
+    # huggingface_hub reads HF_HUB_DISABLE_XET when it is imported, which the whole suite does at collection.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     result = Trainer(output=str(tmp_path / "out")).push("me/api-adapter", run=trained.spec.run_id)
     adapter = trained.folder.root / "adapter" / "adapter_model.safetensors"
     assert sha256(hub.files("me/api-adapter")["adapter_model.safetensors"]) == sha256(adapter.read_bytes())

@@ -37,6 +37,12 @@ class Job:
         return not self.done.is_set()
 
 
+def _hears_ctrl_c() -> None:
+    """In the child: SIGINT's default action, so Stop works even when the UI itself was started with SIGINT
+    ignored (in the background of a script, by a service manager), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Jobs:
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
@@ -49,7 +55,7 @@ class Jobs:
         # Its own session: a Ctrl-C in the UI's terminal is for the UI, and Stop is for this run.
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                    text=True, encoding="utf-8", errors="replace", start_new_session=True, env=env,
-                                   cwd=self.workspace)
+                                   cwd=self.workspace, preexec_fn=_hears_ctrl_c)
         job = Job(kind, run_id, process)
         if run_id:
             job.known.set()
