@@ -13,6 +13,7 @@ import yaml
 
 from tests.conftest import run_cli
 from tests.local.test_resilience import chat_data  # noqa: F401  (the fixture: 40 short conversations)
+from tests.local.test_multi_run import two_sets_with_held_out_rows
 from tests.unit.hub_standin import HubStandIn
 
 TOKEN = "hf_" + "StandInToken0123456789abcdefghijk"
@@ -23,11 +24,7 @@ def campaign(tiny_model, chat_data, tmp_path_factory):  # noqa: F811
     from backpropagate import Trainer
 
     root = tmp_path_factory.mktemp("campaign")
-    rows = chat_data.read_text().splitlines()
-    files = []
-    for name, part in (("a", rows[:12]), ("a_eval", rows[12:16]), ("b", rows[16:28]), ("b_eval", rows[28:32])):
-        files.append(root / f"{name}.jsonl")
-        files[-1].write_text("\n".join(part) + "\n")
+    files = two_sets_with_held_out_rows(chat_data, root)
     trainer = Trainer(str(tiny_model), output=root / "out", device="cpu", max_seq_length=64, batch_size=2,
                       gradient_accumulation=2, checkpoint_every=0, learning_rate=1e-3, progress=False,
                       runtime="local")  # a module fixture starts before the autouse one that sets it

@@ -206,15 +206,21 @@ def test_a_completed_campaign_cannot_be_resumed(campaign):
     assert f"[STATE_NOTHING_TO_RESUME]: run {row.run_id} is completed" in result.stderr
 
 
+def two_sets_with_held_out_rows(chat_data, folder):
+    """Sets A and B (12 rows each) and 4 held-out rows of each, cut from the chat data: [a, a_eval, b, b_eval]."""
+    rows = chat_data.read_text().splitlines()
+    files = []
+    for name, part in (("a", rows[:12]), ("a_eval", rows[12:16]), ("b", rows[16:28]), ("b_eval", rows[28:32])):
+        files.append(folder / f"{name}.jsonl")
+        files[-1].write_text("\n".join(part) + "\n")
+    return files
+
+
 def test_the_python_api_runs_a_campaign_and_measures_each_merge_on_every_earlier_runs_held_out_data(
         tiny_model, chat_data, tmp_path):  # noqa: F811
     from backpropagate import Trainer
 
-    rows = chat_data.read_text().splitlines()
-    files = []
-    for name, part in (("a", rows[:12]), ("a_eval", rows[12:16]), ("b", rows[16:28]), ("b_eval", rows[28:32])):
-        files.append(tmp_path / f"{name}.jsonl")
-        files[-1].write_text("\n".join(part) + "\n")
+    files = two_sets_with_held_out_rows(chat_data, tmp_path)
     trainer = Trainer(str(tiny_model), output=tmp_path / "out", device="cpu", max_seq_length=64, batch_size=2,
                       gradient_accumulation=2, checkpoint_every=0, learning_rate=1e-3, progress=False)
     result = trainer.multi_run([files[0], files[2]], steps_per_run=3, eval_data=[files[1], files[3]])
