@@ -80,6 +80,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "fix that row, or pass --skip-invalid to train on the valid rows only",
         ),
         _kind(
+            "INPUT_EVAL_PROMPTS_UNREADABLE",
+            "eval prompts {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
             "INPUT_EVAL_PROMPTS_INVALID",
             "eval prompts {location}: {reason}",
             'write one JSON object per line: {{"prompt": "...", "expect": "text the answer contains"}} '
@@ -340,7 +345,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "INPUT_AUTH_FILE_INVALID",
             "auth file {path} is not usable: {reason}",
-            "write one line USER:PASSWORD into {path}",
+            "{remedy}",
         ),
         _kind(
             "INPUT_UI_PATH_OUTSIDE",
@@ -356,6 +361,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "CONFIG_UI_OUTPUT_DENIED",
             "the UI's folder {path} is, lies in or holds {denied}, which the UI never uses",
             "set BACKPROPAGATE_UI__OUTPUT_DIR to a folder of its own, such as ~/.backpropagate/ui-outputs",
+        ),
+        _kind(
+            "CONFIG_UI_FOLDER_UNUSABLE",
+            "the UI's folder {path} cannot be used: {reason}",
+            "{remedy}",
         ),
         _kind(
             "STATE_HISTORY_CORRUPT",
