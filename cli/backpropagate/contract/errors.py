@@ -290,6 +290,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "check the name (lowercase letters, digits, - _ . and one :tag) and the --template given, then register again",
         ),
         _kind(
+            "RUNTIME_OLLAMA_REFUSED",
+            "Ollama at {host} answered {request} with HTTP {status}: {reason}",
+            "{remedy}",
+        ),
+        _kind(
             "RUNTIME_OLLAMA_TIMEOUT",
             "Ollama at {host} did not answer {request} within {timeout_s}s",
             "the server is busy or stuck: check it with `ollama ps`, or pass a larger --timeout",
@@ -455,6 +460,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "HUB_NETWORK",
             "the Hub at {endpoint} did not answer ({attempts} attempts): {reason}",
             "check the network and HF_ENDPOINT, then push again (files already uploaded are not sent twice)",
+        ),
+        _kind(
+            "HUB_TIMEOUT",
+            "the Hub at {endpoint} did not answer {request} within {timeout_s}s ({reason})",
+            "the Hub, or a proxy on the way, is stuck or slow: check HF_ENDPOINT and the network, or pass a larger "
+            "--timeout; files already uploaded are not sent twice",
         ),
         _kind(
             "INPUT_DATASET_ROW_TOO_LONG",
