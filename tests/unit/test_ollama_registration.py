@@ -193,6 +193,26 @@ def test_an_http_error_from_ollama_is_a_coded_error_whose_fix_fits_the_status(se
         fix]
 
 
+LOOPS_10_TO_THE_10 = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+
+
+def test_a_chat_template_that_loops_ten_billion_times_is_a_coded_error_within_the_bound(server, tmp_path):
+    """Each rendering is bounded by 10^6 loop steps and 10 s (hf_template.MAX_LOOP_STEPS, MAX_RENDER_S)."""
+    gguf = write_gguf(tmp_path / "m.gguf", LOOPS_10_TO_THE_10)
+    started = time.monotonic()
+    result = run_cli("ollama", "register", str(gguf), "--name", "bees", "--output", str(tmp_path),
+                     env={"OLLAMA_HOST": server.host}, timeout=60)
+    assert time.monotonic() - started < 10 + 15  # the bound, plus the CLI's start-up on a loaded machine
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        f"[INPUT_CHAT_TEMPLATE_RUNAWAY]: the chat template of {gguf} does not finish rendering: its loops ran past "
+        "1,000,000 steps",
+        f"  fix: fix the loops of the chat template in {gguf}, or use a model whose chat template ends in a few loop "
+        "steps (`backprop ollama register` also takes your own --template FILE with --stop TOKEN)"]
+    assert ("POST", "/api/create") not in server.requests
+
+
 def test_dropped_connections_are_retried(server, tmp_path):
     gguf = write_gguf(tmp_path / "m.gguf", tiny_chatml())
     server.drop_connections = 2

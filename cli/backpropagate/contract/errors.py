@@ -131,6 +131,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "pass --template FILE (an Ollama Go template) and --stop TOKEN for each stop token",
         ),
         _kind(
+            "INPUT_CHAT_TEMPLATE_RUNAWAY",
+            "the chat template of {template} does not finish rendering: {reason}",
+            "fix the loops of the chat template in {template}, or use a model whose chat template ends in a few "
+            "loop steps (`backprop ollama register` also takes your own --template FILE with --stop TOKEN)",
+        ),
+        _kind(
             "INPUT_OLLAMA_MODEL_NOT_FOUND",
             "Ollama at {host} has no model {name}",
             "see the models this tool registered with `backprop ollama list`",

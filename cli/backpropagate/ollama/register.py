@@ -29,7 +29,8 @@ def choose_template(source: Source, template_file: Path | None, stops: list[str]
             raise BackpropError("CONFIG_VALUE_INVALID", name="--stop", value="", reason="--template needs its stop "
                                 "tokens", allowed="--stop TOKEN once for each stop token, e.g. --stop '<|im_end|>'")
         return OllamaTemplate("user", Path(template_file).read_text(encoding="utf-8"), tuple(stops))
-    derived = derive(HfTemplate(source.chat_template, source.special_tokens), source.template_origin)
+    derived = derive(HfTemplate(source.chat_template, source.special_tokens, source.template_origin),
+                     source.template_origin)
     return replace(derived, stops=tuple(stops)) if stops else derived
 
 
