@@ -208,3 +208,29 @@ def test_a_ui_folder_that_is_a_file_is_a_coded_error(tmp_path):
     assert message == f"[CONFIG_UI_FOLDER_UNUSABLE]: the UI's folder {folder} cannot be used: {folder} is a file, not a folder"
     assert fix == (f"  fix: set BACKPROPAGATE_UI__OUTPUT_DIR to a folder (one that does not exist yet is created), or "
                    f"move {folder} out of the way")
+
+
+def test_a_fifo_as_a_gguf_a_template_or_a_token_file_is_refused_at_once(tmp_path):
+    from tests.unit.test_ollama_registration import write_gguf
+    from tests.unit.test_ollama_templates import tiny_chatml
+
+    pipe = tmp_path / "pipe.gguf"
+    os.mkfifo(pipe)
+    message, fix = coded(run_cli("ollama", "register", str(pipe), "--name", "bees", "--output", str(tmp_path),
+                                 timeout=BOUND_S), "INPUT_FILE_UNREADABLE", 3)
+    assert message.startswith(f"[INPUT_FILE_UNREADABLE]: TARGET {pipe} cannot be read: it is a pipe")
+    assert fix == "  fix: write it to a file first (for example: cmd > model.gguf), then pass model.gguf to TARGET"
+    gguf = write_gguf(tmp_path / "m.gguf", tiny_chatml())
+    message, fix = coded(run_cli("ollama", "register", str(gguf), "--name", "bees", "--template", str(pipe), "--stop",
+                                 "<|im_end|>", "--output", str(tmp_path), timeout=BOUND_S), "INPUT_FILE_UNREADABLE", 3)
+    assert message.startswith(f"[INPUT_FILE_UNREADABLE]: --template {pipe} cannot be read: it is a pipe")
+    assert fix == "  fix: write it to a file first (for example: cmd > template.txt), then pass template.txt to --template"
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    result = run_cli("push", str(folder), "--repo", "me/x", "--token-file", "/dev/zero", "--output", str(tmp_path),
+                     env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_DISABLE_XET": "1"}, timeout=BOUND_S)
+    message, _ = coded(result, "INPUT_FILE_UNREADABLE", 3)
+    assert message == ("[INPUT_FILE_UNREADABLE]: --token-file /dev/zero cannot be read: it is a device, which is read "
+                       "only once or never ends")

@@ -400,6 +400,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "{remedy}",
         ),
         _kind(
+            "INPUT_FILE_UNREADABLE",
+            "{option} {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
             "INPUT_DATASET_EMPTY",
             "dataset {path} holds no rows: {what}",
             "add rows to it: one JSON object per line (JSONL), or JSON objects inside the array",

@@ -12,8 +12,11 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from backpropagate.contract.errors import BackpropError
+
 # The file name the fix for a pipe suggests writing to.
-_EXAMPLE_NAMES = {"--eval-data": "eval.jsonl", "--eval-prompts": "prompts.jsonl", "--auth-file": "auth.txt"}
+_EXAMPLE_NAMES = {"--eval-data": "eval.jsonl", "--eval-prompts": "prompts.jsonl", "--auth-file": "auth.txt",
+                  "--template": "template.txt", "--token-file": "token.txt", "TARGET": "model.gguf"}
 
 
 class FileRefused(Exception):
@@ -56,6 +59,34 @@ def check_user_file(path: str | Path, option: str, what: str = "file") -> Path:
     path = Path(path).expanduser()
     open_user_file(path, option, what).close()
     return path.resolve()
+
+
+def read_user_text(path: Path, option: str, limit: int, what: str = "file") -> str:
+    """The UTF-8 text of a small file the user named; INPUT_FILE_UNREADABLE when it cannot be that."""
+    try:
+        with open_user_file(Path(path).expanduser(), option, what) as handle:
+            data = handle.read(limit + 1)
+    except FileRefused as refused:
+        raise BackpropError("INPUT_FILE_UNREADABLE", option=option, path=path, reason=refused.reason,
+                            remedy=refused.remedy) from None
+    if len(data) > limit:
+        raise BackpropError("INPUT_FILE_UNREADABLE", option=option, path=path, reason=f"it is over {limit:,} bytes",
+                            remedy=f"pass the {what} itself to {option}, not a larger file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BackpropError("INPUT_FILE_UNREADABLE", option=option, path=path, reason=f"it is not UTF-8 (byte "
+                            f"0x{data[exc.start]:02x} at offset {exc.start})",
+                            remedy=f"save it as UTF-8, then pass it to {option}") from None
+
+
+def check_or_refuse(path: Path, option: str, what: str = "file") -> None:
+    """INPUT_FILE_UNREADABLE unless ``path`` is a regular file this user may read."""
+    try:
+        open_user_file(Path(path), option, what).close()
+    except FileRefused as refused:
+        raise BackpropError("INPUT_FILE_UNREADABLE", option=option, path=path, reason=refused.reason,
+                            remedy=refused.remedy) from None
 
 
 def _not_regular(mode: int) -> str:

@@ -19,6 +19,7 @@ from backpropagate.contract.campaign import CampaignFolder, read_plan
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.records import RunRecord, load_record
 from backpropagate.hub.card import PLOT_FILE, CampaignCard, model_card
+from backpropagate.contract.user_files import read_user_text
 from backpropagate.hub.target import PushSource
 from backpropagate.waiting import line_every_s, waited
 
@@ -46,12 +47,7 @@ class PushResult:
 
 def read_token(token_file: Path | None) -> str:
     if token_file is not None:
-        try:
-            token = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise BackpropError("CONFIG_VALUE_INVALID", name="--token-file", value=str(token_file),
-                                reason=exc.strerror or type(exc).__name__, allowed="a readable file holding the token")
-        return token
+        return read_user_text(token_file, "--token-file", 64 << 10, "token file").strip()
     from huggingface_hub import get_token
 
     return os.environ.get("HF_TOKEN") or get_token() or ""
