@@ -151,9 +151,12 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
     old = read_spec(TrainSpec, RunFolder.of(output, row.run_id).spec)
-    data_path = Path(old.data.path).resolve()  # the run folder's link leads to the user's file
-    if not data_path.exists():
-        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=old.data.source or data_path)
+    try:
+        data_path = dataset_file(old.data.path)  # the run folder's link leads to the user's file
+    except BackpropError as error:
+        if error.code != "INPUT_DATASET_NOT_FOUND":
+            raise
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=old.data.source or old.data.path) from None
     now = sha256_file(data_path)
     if now != old.data.sha256 and not allow_changed_data:
         raise BackpropError("INPUT_DATASET_CHANGED", path=old.data.source or data_path, run_id=row.run_id,
@@ -162,8 +165,8 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     settings = Settings(log_level=old.log_level, output=str(output), model=ModelSettings(name=old.model),
                         training=training, lora=old.lora)
     plan = plan_train(settings, data_path, old.data.format, old.data.skip_invalid,
-                      eval_data=Path(old.eval_data.path).resolve() if old.eval_data else None,
-                      eval_prompts=Path(old.eval_prompts.path).resolve() if old.eval_prompts else None)
+                      eval_data=old.eval_data.path if old.eval_data else None,
+                      eval_prompts=old.eval_prompts.path if old.eval_prompts else None)
     return replace(plan, replay_of=row.run_id)
 
 
