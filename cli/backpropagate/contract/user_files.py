@@ -1,4 +1,4 @@
-"""Opening a file the user named (--data, --eval-data, --eval-prompts, --auth-file): regular files only.
+"""Opening a file the user named (--data, --eval-prompts, --auth-file, --token-file, ...): regular files only.
 
 A pipe, a device or a socket is refused at once, never read: a run reads its data more than once (the
 host checks it, the stage trains on it, replay hashes it), a FIFO with no writer blocks its reader
