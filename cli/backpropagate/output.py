@@ -60,6 +60,13 @@ class Output:
         else:
             self._console().print(f"[yellow]warning[/yellow] {text}")
 
+    def waiting(self, text: str) -> None:
+        """A line while a network answer is awaited, on stderr in both modes: a wait is never silent."""
+        if self.json_mode:
+            print(redact(text), file=sys.stderr, flush=True)
+        else:
+            self._console().print(redact(text))
+
     def result(self, human: str, data: dict[str, Any]) -> None:
         """The command's result on stdout: text for people, one JSON object in json mode."""
         self.stop_progress()

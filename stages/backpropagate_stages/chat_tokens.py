@@ -21,6 +21,8 @@ empty think block, a date header) stays outside. Rendering costs well under a mi
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from backpropagate.ollama.hf_template import bounded_apply
+
 PROBE = "\U0010fffd"  # a private-use character: no template trims, splits or matches it
 
 
@@ -34,7 +36,7 @@ class Segment:
 def render_segments(messages: list[dict], tokenizer) -> list[Segment]:
     """The rendered conversation as consecutive segments whose texts join to the template's output."""
     def render(conversation: list[dict]) -> str:
-        return tokenizer.apply_chat_template(conversation, tokenize=False)
+        return bounded_apply(tokenizer, conversation)
 
     text = render(messages)
     spans: list[tuple[int, int, bool]] = []

@@ -41,3 +41,31 @@ def test_prompts_longer_than_max_seq_length_name_the_users_line_and_the_length_t
     assert fix == f"  fix: raise --max-seq-length to at least {needed}, or shorten the prompts"
     fits = run_cli("train", "--data", str(data), *flags, "--max-seq-length", str(needed))
     assert fits.returncode == 0, fits.stderr  # the length named is enough
+
+
+def test_a_chat_template_that_loops_ten_billion_times_stops_train_with_a_coded_error_within_the_bound(tiny_model,
+                                                                                                   tmp_path):
+    """The stage renders each conversation bounded (10^6 loop steps, 10 s) before transformers renders it."""
+    import shutil
+    import time
+
+    model = tmp_path / "looping-model"
+    shutil.copytree(tiny_model, model)
+    loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    for template in model.glob("chat_template.jinja"):
+        template.write_text(loop)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    if "chat_template" in config or not (model / "chat_template.jinja").exists():
+        (model / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": loop}))
+    data = tmp_path / "data.jsonl"
+    data.write_text(JSONL)
+    started = time.monotonic()
+    result = run_cli("train", "--data", str(data), "--model", str(model), "--output", str(tmp_path / "runs"),
+                     "--device", "cpu", "--steps", "1", timeout=120)
+    assert time.monotonic() - started < 60  # 10 s of rendering, plus loading the tiny model
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    message, fix = result.stderr.strip().splitlines()[-2:]
+    assert message == (f"[INPUT_CHAT_TEMPLATE_RUNAWAY]: the chat template of {model} does not finish rendering: its "
+                       "loops ran past 1,000,000 steps")
+    assert fix.startswith(f"  fix: fix the loops of the chat template in {model}")

@@ -18,7 +18,10 @@ instead. It follows Ollama's API documentation (docs/api.md: "Create a Model",
 It does not load or run models: it cannot show that Ollama answers well, only that
 what we send is what the API documents. Knobs for failure tests: ``stream_error``
 (create streams an error after a status line), ``stall_s`` (create waits before
-answering), ``drop_connections`` (the next N connections are closed unanswered).
+answering), ``drop_connections`` (the next N connections are closed unanswered),
+``never_answer`` (every request is read and never answered: a server that hangs),
+``fail_with`` ((status, text): every request answered with that HTTP status and Ollama's
+error body ``{"error": text}``, as Ollama does on a 500 and a proxy in front of it on a 401).
 """
 
 import hashlib
@@ -43,6 +46,9 @@ class OllamaStandIn:
         self.stream_error: str | None = None
         self.stall_s = 0.0
         self.drop_connections = 0
+        self.never_answer = False
+        self.fail_with: tuple[int, str] | None = None
+        self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -56,6 +62,7 @@ class OllamaStandIn:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()  # lets go of requests held by never_answer
         self._server.shutdown()
         self._server.server_close()
 
@@ -78,7 +85,22 @@ def _handler(state: OllamaStandIn):
                 self.rfile.readline()
                 self.request.close()
                 return
+            if state.never_answer:
+                self.rfile.readline()
+                state._closing.wait()
+                self.close_connection = True
+                return
             super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            if state.fail_with is not None:
+                state.requests.append((self.command, self.path))
+                self.close_connection = True  # a body the server did not read must not be taken for a request
+                self._reply(state.fail_with[0], {"error": state.fail_with[1]})
+                return False  # answered: the method's handler is not called
+            return True
 
         def do_HEAD(self) -> None:
             state.requests.append(("HEAD", self.path))

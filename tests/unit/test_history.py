@@ -103,3 +103,32 @@ def test_a_row_keeps_fields_it_does_not_know_and_leaves_unset_ones_out(tmp_path)
     assert document["runs"] == [{"run_id": "x", "status": "completed", "stage": "train", "final_loss": 0.5,
                                  "from_a_newer_version": [1]}]
     assert history.find("x").final_loss == 0.5
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({"run_id": None, "status": "completed"}, "runs[1].run_id: expected text, got NoneType None"),
+    ({"run_id": "b", "status": 5, "steps": "ten", "warnings": 3},
+     "runs[1].status: expected text, got int 5; runs[1].steps: expected an integer, got str 'ten'; "
+     "runs[1].warnings: expected a list, got int 3"),
+])
+@pytest.mark.parametrize("command", [["list-runs"], ["show-run", "a"], ["resume", "a"], ["export-runs"]])
+def test_a_row_with_a_field_of_the_wrong_type_is_a_coded_error_in_every_command(tmp_path, row, reason, command):
+    from tests.conftest import run_cli
+
+    path = tmp_path / "run_history.json"
+    path.write_text(json.dumps({"version": 1, "runs": [{"run_id": "a", "status": "completed"}, row]}))
+    before = path.read_bytes()
+    result = run_cli(*command, "--output", str(tmp_path), timeout=30)
+    assert result.returncode == 6, result.stderr
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-2]
+    assert message == f"[STATE_HISTORY_CORRUPT]: run history {path} is not readable: {reason}"
+    assert path.read_bytes() == before
+
+
+def test_a_history_nested_100000_deep_is_corrupt_not_a_recursion_error(tmp_path):
+    (tmp_path / "run_history.json").write_text('{"version": 1, "runs": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(BackpropError) as caught:
+        RunHistory(tmp_path).rows()
+    assert caught.value.code == "STATE_HISTORY_CORRUPT"
+    assert caught.value.message.endswith("is not readable: nested 100,001 levels deep, over the limit of 64")

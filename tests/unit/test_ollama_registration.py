@@ -10,6 +10,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,66 @@ def test_a_server_that_stops_answering_is_a_timeout(server, tmp_path):
     assert result.stderr.splitlines()[-2:] == [
         f"[RUNTIME_OLLAMA_TIMEOUT]: Ollama at http://{server.host} did not answer POST /api/create within 0.5s",
         "  fix: the server is busy or stuck: check it with `ollama ps`, or pass a larger --timeout"]
+
+
+def test_a_server_that_accepts_and_never_answers_is_a_timeout_within_the_bound_with_a_line_while_it_waits(
+        server, tmp_path):
+    """The bound is --timeout (3 s here) for each answer; a line every second says what is awaited and the bound."""
+    gguf = write_gguf(tmp_path / "m.gguf", tiny_chatml())
+    server.never_answer = True
+    started = time.monotonic()
+    result = run_cli("ollama", "register", str(gguf), "--name", "bees", "--timeout", "3", "--output", str(tmp_path),
+                     env={"OLLAMA_HOST": server.host, "COLUMNS": "200"}, timeout=30)
+    assert time.monotonic() - started < 3 + 15  # the bound, plus the CLI's start-up on a loaded machine
+    assert result.returncode == 5, result.stderr
+    assert "Traceback" not in result.stderr
+    waiting = [line for line in result.stderr.splitlines() if "waiting for Ollama" in line]
+    assert waiting and waiting[0] == (f"waiting for Ollama at http://{server.host} to answer "
+                                      "GET /api/version: 1s, at most 3s (--timeout)")
+    assert result.stderr.splitlines()[-2:] == [
+        f"[RUNTIME_OLLAMA_TIMEOUT]: Ollama at http://{server.host} did not answer GET /api/version within 3.0s",
+        "  fix: the server is busy or stuck: check it with `ollama ps`, or pass a larger --timeout"]
+
+
+@pytest.mark.parametrize("status, text, fix", [
+    (401, "unauthorized", "  fix: Ollama itself asks for no credentials, so a proxy in front of it does: point "
+                          "OLLAMA_HOST at the server itself (default http://127.0.0.1:11434), or register on the "
+                          "machine it runs on"),
+    (500, "something went wrong", "  fix: the server failed on its side: read its log (journalctl -u ollama, or "
+                                  "`docker logs` of its container), then register again"),
+])
+@pytest.mark.parametrize("command", [["register", "{gguf}", "--name", "bees"], ["list"], ["rm", "bees"]])
+def test_an_http_error_from_ollama_is_a_coded_error_whose_fix_fits_the_status(server, tmp_path, status, text, fix,
+                                                                              command):
+    gguf = write_gguf(tmp_path / "m.gguf", tiny_chatml())
+    server.fail_with = (status, text)
+    result = cli(server, "ollama", *[part.format(gguf=gguf) for part in command], "--output", str(tmp_path))
+    assert result.returncode == 5, result.stderr
+    assert "Traceback" not in result.stderr
+    request = {"rm": "DELETE /api/delete", "list": "GET /api/tags"}.get(command[0], "GET /api/version")
+    assert result.stderr.splitlines()[-2:] == [
+        f"[RUNTIME_OLLAMA_REFUSED]: Ollama at http://{server.host} answered {request} with HTTP {status}: {text}",
+        fix]
+
+
+LOOPS_10_TO_THE_10 = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+
+
+def test_a_chat_template_that_loops_ten_billion_times_is_a_coded_error_within_the_bound(server, tmp_path):
+    """Each rendering is bounded by 10^6 loop steps and 10 s (hf_template.MAX_LOOP_STEPS, MAX_RENDER_S)."""
+    gguf = write_gguf(tmp_path / "m.gguf", LOOPS_10_TO_THE_10)
+    started = time.monotonic()
+    result = run_cli("ollama", "register", str(gguf), "--name", "bees", "--output", str(tmp_path),
+                     env={"OLLAMA_HOST": server.host}, timeout=60)
+    assert time.monotonic() - started < 10 + 15  # the bound, plus the CLI's start-up on a loaded machine
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        f"[INPUT_CHAT_TEMPLATE_RUNAWAY]: the chat template of {gguf} does not finish rendering: its loops ran past "
+        "1,000,000 steps",
+        f"  fix: fix the loops of the chat template in {gguf}, or use a model whose chat template ends in a few loop "
+        "steps (`backprop ollama register` also takes your own --template FILE with --stop TOKEN)"]
+    assert ("POST", "/api/create") not in server.requests
 
 
 def test_dropped_connections_are_retried(server, tmp_path):

@@ -130,7 +130,7 @@ def test_a_dataset_that_is_a_symlink_loop_is_named_as_one(tmp_path):
     assert result.returncode == 3
     assert error_lines(result) == (
         f"[INPUT_DATASET_UNREADABLE]: dataset {loop} cannot be read: it is a symbolic link that leads back to itself",
-        "  fix: point the link at the data file (ls -l shows where it leads), or pass the file itself to --data")
+        "  fix: point the link at the file (ls -l shows where it leads), or pass the file itself to --data")
 
 
 def test_resuming_an_unknown_run_in_a_new_folder_creates_nothing(tmp_path):

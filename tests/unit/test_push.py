@@ -4,7 +4,10 @@ CLI and the real huggingface_hub client, with Xet off: what arrives, the card, t
 import ast
 import hashlib
 import os
+import socket
 import sys
+import threading
+import time
 
 import pytest
 import yaml
@@ -141,6 +144,53 @@ def test_a_repo_gone_a_conflicting_commit_and_no_network_each_have_their_code(tm
     assert "[HUB_NETWORK]: the Hub at http://127.0.0.1:9 did not answer (3 attempts): ConnectError" in result.stderr
     assert "check the network and HF_ENDPOINT, then push again (files already uploaded are not sent twice)" \
         in result.stderr
+
+
+class SilentServer:
+    """A STAND-IN for a stuck Hub (or proxy): a loopback socket that accepts every connection and never answers."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.socket.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for connection in self.held:
+            connection.close()
+        self.socket.close()
+
+
+def test_a_hub_that_accepts_and_never_answers_ends_the_push_within_the_timeout_with_a_line_while_it_waits(
+        tmp_path, trained):
+    """The bound is --timeout (2 s here) for each answer; a line every second says what is awaited."""
+    silent = SilentServer()
+    try:
+        started = time.monotonic()
+        env = {"HF_ENDPOINT": silent.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
+               "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1", "COLUMNS": "200"}
+        result = run_cli("push", trained.spec.run_id, "--repo", "me/stuck", "--timeout", "2", "--output",
+                         str(tmp_path / "out"), env=env, timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert elapsed < 2 + 15  # the bound, plus the CLI's start-up on a loaded machine
+    assert result.returncode == 7, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (f"waiting for the Hub at {silent.url} (create_repo): 1s so far, each answer within 2s (--timeout)"
+            in result.stderr.splitlines())
+    assert result.stderr.splitlines()[-2:] == [
+        f"[HUB_TIMEOUT]: the Hub at {silent.url} did not answer create_repo within 2s (ReadTimeout)",
+        "  fix: the Hub, or a proxy on the way, is stuck or slow: check HF_ENDPOINT and the network, or pass a "
+        "larger --timeout; files already uploaded are not sent twice"]
+    assert not list((tmp_path / "out").glob(f"{trained.spec.run_id}/.push-*"))
 
 
 def test_pushing_what_a_run_has_not_made_or_a_bad_repo_id_is_refused_before_any_upload(tmp_path, hub, trained):

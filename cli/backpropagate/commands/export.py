@@ -64,11 +64,11 @@ def export(
                                       ("--ollama", (ollama or ollama_name or ollama_container) or None))
              if value is not None}
     check_export(export_format, given, quantization)
+    out = Output(json_mode=settings.log_json)
     if "--ollama" in given:  # before the export, so a missing server does not cost a whole export
-        _check_ollama(ollama_container)
+        _check_ollama(ollama_container, out)
     if push_to_hub is not None:
         check_repo(push_to_hub)
-    out = Output(json_mode=settings.log_json)
     plan = plan_export(output_dir(settings), run, export_format, dtype or "float16", quantization or "q4_k_m",
                        verify)
     out.note(f"export run_id={plan.run_id}: {export_format} of {plan.adapter} on {plan.base_model}")
@@ -91,13 +91,13 @@ def export(
         outputs["ollama"] = registered
         lines.append(f"ollama: {registered['name']} (try: ollama run {registered['name']})")
     if push_to_hub is not None:
-        pushed = _push(results, plan.run_id, push_to_hub, output_dir(settings))
+        pushed = _push(results, plan.run_id, push_to_hub, output_dir(settings), out)
         outputs["hub"] = {"repo": pushed.repo, "url": pushed.url, "commit": pushed.commit}
         lines.append(f"hub: {pushed.url} (commit {pushed.commit[:12]})")
     out.result("\n".join(lines), {"run_id": plan.run_id, "format": export_format, **outputs})
 
 
-def _push(results: dict, run_id: str, repo: str, output: Path):
+def _push(results: dict, run_id: str, repo: str, output: Path, out: Output):
     from backpropagate.contract.history import RunHistory
     from backpropagate.hub.push import PushRequest, push
     from backpropagate.hub.target import PushSource
@@ -106,7 +106,8 @@ def _push(results: dict, run_id: str, repo: str, output: Path):
         else (Path(results["merge"].merged), "merged")
     row = RunHistory(output).get(run_id)
     campaign = row is not None and row.stage == "campaign"
-    return push(output, PushSource(folder=folder, what=what, run_id=run_id, campaign=campaign), PushRequest(repo))
+    return push(output, PushSource(folder=folder, what=what, run_id=run_id, campaign=campaign), PushRequest(repo),
+                on_wait=out.waiting)
 
 
 def _register(gguf: str, name: str, use_container: bool, out: Output, output: Path) -> dict:
@@ -116,8 +117,8 @@ def _register(gguf: str, name: str, use_container: bool, out: Output, output: Pa
     return register_source(resolve(gguf, output), name, out, output, use_container=use_container)
 
 
-def _check_ollama(use_container: bool) -> None:
+def _check_ollama(use_container: bool, out: Output) -> None:
     from backpropagate.ollama.client import OllamaClient
     from backpropagate.ollama.container import ensure_server
 
-    ensure_server(OllamaClient(), use_container)
+    ensure_server(OllamaClient(on_wait=out.waiting), use_container)

@@ -90,13 +90,13 @@ def register_source(source, name: str, out: Output, output: Path, system: str | 
     if system and not chosen.takes_system:
         out.warn(f"the tokenizer's own template takes no system message; the {chosen.family} template puts it "
                  "before the first user message")
-    client = OllamaClient(timeout_s=timeout_s)
-    ensure_server(client, use_container)
     run_id = source.run_id or ""
 
     def status(text: str) -> None:
         out.event(Envelope(run_id=run_id, stage="ollama", event=events.Metric(key="ollama_status", value=text)))
 
+    client = OllamaClient(timeout_s=timeout_s, on_wait=out.waiting)
+    ensure_server(client, use_container)
     return create(client, source, name, chosen, output, status, system=system, base=base)
 
 
@@ -136,12 +136,13 @@ def list_models(
     from backpropagate.ollama.register import registered_names
 
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    out = Output(json_mode=settings.log_json)
     ours = registered_names(output_dir(settings))
     models = [{"name": m["name"], "run_id": ours.get(m["name"]), "size": m.get("size"), "digest": m.get("digest"),
                "modified_at": m.get("modified_at")}
-              for m in OllamaClient().tags() if show_all or m["name"] in ours]
+              for m in OllamaClient(on_wait=out.waiting).tags() if show_all or m["name"] in ours]
     text = "\n".join(f"{m['name']:<32} {m['run_id'] or '-':<36} {m['size'] or 0:>14,}" for m in models)
-    Output(json_mode=settings.log_json).result(text or "no models registered from this workspace", {"models": models})
+    out.result(text or "no models registered from this workspace", {"models": models})
 
 
 @app.command("rm", epilog=EXAMPLES)
@@ -155,9 +156,10 @@ def remove(
     from backpropagate.ollama.register import forget
 
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
-    OllamaClient().delete(name)
+    out = Output(json_mode=settings.log_json)
+    OllamaClient(on_wait=out.waiting).delete(name)
     forget(output_dir(settings), name)
-    Output(json_mode=settings.log_json).result(f"deleted {name}", {"deleted": name})
+    out.result(f"deleted {name}", {"deleted": name})
 
 
 def _registered_text(result: dict) -> str:

@@ -40,6 +40,7 @@ def push_command(
     commit_message: Annotated[str | None, typer.Option(help="The commit's message.")] = None,
     token_file: Annotated[Path | None, typer.Option(help="A file holding the token [default: HF_TOKEN, else "
                                                          "huggingface_hub's login].")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer from the Hub.", min=0.1)] = 60.0,
     output: OutputOpt = None,
     json_output: JsonOpt = None,
 ) -> None:
@@ -52,7 +53,8 @@ def push_command(
                             allowed=", ".join(WHATS))
     source = resolve_push_target(output_dir(settings), target, what)
     out.note(f"pushing {source.what} from {source.folder} to {repo}")
-    result = push(output_dir(settings), source, PushRequest(repo, private, revision, commit_message, token_file))
+    result = push(output_dir(settings), source, PushRequest(repo, private, revision, commit_message, token_file,
+                                                            timeout), on_wait=out.waiting)
     out.result(f"pushed {len(result.files)} files to {result.url} ({result.revision}, commit {result.commit[:12]})",
                {"repo": result.repo, "url": result.url, "revision": result.revision, "commit": result.commit,
                 "what": source.what, "files": result.files})

@@ -53,6 +53,8 @@ def validate(
 
 def token_stats(dataset: Dataset, tokenizer_name: str, max_seq_length: int) -> dict:
     """Token lengths as the model will see them: chat template applied, special tokens included."""
+    from backpropagate.ollama.hf_template import bounded_apply
+
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:
@@ -67,7 +69,7 @@ def token_stats(dataset: Dataset, tokenizer_name: str, max_seq_length: int) -> d
             lengths.append(len(tok(example.text)["input_ids"]) + 1)
         else:
             messages = [{"role": m.role, "content": m.content} for m in example.messages]
-            text = tok.apply_chat_template(messages, tokenize=False) if tok.chat_template else \
+            text = bounded_apply(tok, messages) if tok.chat_template else \
                 "\n".join(m["content"] for m in messages)
             lengths.append(len(tok(text, add_special_tokens=False)["input_ids"]))
     ordered = sorted(lengths)

@@ -80,6 +80,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "fix that row, or pass --skip-invalid to train on the valid rows only",
         ),
         _kind(
+            "INPUT_EVAL_PROMPTS_UNREADABLE",
+            "eval prompts {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
             "INPUT_EVAL_PROMPTS_INVALID",
             "eval prompts {location}: {reason}",
             'write one JSON object per line: {{"prompt": "...", "expect": "text the answer contains"}} '
@@ -124,6 +129,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "INPUT_CHAT_TEMPLATE_UNKNOWN",
             "no Ollama template can be derived from the chat template of {source}: {reason}",
             "pass --template FILE (an Ollama Go template) and --stop TOKEN for each stop token",
+        ),
+        _kind(
+            "INPUT_CHAT_TEMPLATE_RUNAWAY",
+            "the chat template of {template} does not finish rendering: {reason}",
+            "fix the loops of the chat template in {template}, or use a model whose chat template ends in a few "
+            "loop steps (`backprop ollama register` also takes your own --template FILE with --stop TOKEN)",
         ),
         _kind(
             "INPUT_OLLAMA_MODEL_NOT_FOUND",
@@ -285,6 +296,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "check the name (lowercase letters, digits, - _ . and one :tag) and the --template given, then register again",
         ),
         _kind(
+            "RUNTIME_OLLAMA_REFUSED",
+            "Ollama at {host} answered {request} with HTTP {status}: {reason}",
+            "{remedy}",
+        ),
+        _kind(
             "RUNTIME_OLLAMA_TIMEOUT",
             "Ollama at {host} did not answer {request} within {timeout_s}s",
             "the server is busy or stuck: check it with `ollama ps`, or pass a larger --timeout",
@@ -340,7 +356,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "INPUT_AUTH_FILE_INVALID",
             "auth file {path} is not usable: {reason}",
-            "write one line USER:PASSWORD into {path}",
+            "{remedy}",
         ),
         _kind(
             "INPUT_UI_PATH_OUTSIDE",
@@ -356,6 +372,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "CONFIG_UI_OUTPUT_DENIED",
             "the UI's folder {path} is, lies in or holds {denied}, which the UI never uses",
             "set BACKPROPAGATE_UI__OUTPUT_DIR to a folder of its own, such as ~/.backpropagate/ui-outputs",
+        ),
+        _kind(
+            "CONFIG_UI_FOLDER_UNUSABLE",
+            "the UI's folder {path} cannot be used: {reason}",
+            "{remedy}",
         ),
         _kind(
             "STATE_HISTORY_CORRUPT",
@@ -376,6 +397,11 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "INPUT_DATASET_UNREADABLE",
             "dataset {path} cannot be read: {reason}",
+            "{remedy}",
+        ),
+        _kind(
+            "INPUT_FILE_UNREADABLE",
+            "{option} {path} cannot be read: {reason}",
             "{remedy}",
         ),
         _kind(
@@ -445,6 +471,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "HUB_NETWORK",
             "the Hub at {endpoint} did not answer ({attempts} attempts): {reason}",
             "check the network and HF_ENDPOINT, then push again (files already uploaded are not sent twice)",
+        ),
+        _kind(
+            "HUB_TIMEOUT",
+            "the Hub at {endpoint} did not answer {request} within {timeout_s}s ({reason})",
+            "the Hub, or a proxy on the way, is stuck or slow: check HF_ENDPOINT and the network, or pass a larger "
+            "--timeout; files already uploaded are not sent twice",
         ),
         _kind(
             "INPUT_DATASET_ROW_TOO_LONG",

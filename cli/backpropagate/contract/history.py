@@ -16,10 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from backpropagate.contract import bounded_json
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, sha256_file
 from backpropagate.contract.ids import match_run
 from backpropagate.contract.redact import redact_data
+from backpropagate.contract.schema import from_dict
 from backpropagate.contract.workspace import check_readable, check_writable
 
 HISTORY_FILE = "run_history.json"
@@ -145,10 +147,13 @@ class RunHistory:
         except FileNotFoundError:
             return []
         try:
-            document = json.loads(text)
+            document = bounded_json.loads(text)
             rows = document["runs"]
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "run_id" in r for r in rows):
                 raise ValueError("'runs' is not a list of runs")
+            problems = [problem for index, row in enumerate(rows) for problem in _row_problems(index, row)]
+            if problems:
+                raise ValueError("; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if problems[3:] else ""))
             return [HistoryRow.from_dict(row) for row in rows]
         except (ValueError, KeyError, TypeError) as exc:
             reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -161,6 +166,12 @@ class RunHistory:
         if not backup.exists():
             shutil.copy2(self.path, backup)
         return backup
+
+
+def _row_problems(index: int, row: dict) -> list[str]:
+    """Each field of a row that does not have its type (a null run_id, a text step count); unknown fields pass."""
+    known = {f.name for f in dataclasses.fields(HistoryRow)} - {"extra"}
+    return from_dict(HistoryRow, {k: v for k, v in row.items() if k in known}, f"runs[{index}].")[1]
 
 
 def _redacted(row: HistoryRow) -> HistoryRow:

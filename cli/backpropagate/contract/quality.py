@@ -10,9 +10,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backpropagate.contract import bounded_json
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.redact import redact
 from backpropagate.contract.schema import from_dict, to_dict
+from backpropagate.contract.user_files import FileRefused, check_user_file, open_user_file
+
+# Prompts are answered one by one by each model; a file this large is not a prompts file.
+MAX_PROMPTS_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -90,21 +96,43 @@ def write_report(path: Path, report: QualityReport) -> None:
     atomic_write_text(path, json.dumps(to_dict(report), indent=1, ensure_ascii=False) + "\n")
 
 
+def prompts_file(path: str | Path) -> Path:
+    """The absolute path of the --eval-prompts file, checked before anything reads it."""
+    try:
+        return check_user_file(path, "--eval-prompts", "JSONL file")
+    except FileRefused as refused:
+        raise _unreadable(redact(str(path)), refused) from None
+
+
 def load_prompts(path: Path, shown: str = "") -> list[Prompt]:
     """The prompts of a JSONL file; INPUT_EVAL_PROMPTS_INVALID names the first bad line."""
     shown = shown or str(path)
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=shown, reason="the file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=shown, reason=f"cannot be read ({exc})") from None
+        with open_user_file(Path(path), "--eval-prompts", "JSONL file") as handle:
+            data = handle.read(MAX_PROMPTS_BYTES + 1)
+    except FileRefused as refused:
+        raise _unreadable(shown, refused) from None
+    if len(data) > MAX_PROMPTS_BYTES:
+        raise BackpropError("INPUT_EVAL_PROMPTS_UNREADABLE", path=shown, reason=f"it is over {MAX_PROMPTS_BYTES:,} "
+                            "bytes, more prompts than any evaluation answers",
+                            remedy="keep the prompts to answer in a smaller file (a few hundred lines)")
+    try:
+        lines = data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BackpropError("INPUT_EVAL_PROMPTS_UNREADABLE", path=shown, reason=f"it is not UTF-8 (byte "
+                            f"0x{data[exc.start]:02x} on line {line})",
+                            remedy="save it as UTF-8 (your editor's save-with-encoding UTF-8, or iconv -t UTF-8)") \
+            from None
     prompts = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = bounded_json.loads(line)
+        except bounded_json.JSONTooComplex as exc:
+            raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=f"{shown}:{number}",
+                                reason=f"too complex to read: {exc}") from None
         except ValueError:
             raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=f"{shown}:{number}",
                                 reason="not a JSON object") from None
@@ -116,3 +144,7 @@ def load_prompts(path: Path, shown: str = "") -> list[Prompt]:
     if not prompts:
         raise BackpropError("INPUT_EVAL_PROMPTS_INVALID", location=shown, reason="the file holds no prompt")
     return prompts
+
+
+def _unreadable(shown: str, refused: FileRefused) -> BackpropError:
+    return BackpropError("INPUT_EVAL_PROMPTS_UNREADABLE", path=shown, reason=refused.reason, remedy=refused.remedy)

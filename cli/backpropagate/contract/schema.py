@@ -194,4 +194,5 @@ def _type_name(tp) -> str:
     tp = _strip_optional(tp)
     if get_origin(tp) is tuple:
         return f"comma-separated {_type_name(get_args(tp)[0])}s"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(tp, str(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "text", list: "a list",
+            dict: "an object"}.get(tp, str(tp))

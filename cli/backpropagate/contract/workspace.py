@@ -13,7 +13,7 @@ from backpropagate.contract.errors import BackpropError
 
 def check_readable(output: Path) -> None:
     """A workspace that exists must be a folder; one that does not exist is simply empty."""
-    blocker = _file_in_the_way(Path(output))
+    blocker = file_in_the_way(Path(output))
     if blocker is not None:
         raise BackpropError("CONFIG_OUTPUT_NOT_A_FOLDER", path=output, blocker=blocker)
 
@@ -33,7 +33,7 @@ def check_writable(output: Path) -> None:
         raise BackpropError("CONFIG_OUTPUT_NOT_WRITABLE", path=output, reason=reason)
 
 
-def _file_in_the_way(output: Path) -> Path | None:
+def file_in_the_way(output: Path) -> Path | None:
     """The path itself, or a part of it, that exists and is not a folder."""
     for part in (output, *output.parents):
         try:

@@ -3,12 +3,15 @@
 The token comes from ``--token-file``, else ``HF_TOKEN``, else huggingface_hub's saved login; it is
 handed to huggingface_hub only and never printed, logged or recorded. What is uploaded is a staging
 folder beside the files (hard links to them, the model card and the loss plot), so the run's own
-folders are never changed. Network failures and the Hub's 5xx answers are retried.
+folders are never changed. Network failures and the Hub's 5xx answers are retried. Every answer is
+awaited at most ``timeout_s`` (huggingface_hub's own client waits forever), with a line every few
+seconds while it is awaited; a Hub that does not answer in time is not asked again.
 """
 
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +19,9 @@ from backpropagate.contract.campaign import CampaignFolder, read_plan
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.records import RunRecord, load_record
 from backpropagate.hub.card import PLOT_FILE, CampaignCard, model_card
+from backpropagate.contract.user_files import read_user_text
 from backpropagate.hub.target import PushSource
+from backpropagate.waiting import line_every_s, waited
 
 ATTEMPTS = 3  # for network errors and 5xx answers; waits 1 s, then 2 s
 
@@ -28,6 +33,7 @@ class PushRequest:
     revision: str | None = None
     commit_message: str | None = None
     token_file: Path | None = None
+    timeout_s: float = 60.0  # for each answer from the Hub
 
 
 @dataclass(frozen=True)
@@ -41,23 +47,22 @@ class PushResult:
 
 def read_token(token_file: Path | None) -> str:
     if token_file is not None:
-        try:
-            token = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise BackpropError("CONFIG_VALUE_INVALID", name="--token-file", value=str(token_file),
-                                reason=exc.strerror or type(exc).__name__, allowed="a readable file holding the token")
-        return token
+        return read_user_text(token_file, "--token-file", 64 << 10, "token file").strip()
     from huggingface_hub import get_token
 
     return os.environ.get("HF_TOKEN") or get_token() or ""
 
 
-def push(output: Path, source: PushSource, request: PushRequest) -> PushResult:
+def push(output: Path, source: PushSource, request: PushRequest,
+         on_wait: Callable[[str], None] | None = None) -> PushResult:
+    """Upload ``source``; ``on_wait`` hears a line every few seconds while an answer from the Hub is awaited."""
     try:
         import huggingface_hub  # noqa: F401
     except ImportError as exc:
         raise BackpropError("DEP_HUB_NOT_INSTALLED", reason=str(exc)) from None
     from huggingface_hub import HfApi
+
+    _bound_answers(request.timeout_s)
 
     token = read_token(request.token_file)
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or False)
@@ -68,11 +73,14 @@ def push(output: Path, source: PushSource, request: PushRequest) -> PushResult:
     message = request.commit_message or f"backpropagate: {source.what}" + (
         f" of {'campaign' if campaign else 'run'} {source.run_id}" if source.run_id else "")
     try:
-        url = _attempt(request, api, lambda: api.create_repo(request.repo, private=request.private, exist_ok=True))
+        url = _attempt(request, api, "create_repo", on_wait,
+                       lambda: api.create_repo(request.repo, private=request.private, exist_ok=True))
         if revision != "main":
-            _attempt(request, api, lambda: api.create_branch(request.repo, branch=revision, exist_ok=True))
-        commit = _attempt(request, api, lambda: api.upload_folder(repo_id=request.repo, folder_path=staging,
-                                                                  revision=revision, commit_message=message))
+            _attempt(request, api, "create_branch", on_wait,
+                     lambda: api.create_branch(request.repo, branch=revision, exist_ok=True))
+        commit = _attempt(request, api, "upload_folder", on_wait,
+                          lambda: api.upload_folder(repo_id=request.repo, folder_path=staging, revision=revision,
+                                                    commit_message=message))
         files = [_file(staging, path) for path in sorted(staging.rglob("*")) if path.is_file()]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -142,14 +150,34 @@ def _file(staging: Path, path: Path) -> dict:
     return {"path": path.relative_to(staging).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def _attempt(request: PushRequest, api, call):
+def _bound_answers(timeout_s: float) -> None:
+    """huggingface_hub's shared client, as it makes it, but waiting at most ``timeout_s`` for each answer."""
+    from huggingface_hub.utils import set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    def bounded():
+        client = default_client_factory()
+        client.timeout = timeout_s  # connect, each read, each write and the wait for a pooled connection
+        return client
+
+    set_client_factory(bounded)
+
+
+def _attempt(request: PushRequest, api, name: str, on_wait: Callable[[str], None] | None, call):
     """One Hub call, retried on network errors and 5xx answers; the Hub's refusals become HUB_ errors."""
     import httpx2  # the HTTP client huggingface_hub 2.x uses
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+    def say(seconds: float) -> None:
+        on_wait(f"waiting for the Hub at {api.endpoint} ({name}): {seconds:.0f}s so far, each answer within "
+                f"{request.timeout_s:g}s (--timeout)")
+
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return call()
+            return waited(call, say if on_wait else None, line_every_s(request.timeout_s))
+        except httpx2.TimeoutException as exc:
+            raise BackpropError("HUB_TIMEOUT", endpoint=api.endpoint, request=name, timeout_s=f"{request.timeout_s:g}",
+                                reason=type(exc).__name__) from None
         except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (401, 403):

@@ -3,7 +3,9 @@
 Stdlib only (urllib). Where the server is comes from OLLAMA_HOST as the ollama CLI
 reads it (``host``, ``host:port`` or a URL; default http://127.0.0.1:11434). A
 refused or reset connection is retried a few times with backoff, since a server
-that was just started takes a moment to listen; a timeout is not retried.
+that was just started takes a moment to listen; a timeout is not retried. Every wait
+for an answer is bounded by ``timeout_s`` and, while it lasts, ``on_wait`` hears a
+line every few seconds, so a server that accepts and never answers is never a silent hang.
 """
 
 import http.client
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from backpropagate.contract.errors import BackpropError
+from backpropagate.waiting import line_every_s, waited
 
 DEFAULT_PORT = 11434
 _TRANSIENT = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
@@ -41,15 +44,16 @@ def ollama_url(host: str | None = None) -> str:
 
 class OllamaClient:
     def __init__(self, host: str | None = None, timeout_s: float = 120.0, retries: int = 4,
-                 backoff_s: float = 0.25) -> None:
+                 backoff_s: float = 0.25, on_wait: Callable[[str], None] | None = None) -> None:
         self.url = ollama_url(host)
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.on_wait = on_wait
+        self.wait_line_every_s = line_every_s(timeout_s)
 
     def version(self) -> str:
-        with self._request("GET", "/api/version") as response:
-            return json.load(response).get("version", "")
+        return self._json("GET", "/api/version").get("version", "")
 
     def has_blob(self, digest: str) -> bool:
         try:
@@ -84,11 +88,16 @@ class OllamaClient:
             response = self._request("POST", "/api/create", body=json.dumps({**request, "stream": True}).encode(),
                                      headers={"Content-Type": "application/json"})
         except urllib.error.HTTPError as error:
+            if error.code in (401, 403) or error.code >= 500:
+                raise self._failure("POST /api/create", error) from None
             raise BackpropError("RUNTIME_OLLAMA_CREATE_FAILED", name=name, reason=_error_text(error)) from None
         succeeded = False
         with response:
             for line in self._lines(response, "POST /api/create"):
-                message = json.loads(line)
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = {"error": f"a status line that is not JSON: {line[:80]!r}"}
                 if "error" in message:
                     raise BackpropError("RUNTIME_OLLAMA_CREATE_FAILED", name=name, reason=message["error"])
                 status = message.get("status", "")
@@ -99,8 +108,23 @@ class OllamaClient:
                                 reason="the status stream ended before success")
 
     def tags(self) -> list[dict[str, Any]]:
-        with self._request("GET", "/api/tags") as response:
-            return json.load(response).get("models", [])
+        return self._json("GET", "/api/tags").get("models", [])
+
+    def _json(self, method: str, path: str) -> dict[str, Any]:
+        """A JSON object answer; any HTTP error, or an answer that is not one, is a coded error."""
+        try:
+            with self._request(method, path) as response:
+                text = self._answered(f"{method} {path}", response.read)
+        except urllib.error.HTTPError as error:
+            raise self._failure(f"{method} {path}", error) from None
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise BackpropError("RUNTIME_OLLAMA_REFUSED", host=self.url, request=f"{method} {path}", status=200,
+                                reason=f"the answer is not a JSON object: {text[:80]!r}", remedy=_NOT_OLLAMA)
+        return answer
 
     def delete(self, name: str) -> None:
         try:
@@ -119,7 +143,8 @@ class OllamaClient:
             data = body() if callable(body) else body
             request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
             try:
-                return urllib.request.urlopen(request, timeout=self.timeout_s)
+                return self._answered(f"{method} {path}",
+                                      lambda: urllib.request.urlopen(request, timeout=self.timeout_s))
             except urllib.error.HTTPError:
                 raise
             except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
@@ -136,18 +161,38 @@ class OllamaClient:
 
     def _lines(self, response, request: str) -> Iterator[str]:
         try:
-            for raw in response:
+            while raw := self._answered(request, response.readline):
                 if raw.strip():
-                    yield raw.decode("utf-8")
+                    yield raw.decode("utf-8", errors="replace")
         except (TimeoutError, socket.timeout):
             raise self._timeout(request) from None
+
+    def _answered(self, request: str, call: Callable[[], Any]) -> Any:
+        """``call()``, which the socket's timeout bounds; while it waits, a line for ``on_wait`` every few seconds."""
+        def say(seconds: float) -> None:
+            self.on_wait(f"waiting for Ollama at {self.url} to answer {request}: {seconds:.0f}s, "
+                         f"at most {self.timeout_s:g}s (--timeout)")
+
+        return waited(call, say if self.on_wait else None, self.wait_line_every_s)
 
     def _timeout(self, request: str) -> BackpropError:
         return BackpropError("RUNTIME_OLLAMA_TIMEOUT", host=self.url, request=request, timeout_s=self.timeout_s)
 
     def _failure(self, request: str, error: urllib.error.HTTPError) -> BackpropError:
-        return BackpropError("DEP_OLLAMA_REGISTRATION_FAILED", host=self.url,
-                             reason=f"{request} answered {error.code}: {_error_text(error)}")
+        """An HTTP error status: a server answered, so the fix depends on what it said."""
+        if error.code in (401, 403):
+            remedy = ("Ollama itself asks for no credentials, so a proxy in front of it does: point OLLAMA_HOST at "
+                      "the server itself (default http://127.0.0.1:11434), or register on the machine it runs on")
+        elif error.code >= 500:
+            remedy = ("the server failed on its side: read its log (journalctl -u ollama, or `docker logs` of its "
+                      "container), then register again")
+        else:
+            remedy = _NOT_OLLAMA
+        return BackpropError("RUNTIME_OLLAMA_REFUSED", host=self.url, request=request, status=error.code,
+                             reason=_error_text(error), remedy=remedy)
+
+
+_NOT_OLLAMA = "check that OLLAMA_HOST names an Ollama server (`curl $OLLAMA_HOST/api/version` answers its version)"
 
 
 def _error_text(error: urllib.error.HTTPError) -> str:

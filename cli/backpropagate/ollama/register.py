@@ -16,6 +16,7 @@ from typing import Any
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import sha256_file
 from backpropagate.contract.history import RunHistory, iso_time
+from backpropagate.contract.user_files import read_user_text
 from backpropagate.ollama.client import OllamaClient
 from backpropagate.ollama.hf_template import HfTemplate
 from backpropagate.ollama.source import Source
@@ -28,8 +29,10 @@ def choose_template(source: Source, template_file: Path | None, stops: list[str]
         if not stops:
             raise BackpropError("CONFIG_VALUE_INVALID", name="--stop", value="", reason="--template needs its stop "
                                 "tokens", allowed="--stop TOKEN once for each stop token, e.g. --stop '<|im_end|>'")
-        return OllamaTemplate("user", Path(template_file).read_text(encoding="utf-8"), tuple(stops))
-    derived = derive(HfTemplate(source.chat_template, source.special_tokens), source.template_origin)
+        return OllamaTemplate("user", read_user_text(template_file, "--template", 1 << 20, "Ollama template file"),
+                              tuple(stops))
+    derived = derive(HfTemplate(source.chat_template, source.special_tokens, source.template_origin),
+                     source.template_origin)
     return replace(derived, stops=tuple(stops)) if stops else derived
 
 

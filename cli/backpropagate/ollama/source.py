@@ -14,6 +14,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.specs import TrainSpec, read_spec
+from backpropagate.contract.user_files import check_or_refuse
 from backpropagate.ollama.gguf_meta import read_metadata, token_text
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
@@ -35,6 +36,7 @@ def resolve(target: str, output: Path, quantization: str | None = None, lora: bo
     if path.suffix == ".gguf":
         if not path.exists():
             raise BackpropError("INPUT_GGUF_NOT_FOUND", target=target)
+        check_or_refuse(path, "TARGET", ".gguf file")
         return _from_gguf(path.resolve(), _run_of(path.resolve(), output))
     if RunFolder(path).holds_run:
         folder = RunFolder(path.resolve())

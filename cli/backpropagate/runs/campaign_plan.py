@@ -15,13 +15,14 @@ from pathlib import Path
 
 from backpropagate.config import Settings, output_dir
 from backpropagate.contract.campaign import CampaignFolder, CampaignPlan, read_plan, write_plan
-from backpropagate.contract.dataset import load_dataset
+from backpropagate.contract import bounded_json
+from backpropagate.contract.dataset import dataset_file, load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, sha256_file
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.model_ref import check_model_ref
-from backpropagate.contract.quality import load_prompts
+from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import DataSpec, PromptsSpec
@@ -36,17 +37,17 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
     """(plan, folder, continued): an unfinished campaign of the same key in the output folder is
     continued rather than started again."""
     check_conflicts(settings)
-    data = [Path(p).expanduser().resolve() for p in data]
+    data = [dataset_file(p, "--data") for p in data]
     runs = _check_shape(data, runs, samples, merge, list(eval_data), list(eval_prompts))
     model = settings.model.name
     check_model_ref(model)
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
-    rows_of = [_raw_rows(path) for path in data]
     for path in data:
         load_dataset(path, data_format, skip_invalid)  # a bad file costs nothing
-    evals = [Path(p).expanduser().resolve() for p in eval_data]
-    prompts = [Path(p).expanduser().resolve() for p in eval_prompts]
+    rows_of = [_raw_rows(path) for path in data]
+    evals = [dataset_file(p, "--eval-data") for p in eval_data]
+    prompts = [prompts_file(p) for p in eval_prompts]
     for path in evals:
         load_dataset(path, "auto", skip_invalid)
     for path in prompts:
@@ -147,7 +148,7 @@ def _raw_rows(path: Path) -> list[str]:
         raise BackpropError("INPUT_DATASET_NOT_FOUND", path=redact(str(path))) from None
     if text.lstrip().startswith("["):
         try:
-            return [json.dumps(row, ensure_ascii=False) for row in json.loads(text)]
+            return [json.dumps(row, ensure_ascii=False) for row in bounded_json.loads(text)]
         except ValueError:
             pass  # not one array after all: load_dataset reports what is wrong with it
     return [line for line in text.splitlines() if line.strip()]

@@ -7,12 +7,12 @@ The run's own held-out rows and prompts are used unless others are given; the ru
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backpropagate.contract.dataset import load_dataset
+from backpropagate.contract.dataset import dataset_file, load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import sha256_file
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.layout import RunFolder
-from backpropagate.contract.quality import load_prompts
+from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
 from backpropagate.contract.specs import DataSpec, EvalSpec, PromptsSpec, TrainSpec, read_spec, write_spec
 from backpropagate.contract.stages import STAGES
@@ -40,12 +40,12 @@ def plan_eval(output: Path, run: str, eval_data: Path | None = None, eval_prompt
         raise BackpropError("STATE_NO_ADAPTER", run_id=train.run_id, run_dir=folder.root)
     data = train.eval_data
     if eval_data is not None:
-        path = Path(eval_data).expanduser().resolve()
+        path = dataset_file(eval_data, "--eval-data")
         load_dataset(path, "auto", False)  # a bad file costs nothing
         data = DataSpec(path=str(path), sha256=sha256_file(path), source=redact(str(path)))
     prompts = train.eval_prompts
     if eval_prompts is not None:
-        path = Path(eval_prompts).expanduser().resolve()
+        path = prompts_file(eval_prompts)
         load_prompts(path, redact(str(path)))
         prompts = PromptsSpec(path=str(path), sha256=sha256_file(path), source=redact(str(path)))
     training = replace(train.training, eval_max_tokens=max_tokens) if max_tokens else train.training

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from backpropagate import __version__
 from backpropagate.config import Settings, output_dir
-from backpropagate.contract.dataset import Dataset, load_dataset
+from backpropagate.contract.dataset import Dataset, dataset_file, load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import is_disk_full, sha256_file
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.model_ref import check_model_ref
-from backpropagate.contract.quality import load_prompts
+from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_spec, write_spec
@@ -77,11 +77,11 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
     # Resolve a local model to an absolute path: the stage may run from another folder.
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
-    data_path = Path(data).expanduser().resolve()
+    data_path = dataset_file(data, "--data")
     dataset = load_dataset(data_path, data_format, skip_invalid)
     # Checked here too, so a bad eval file costs nothing.
-    eval_path = Path(eval_data).expanduser().resolve() if eval_data is not None else None
-    prompts_path = Path(eval_prompts).expanduser().resolve() if eval_prompts is not None else None
+    eval_path = dataset_file(eval_data, "--eval-data") if eval_data is not None else None
+    prompts_path = prompts_file(eval_prompts) if eval_prompts is not None else None
     if eval_path is not None:
         load_dataset(eval_path, "auto", skip_invalid)
     if prompts_path is not None:
@@ -151,9 +151,12 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
     old = read_spec(TrainSpec, RunFolder.of(output, row.run_id).spec)
-    data_path = Path(old.data.path).resolve()  # the run folder's link leads to the user's file
-    if not data_path.exists():
-        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=old.data.source or data_path)
+    try:
+        data_path = dataset_file(old.data.path)  # the run folder's link leads to the user's file
+    except BackpropError as error:
+        if error.code != "INPUT_DATASET_NOT_FOUND":
+            raise
+        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=old.data.source or old.data.path) from None
     now = sha256_file(data_path)
     if now != old.data.sha256 and not allow_changed_data:
         raise BackpropError("INPUT_DATASET_CHANGED", path=old.data.source or data_path, run_id=row.run_id,
@@ -162,8 +165,8 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     settings = Settings(log_level=old.log_level, output=str(output), model=ModelSettings(name=old.model),
                         training=training, lora=old.lora)
     plan = plan_train(settings, data_path, old.data.format, old.data.skip_invalid,
-                      eval_data=Path(old.eval_data.path).resolve() if old.eval_data else None,
-                      eval_prompts=Path(old.eval_prompts.path).resolve() if old.eval_prompts else None)
+                      eval_data=old.eval_data.path if old.eval_data else None,
+                      eval_prompts=old.eval_prompts.path if old.eval_prompts else None)
     return replace(plan, replay_of=row.run_id)
 
 

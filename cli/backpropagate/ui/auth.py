@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.user_files import FileRefused, open_user_file
 
 COOKIE = "bp_session"
+MAX_AUTH_FILE_BYTES = 4096  # one line USER:PASSWORD; read no further than this
 MAX_SESSIONS = 10_000  # visitors who never log in are dropped first, oldest first
 
 
@@ -39,12 +41,29 @@ def parse_credentials(text: str, source: str) -> Credentials:
 
 def read_auth_file(path: Path) -> Credentials:
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as exc:
-        raise BackpropError("INPUT_AUTH_FILE_INVALID", path=path, reason=exc.strerror or str(exc)) from None
+        with open_user_file(path, "--auth-file", "auth file") as handle:
+            data = handle.read(MAX_AUTH_FILE_BYTES + 1)
+    except FileRefused as refused:
+        raise BackpropError("INPUT_AUTH_FILE_INVALID", path=path, reason=refused.reason,
+                            remedy=refused.remedy) from None
+    if len(data) > MAX_AUTH_FILE_BYTES:
+        raise _not_one_line(path, f"it is over {MAX_AUTH_FILE_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BackpropError("INPUT_AUTH_FILE_INVALID", path=path, reason=f"it is not UTF-8 (byte "
+                            f"0x{data[exc.start]:02x} at offset {exc.start})",
+                            remedy=f"save {path} as UTF-8 (iconv -f LATIN1 -t UTF-8 if it was written as latin-1), "
+                                   "one line USER:PASSWORD") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) != 1 or ":" not in lines[0]:
-        raise BackpropError("INPUT_AUTH_FILE_INVALID", path=path, reason="it must hold exactly one line USER:PASSWORD")
+        raise _not_one_line(path, "it must hold exactly one line USER:PASSWORD")
     return parse_credentials(lines[0], "--auth-file")
+
+
+def _not_one_line(path: Path, reason: str) -> BackpropError:
+    return BackpropError("INPUT_AUTH_FILE_INVALID", path=path, reason=reason,
+                         remedy=f"write one line USER:PASSWORD into {path}")
 
 
 @dataclass

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.workspace import file_in_the_way
 
 DATASETS = "datasets"
 
@@ -47,7 +48,16 @@ class Sandbox:
             raise BackpropError("CONFIG_UI_OUTPUT_DENIED", path=root, denied=denied)
         self.root = Path(os.path.realpath(root.expanduser()))
         self.datasets = self.root / DATASETS
-        self.datasets.mkdir(parents=True, exist_ok=True)
+        blocker = file_in_the_way(self.datasets)
+        if blocker is not None:
+            raise BackpropError("CONFIG_UI_FOLDER_UNUSABLE", path=root, reason=f"{blocker} is a file, not a folder",
+                                remedy="set BACKPROPAGATE_UI__OUTPUT_DIR to a folder (one that does not exist yet is "
+                                       f"created), or move {blocker} out of the way")
+        try:
+            self.datasets.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackpropError("CONFIG_UI_FOLDER_UNUSABLE", path=root, reason=exc.strerror or str(exc),
+                                remedy="set BACKPROPAGATE_UI__OUTPUT_DIR to a folder this user may write") from None
 
     def resolve(self, relative: str, base: Path | None = None) -> Path:
         """``relative`` (as a user typed or posted it) inside ``base`` (the sandbox), or INPUT_UI_PATH_OUTSIDE."""

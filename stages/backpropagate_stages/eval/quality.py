@@ -13,6 +13,7 @@ from contextlib import nullcontext
 import torch
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.quality import Answered, Prompt
+from backpropagate.ollama.hf_template import bounded_apply
 
 from backpropagate_stages.chat_tokens import hf_tokenize
 from backpropagate_stages.train import data
@@ -75,8 +76,7 @@ def answer(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, device,
 def prompt_ids(tokenizer, text: str) -> list[int]:
     """The chat template's rendering of one user message awaiting its answer; the user's text is
     tokenized with special tokens off, like training data, and the template's own text with them on."""
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                             tokenize=False)
+    rendered = bounded_apply(tokenizer, [{"role": "user", "content": text}], add_generation_prompt=True)
     at = rendered.rfind(text)
     tokenize = hf_tokenize(tokenizer)
     if at < 0:  # a template that rewrites the message: take its rendering as it is

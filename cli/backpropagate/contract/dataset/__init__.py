@@ -5,6 +5,6 @@ or raises ``INPUT_DATASET_INVALID`` naming the file, line and reason.
 """
 
 from backpropagate.contract.dataset.formats import FORMATS, Example, Message
-from backpropagate.contract.dataset.reader import Dataset, Problem, load_dataset
+from backpropagate.contract.dataset.reader import Dataset, Problem, dataset_file, load_dataset
 
-__all__ = ["FORMATS", "Dataset", "Example", "Message", "Problem", "load_dataset"]
+__all__ = ["FORMATS", "Dataset", "Example", "Message", "Problem", "dataset_file", "load_dataset"]

@@ -8,19 +8,19 @@ stage both call ``load_dataset``, so a file that validates is a file that trains
 
 from __future__ import annotations
 
-import errno
 import gzip
 import io
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from backpropagate.contract import bounded_json
 from backpropagate.contract.dataset.formats import FORMATS, Example, RowInvalid, parse_row
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.user_files import FileRefused, check_user_file, open_user_file
 
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -31,6 +31,10 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")  # the whitespace JSON allows between va
 # A row's limit, in bytes: some 250k tokens, past any context a run here trains. Tokenizing a bigger one
 # costs minutes and gigabytes before its first event (a 50 MB row: 180 s, 7.3 GB), so it is refused unread.
 MAX_ROW_BYTES = 1 << 20
+# A JSON array is decoded whole, so its size is bounded too (a gzipped one is counted unpacked); JSONL
+# is read a row at a time and has no such limit.
+MAX_ARRAY_BYTES = 1 << 30
+_WHAT = "JSONL or JSON file"  # what --data takes, in the fixes
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class Dataset:
 class _Row:
     line: int
     value: object
+
+
+def dataset_file(path: str | Path, option: str = "--data") -> Path:
+    """The absolute path of a dataset file the user named with ``option``, checked before anything reads it."""
+    try:
+        return check_user_file(path, option, _WHAT)
+    except FileRefused as refused:
+        raise _unreadable(Path(path), refused) from None
 
 
 def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = False) -> Dataset:
@@ -127,10 +139,6 @@ def _invalid(path: Path, line: int, reason: str) -> BackpropError:
 
 def _read_rows(path: Path) -> Iterator[_Row | Problem]:
     """Every row in file order: its value, or why it is not JSON at all."""
-    _check_readable(path)
-    if path.is_dir():
-        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="it is a directory",
-                            remedy="pass the JSONL or JSON file inside it to --data")
     _refuse_other_encodings(path)
     with _open(path) as file:
         is_array = _first_byte(file) == b"["
@@ -138,16 +146,44 @@ def _read_rows(path: Path) -> Iterator[_Row | Problem]:
         if not is_array:
             yield from _jsonl_rows(file, path)
             return
-        data = file.read()
+        data = file.read(MAX_ARRAY_BYTES + 1)
+    if len(data) > MAX_ARRAY_BYTES:
+        raise BackpropError("INPUT_DATASET_ARRAY_BROKEN", location=f"{path}:1", reason=f"the array is over "
+                            f"{MAX_ARRAY_BYTES:,} bytes, which is more than is read whole",
+                            remedy="write the file as JSONL (one object per line), which is read a row at a time")
     rows = _array_rows(path, data)
     yield from _jsonl_rows(io.BytesIO(data), path) if rows is None else rows
 
 
 def _open(path: Path) -> BinaryIO:
     """The file's bytes; a gzipped file (by its magic bytes, whatever its name) decompressed as it is read."""
-    with path.open("rb") as file:
-        gzipped = file.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else path.open("rb")
+    try:
+        file = open_user_file(path, "--data", _WHAT)
+    except FileRefused as refused:
+        raise _unreadable(path, refused) from None
+    gzipped = file.read(2) == _GZIP_MAGIC
+    file.seek(0)
+    return _Gunzipped(file) if gzipped else file
+
+
+class _Gunzipped(gzip.GzipFile):
+    """A gzipped file read unpacked, closing the file under it (a plain GzipFile leaves a given file open)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        super().__init__(fileobj=file, mode="rb")
+        self._packed = file
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._packed.close()
+
+
+def _unreadable(path: Path, refused: FileRefused) -> BackpropError:
+    if refused.missing:
+        return BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path))
+    return BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason=refused.reason, remedy=refused.remedy)
 
 
 def _refuse_other_encodings(path: Path) -> None:
@@ -162,24 +198,6 @@ def _refuse_other_encodings(path: Path) -> None:
 def _encoding_error(path: Path, found: str, iconv: str) -> BackpropError:
     return BackpropError("INPUT_DATASET_ENCODING", path=str(path), found=found, iconv=iconv,
                          utf8=str(path.with_name(path.stem + ".utf8" + path.suffix)))
-
-
-def _check_readable(path: Path) -> None:
-    """A missing file, a link that leads back to itself, a file this user may not read: each its own fix."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        raise BackpropError("INPUT_DATASET_NOT_FOUND", path=str(path)) from None
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason=exc.strerror,
-                                remedy="check the path given to --data") from None
-        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="it is a symbolic link that leads "
-                            "back to itself", remedy="point the link at the data file (ls -l shows where it "
-                            "leads), or pass the file itself to --data") from None
-    if not path.is_dir() and not os.access(path, os.R_OK):
-        raise BackpropError("INPUT_DATASET_UNREADABLE", path=str(path), reason="this user may not read it",
-                            remedy=f"make it readable (chmod u+r {path}), or pass a copy you can read") from None
 
 
 def _first_byte(file: BinaryIO) -> bytes:
@@ -234,9 +252,11 @@ def _jsonl_rows(file: BinaryIO, path: Path) -> Iterator[_Row | Problem]:
             raise _encoding_error(path, f"{where}, which reads as latin-1 / Windows-1252",
                                   "WINDOWS-1252") from None
         try:
-            yield _Row(number, json.loads(text))
+            yield _Row(number, bounded_json.loads(text))
         except json.JSONDecodeError as error:
             yield Problem(number, f"not valid JSON: {error.msg} (column {error.colno})")
+        except bounded_json.JSONTooComplex as error:
+            yield Problem(number, f"too complex to read: {error}")
 
 
 def _array_rows(path: Path, data: bytes) -> list[_Row | Problem] | None:
@@ -277,18 +297,24 @@ def _walk_array(text: str) -> tuple[list[_Row | Problem], int]:
 
     Returns the rows and the position of the closing bracket.
     """
-    decoder = json.JSONDecoder()
     pos = _WHITESPACE.match(text, text.index("[") + 1).end()
     rows: list[_Row | Problem] = []
     line, counted = 1, 0
     if text.startswith("]", pos):
         return rows, pos
     while True:
-        value, end = decoder.raw_decode(text, pos)  # raises json's own error for a broken element
         line, counted = line + text.count("\n", counted, pos), pos
-        length = len(text[pos:end].encode("utf-8")) if end - pos > MAX_ROW_BYTES // 4 else 0
-        rows.append(_too_long(line, length) if length > MAX_ROW_BYTES else _Row(line, value))
-        pos = _WHITESPACE.match(text, end).end()
+        try:
+            value, end = bounded_json.decode_at(text, pos)  # raises json's own error for a broken element
+        except bounded_json.JSONTooComplex as error:
+            if error.end is None:
+                raise json.JSONDecodeError(f"an element {error} never closes", text, pos) from None
+            rows.append(Problem(line, f"too complex to read: {error}"))
+            pos = _WHITESPACE.match(text, error.end).end()
+        else:
+            length = len(text[pos:end].encode("utf-8")) if end - pos > MAX_ROW_BYTES // 4 else 0
+            rows.append(_too_long(line, length) if length > MAX_ROW_BYTES else _Row(line, value))
+            pos = _WHITESPACE.match(text, end).end()
         if not text.startswith(",", pos):
             break
         pos = _WHITESPACE.match(text, pos + 1).end()
