@@ -65,11 +65,16 @@ def ctrl_c_as_in_a_terminal() -> None:
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `backprop` entry point in a child process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
+                          env=cli_env(env), cwd=cwd)
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """The environment a child CLI gets: no BACKPROPAGATE_* of the developer's, the local runtime, then ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
     full_env["BACKPROPAGATE_RUNTIME"] = "local"
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd)
+    return full_env
 
 
 @pytest.fixture(autouse=True)

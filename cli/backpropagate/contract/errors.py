@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backpropagate.contract.printable import one_line
+
 # Exit codes by prefix. 130 is the shell's convention for "stopped by Ctrl-C".
 EXIT_CODES = {"CONFIG": 2, "INPUT": 3, "DEP": 4, "RUNTIME": 5, "STATE": 6, "HUB": 7}
 EXIT_INTERRUPTED = 130
@@ -464,8 +466,9 @@ class BackpropError(Exception):
         kind = CATALOG[code]
         self.code = code
         self.context = context
-        self.message = kind.message.format(**context)
-        self.fix = kind.fix.format(**context)
+        # One line each, whatever a file name in the context holds (a newline, an ANSI escape).
+        self.message = one_line(kind.message.format(**context))
+        self.fix = one_line(kind.fix.format(**context))
         self.exit_code = kind.exit_code
         super().__init__(f"[{code}]: {self.message}")
 
