@@ -46,13 +46,15 @@ def test_a_run_whose_secret_was_never_written_cannot_be_run_again_from_its_spec(
 
 
 def test_paths_under_a_masked_run_folder_are_found_again_under_the_real_one(tmp_path):
+    """And a dataset's `source`, redacted for people on purpose, is no secret lost: the run goes on."""
     from backpropagate.contract.schema import to_dict
     from backpropagate.contract.specs import DataSpec, TrainSpec
     from backpropagate.contract.settings import LoraSettings, TrainingSettings
 
     run_dir = tmp_path / f"out-{TOKEN}" / "run1"
     spec = TrainSpec(run_id="run1", run_dir=str(run_dir), model="org/m",
-                     data=DataSpec(path=str(run_dir / "data.jsonl")), training=TrainingSettings(), lora=LoraSettings())
+                     data=DataSpec(path=str(run_dir / "data.jsonl"), source="/data/token=***/rows.jsonl"),
+                     training=TrainingSettings(), lora=LoraSettings())
     path = tmp_path / "spec.json"
     write_spec_data(to_dict(spec), path)
     secrets_file(path).unlink()

@@ -257,7 +257,8 @@ def read_run_spec(spec_path: Path, run_dir: Path, run_id: str) -> "TrainSpec":
     here. The secrets it was started with were never written: one outside that folder's own path cannot
     be had again."""
     spec = read_spec(TrainSpec, spec_path, run_dir=run_dir)
-    masked = masked_fields(to_dict(spec))
+    # `source` fields are for people, redacted on purpose: the stage reads the path beside each.
+    masked = [name for name in masked_fields(to_dict(spec)) if not name.endswith(".source")]
     if masked:
         raise BackpropError("STATE_SPEC_REDACTED", run_id=run_id, fields=", ".join(masked))
     return spec
