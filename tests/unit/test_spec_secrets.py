@@ -60,3 +60,16 @@ def test_paths_under_a_masked_run_folder_are_found_again_under_the_real_one(tmp_
     secrets_file(path).unlink()
     again = read_run_spec(path, run_dir, "run1")
     assert (again.run_dir, again.data.path) == (str(run_dir), str(run_dir / "data.jsonl"))
+
+
+def test_the_docker_runtime_mounts_the_real_paths_a_masked_spec_names(tmp_path):
+    from backpropagate.runtimes.mounts import plan_mounts
+
+    base = tmp_path / f"models-{TOKEN}" / "base"
+    base.mkdir(parents=True)
+    run_dir = tmp_path / "runs" / "run1"
+    run_dir.mkdir(parents=True)
+    spec = run_dir / "spec.json"
+    write_spec_data({"run_dir": str(run_dir), "model": str(base)}, spec)
+    assert TOKEN not in spec.read_text()
+    assert [mount.host for mount in plan_mounts(spec, str(run_dir))] == [str(base), str(run_dir)]
