@@ -68,11 +68,16 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
     """Run the real `backprop` entry point in a child process, as a user would.
 
     ``timeout`` (seconds) turns a hang into a failed test (subprocess.TimeoutExpired) instead of a stuck suite."""
+    return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
+                          env=cli_env(env), cwd=cwd, timeout=timeout)
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """The environment a child CLI gets: no BACKPROPAGATE_* of the developer's, the local runtime, then ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
     full_env["BACKPROPAGATE_RUNTIME"] = "local"
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    return full_env
 
 
 @pytest.fixture(autouse=True)

@@ -60,6 +60,9 @@ class UiSettings:
     published_on_loopback: bool = field(False, help="the operator's word that `--host 0.0.0.0` is reachable only "
                                         "through a port published on 127.0.0.1 (a container's); lets it start "
                                         "without --auth")
+    trusted_proxies: str = field("", help="comma-separated addresses of the reverse proxies in front of the UI, "
+                                 "whose X-Forwarded-For then names the client (for the failed-login limit); "
+                                 "empty: the connecting address is the client, whatever headers say")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Human mode draws progress on stderr and puts results on stdout; json mode passes
 events through as JSON lines on stdout, for CI. With NO_COLOR or no terminal,
-rich prints no colour.
+rich prints no colour. Text reaches the terminal redacted, with its control characters written
+out, and as plain text: brackets in a path or a fix (``backpropagate[tensorboard]``) are never
+read as rich markup.
 """
 
 import json
@@ -11,7 +13,20 @@ from typing import Any
 
 from backpropagate.contract import events
 from backpropagate.contract.events import Envelope
+from backpropagate.contract.printable import one_line, printable
 from backpropagate.contract.redact import redact, redact_data
+
+
+def shown(text: str) -> str:
+    """What a person may be shown of ``text``: no secret, no control character."""
+    return printable(redact(text))
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Rows as aligned columns; each cell on one line, whatever a file name in it holds."""
+    cells = [[one_line(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)
 
 
 class Output:
@@ -25,7 +40,7 @@ class Output:
         if self._stderr is None:
             from rich.console import Console
 
-            self._stderr = Console(stderr=True, highlight=False)
+            self._stderr = Console(stderr=True, highlight=False, emoji=False, markup=False)
         return self._stderr
 
     def event(self, envelope: Envelope) -> None:
@@ -50,15 +65,17 @@ class Output:
     def note(self, text: str) -> None:
         """A line for people, on stderr; nothing in json mode."""
         if not self.json_mode:
-            self._console().print(redact(text))
+            self._console().print(shown(text), soft_wrap=True)  # a log keeps a line whole; a terminal wraps it
 
     def warn(self, text: str) -> None:
         """A warning on stderr in both modes: stdout may be JSON, but a warning must not be lost."""
-        text = redact(text)  # a path or a library's message may hold a token
+        text = shown(text)  # a path or a library's message may hold a token, or an escape
         if self.json_mode:
             print(f"warning: {text}", file=sys.stderr, flush=True)
         else:
-            self._console().print(f"[yellow]warning[/yellow] {text}")
+            from rich.text import Text
+
+            self._console().print(Text.assemble(("warning", "yellow"), " ", text), soft_wrap=True)
 
     def waiting(self, text: str) -> None:
         """A line while a network answer is awaited, on stderr in both modes: a wait is never silent."""
@@ -73,7 +90,7 @@ class Output:
         if self.json_mode:
             print(json.dumps({"result": redact_data(data)}, default=str), flush=True)
         else:
-            print(redact(human), flush=True)
+            print(shown(human), flush=True)
 
     def _advance(self, event: events.Progress) -> None:
         if not self._console().is_terminal:

@@ -21,7 +21,7 @@ empty think block, a date header) stays outside. Rendering costs well under a mi
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backpropagate.ollama.hf_template import bounded_apply
+from backpropagate.contract.chat_template import bounded_apply
 
 PROBE = "\U0010fffd"  # a private-use character: no template trims, splits or matches it
 

@@ -30,7 +30,7 @@ from backpropagate.contract.files import is_disk_full
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.redact import redact, redact_data
 from backpropagate.contract.schema import to_dict
-from backpropagate.contract.specs import read_spec
+from backpropagate.contract.specs import read_spec, secrets_file
 from backpropagate.contract.stages import STAGES
 
 log = logging.getLogger("backpropagate")
@@ -103,6 +103,8 @@ def stage_main(name: str, run: Callable[[Any, Emitter], Any], argv: list[str] | 
         emit(events.Error(code=error.code, message=error.message, fix=error.fix))
         emit(events.Finished(status="failed"))
         return error.exit_code
+    finally:
+        secrets_file(args.spec).unlink(missing_ok=True)  # read once, by this stage only
 
     folder = RunFolder(Path(spec.run_dir))
     folder.root.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ The tokenizer files are the ones scripts/fetch_tokenizers.py fetches (run by scr
 """
 
 import pytest
-from backpropagate.ollama.hf_template import HfTemplate
+from backpropagate.contract.chat_template import HfTemplate
 from backpropagate.ollama.source import tokenizer_template
 from backpropagate.ollama.templates import PROBES, derive, mismatches, render_hf, render_ollama
 

@@ -36,7 +36,7 @@ def coded(result, code, exit_code):
 def tiny_model_folder(tmp_path):
     model = tmp_path / "model"
     model.mkdir(exist_ok=True)
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text('{"model_type": "llama"}')
     return model
 
 

@@ -39,7 +39,7 @@ def test_a_list_setting_reads_comma_separated_text():
 @pytest.mark.parametrize("variable, value, expected", [
     ("BACKPROPAGATE_LORA__R", "x",
      "[CONFIG_ENV_INVALID]: environment variable BACKPROPAGATE_LORA__R='x' is not valid: not an integer\n"
-     "  fix: set BACKPROPAGATE_LORA__R to an integer of at least 1, or unset it"),
+     "  fix: set BACKPROPAGATE_LORA__R to an integer from 1 to 4096, or unset it"),
     ("BACKPROPAGATE_TRAINING__LEARNING_RATE", "-1",
      "[CONFIG_ENV_INVALID]: environment variable BACKPROPAGATE_TRAINING__LEARNING_RATE='-1' is not valid: "
      "must be greater than 0\n  fix: set BACKPROPAGATE_TRAINING__LEARNING_RATE to a number greater than 0, "

@@ -193,9 +193,11 @@ def test_forced_format_reads_the_rows_by_that_format(tmp_path):
     assert dataset.examples == (Example(1, text="rendered"),)
 
 
-def test_forced_format_refuses_rows_of_another_format(tmp_path):
+def test_forced_format_on_a_file_of_another_format_blames_the_flag_not_the_row(tmp_path):
     path = _write(tmp_path, _jsonl(SHAREGPT))
-    assert _error(path, format="alpaca").message == f"{path}:1: row is sharegpt but the file is alpaca (set by --format)"
+    error = _error(path, format="alpaca")
+    assert error.code == "INPUT_DATASET_FORMAT_MISMATCH"
+    assert error.message == f"{path}:1 is a row in sharegpt format, but --format says the file is alpaca"
 
 
 def test_unknown_format_name_is_a_config_error_listing_the_formats(tmp_path):

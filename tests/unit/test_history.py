@@ -78,6 +78,17 @@ def test_an_ambiguous_prefix_lists_the_candidates(tmp_path):
     assert caught.value.fix == "give more characters of the run id"
 
 
+def test_a_run_id_that_is_the_prefix_of_another_still_selects_itself(tmp_path):
+    history = RunHistory(tmp_path)
+    history.append(HistoryRow(run_id="abc", status="completed"))
+    history.append(HistoryRow(run_id="abcd", status="failed"))
+    assert history.find("abc").run_id == "abc"  # the exact id wins over the prefix of the other
+    assert history.find("abcd").run_id == "abcd"
+    with pytest.raises(BackpropError) as caught:
+        history.find("ab")
+    assert caught.value.code == "INPUT_RUN_AMBIGUOUS"
+
+
 def test_an_unknown_prefix_says_where_it_looked(tmp_path):
     history = RunHistory(tmp_path)
     history.append(HistoryRow(run_id="abc-1", status="running"))

@@ -116,7 +116,7 @@ def test_a_model_path_that_is_a_file_asks_for_its_folder(tmp_path):
 def test_an_infinite_learning_rate_is_refused_before_the_run_starts(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text('{"model_type": "llama"}')
     result, output = train(tmp_path, model, "--learning-rate", "inf")
     message, fix = coded(result, "CONFIG_VALUE_INVALID", 2)
     assert message == "[CONFIG_VALUE_INVALID]: --learning-rate=inf is not valid: must be a finite number"

@@ -31,7 +31,7 @@ def test_a_50_mb_single_line_row_is_refused_at_once_with_its_line_and_length(tmp
     data.write_text(json.dumps(ROW) + "\n" + row_of(50_000_000) + "\n")
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text('{"model_type": "llama"}')
     output = tmp_path / "runs"
     started = time.monotonic()
     trained = run_cli("train", "--data", str(data), "--model", str(model), "--output", str(output), "--device", "cpu",

@@ -197,7 +197,7 @@ LOOPS_10_TO_THE_10 = "{% for i in range(100000) %}{% for j in range(100000) %}{%
 
 
 def test_a_chat_template_that_loops_ten_billion_times_is_a_coded_error_within_the_bound(server, tmp_path):
-    """Each rendering is bounded by 10^6 loop steps and 10 s (hf_template.MAX_LOOP_STEPS, MAX_RENDER_S)."""
+    """Each rendering is bounded by 10^6 loop steps and 10 s (chat_template.MAX_LOOP_STEPS, MAX_RENDER_S)."""
     gguf = write_gguf(tmp_path / "m.gguf", LOOPS_10_TO_THE_10)
     started = time.monotonic()
     result = run_cli("ollama", "register", str(gguf), "--name", "bees", "--output", str(tmp_path),

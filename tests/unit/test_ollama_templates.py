@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from backpropagate.contract.errors import BackpropError
 from backpropagate.ollama import gotemplate
-from backpropagate.ollama.hf_template import HfTemplate
+from backpropagate.contract.chat_template import HfTemplate
 from backpropagate.ollama.probes import CONTINUE_AFTER_REASONING, REASONING_PROBE
 from backpropagate.ollama.templates import PROBES, OllamaTemplate, derive, probes_for, render_hf, render_ollama
 

@@ -35,7 +35,7 @@ ROW = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "co
 def inputs(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text('{"model_type": "llama"}')
     data = tmp_path / "data.jsonl"
     data.write_text(json.dumps(ROW) + "\n")
     return model, data

@@ -30,7 +30,7 @@ def test_a_bad_prompts_file_stops_train_before_the_run_with_its_line(tmp_path, c
     data.write_text('{"text": "Once upon a time"}\n')
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text('{"model_type": "llama"}')
     result = run_cli("train", "--data", str(data), "--model", str(model), "--eval-prompts", str(path), "--device",
                      "cpu", "--output", str(tmp_path / "out"))
     assert result.returncode == 3

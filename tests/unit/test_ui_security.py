@@ -4,11 +4,18 @@ The app is Starlette's own, driven in-process by its TestClient (real routing, m
 templates); the start-up refusals go through the real CLI.
 """
 
+import contextlib
+import http.client as http_client
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -184,37 +191,96 @@ def test_the_loopback_publication_rule_covers_only_host_0000_not_share_or_anothe
         f"[INPUT_AUTH_REQUIRED]: {option} lets other machines reach the UI, which then needs credentials")
 
 
-def test_host_0000_starts_without_auth_when_the_operator_says_the_port_is_published_on_loopback(tmp_path):
-    """What the compose `ui` service relies on: the container listens on 0.0.0.0 and compose publishes the
-    port on 127.0.0.1 only, which the CLI cannot see; BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK=1 says so."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
+@contextlib.contextmanager
+def served_ui(tmp_path: Path, *flags: str, env: dict | None = None):
+    """A real `backprop ui` (uvicorn) on a free port; yields the port, and at the end its output in ``out``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {name: value for name, value in os.environ.items() if not name.startswith("BACKPROPAGATE_")}
-    env.update(HOME=str(tmp_path), BACKPROPAGATE_UI__OUTPUT_DIR=str(tmp_path / "ui"),
-               BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK="1", BACKPROPAGATE_RUNTIME="local")
-    server = subprocess.Popen([sys.executable, "-m", "backpropagate", "ui", "--host", "0.0.0.0", "--port", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    full_env = {name: value for name, value in os.environ.items() if not name.startswith("BACKPROPAGATE_")}
+    full_env.update(HOME=str(tmp_path), BACKPROPAGATE_UI__OUTPUT_DIR=str(tmp_path / "ui"),
+                    BACKPROPAGATE_RUNTIME="local", **(env or {}))
+    server = subprocess.Popen([sys.executable, "-m", "backpropagate", "ui", "--port", str(port), *flags],
+                              env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
     try:
-        deadline, status = time.time() + 30, None
-        while time.time() < deadline and status is None:
+        deadline = time.time() + 30
+        while True:
             try:
-                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
             except OSError:
-                assert server.poll() is None, server.stdout.read()
+                assert server.poll() is None and time.time() < deadline, server.stdout.read()
                 time.sleep(0.1)
-        assert status == 200  # the runs page itself: no login was asked for
+        yield port, out
     finally:
         server.terminate()
-        output = server.communicate(timeout=30)[0]
+        out.append(server.communicate(timeout=30)[0])
+
+
+def http(port: int, method: str, path: str, headers: dict | None = None, body: dict | None = None):
+    """One request to 127.0.0.1:port with exactly these headers (Host among them); (status, headers, text)."""
+    connection = http_client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+    data = None
+    if body is not None:
+        data = urlencode(body)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    connection.request(method, path, body=data, headers=headers)
+    response = connection.getresponse()
+    result = response.status, response.headers, response.read().decode()
+    connection.close()
+    return result
+
+
+def test_host_0000_starts_without_auth_when_the_operator_says_the_port_is_published_on_loopback(tmp_path):
+    """What the compose `ui` service relies on: the container listens on 0.0.0.0 and compose publishes the
+    port on 127.0.0.1 only, which the CLI cannot see; BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK=1 says so."""
+    with served_ui(tmp_path, "--host", "0.0.0.0", env={"BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK": "1"}) as (port, out):
+        assert http(port, "GET", "/")[0] == 200  # the runs page itself: no login was asked for
+        # The published port may differ from the one the container listens on: any port, loopback names only.
+        assert http(port, "GET", "/", {"Host": "localhost:7860"})[0] == 200
+        assert http(port, "GET", "/", {"Host": "evil.example:7860"})[0] == 421
     assert ("backprop ui: no login: BACKPROPAGATE_UI__PUBLISHED_ON_LOOPBACK=1 says this port is published on "
-            "127.0.0.1 only") in output
+            "127.0.0.1 only") in out[0]
+
+
+def test_a_dns_rebinding_page_gets_neither_a_csrf_token_nor_an_action_from_the_no_login_ui(tmp_path):
+    with served_ui(tmp_path) as (port, _):
+        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}", f"localhost:{port + 1}"):
+            status, headers, text = http(port, "GET", "/runs/new", {"Host": host})
+            assert status == 421, host
+            assert "csrf" not in text and "set-cookie" not in {name.lower() for name in headers}, host
+            assert "answers only to the address it was started on" in text
+            assert http(port, "POST", "/runs/new", {"Host": host}, {"dataset": "d.jsonl", "model": "m"})[0] == 421
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+            status, _, text = http(port, "GET", "/runs/new", {"Host": host})
+            assert status == 200 and 'name="csrf"' in text, host
+    assert not (tmp_path / "ui" / "run_history.json").exists()
+
+
+def _failed_logins_then_the_right_one(port: int) -> int:
+    """Five wrong passwords, then the right one, each claiming another X-Forwarded-For; the last status."""
+    status, headers, text = http(port, "GET", "/login")
+    cookie = headers["set-cookie"].split(";")[0]
+    token = csrf_of(text)
+    for guess in range(5):
+        wrong = http(port, "POST", "/login", {"Cookie": cookie, "X-Forwarded-For": f"10.0.0.{guess}"},
+                     {"user": "ada", "password": f"guess-{guess}", "csrf": token})
+        assert wrong[0] == 401
+    return http(port, "POST", "/login", {"Cookie": cookie, "X-Forwarded-For": "10.0.0.99"},
+                {"user": "ada", "password": "s3cret-pass", "csrf": token})[0]
+
+
+def test_the_failed_login_limit_counts_the_connecting_address_whatever_x_forwarded_for_claims(tmp_path):
+    with served_ui(tmp_path, "--auth", "ada:s3cret-pass") as (port, _):
+        assert _failed_logins_then_the_right_one(port) == 429
+
+
+def test_a_configured_proxy_is_believed_about_the_client_it_forwards(tmp_path):
+    with served_ui(tmp_path, "--auth", "ada:s3cret-pass",
+                   env={"BACKPROPAGATE_UI__TRUSTED_PROXIES": "127.0.0.1"}) as (port, _):
+        assert _failed_logins_then_the_right_one(port) == 303  # five clients with one failure each
 
 
 def test_an_auth_file_that_is_not_one_user_password_line_is_refused(tmp_path):

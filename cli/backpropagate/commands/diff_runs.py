@@ -7,7 +7,7 @@ import typer
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.records import differences, load_record
-from backpropagate.output import Output
+from backpropagate.output import Output, table
 
 EXAMPLES = """
 Examples:
@@ -33,5 +33,4 @@ def _text(data: dict) -> str:
     rows = [("field", data["a"][:8], data["b"][:8])]
     rows += [(key, str(a), str(b)) for key, (a, b) in data["differences"].items()]
     rows.append(("final loss", *(f"{x:.4f}" if isinstance(x, float) else "-" for x in data["final_loss"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return table(rows)

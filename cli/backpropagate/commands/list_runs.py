@@ -8,7 +8,7 @@ from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.records import select_runs
-from backpropagate.output import Output
+from backpropagate.output import Output, table
 from backpropagate.runs.ownership import as_shown
 
 EXAMPLES = """
@@ -55,9 +55,7 @@ def _table(rows: list[HistoryRow]) -> str:
             row.runtime or "", (row.started_at or "")[:19],
         )
 
-    table = [COLUMNS] + [cells(row) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
+    return table([COLUMNS] + [cells(row) for row in rows])
 
 
 def _name(row: HistoryRow) -> str:

@@ -11,6 +11,7 @@ from backpropagate.commands._campaign import campaign_view
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.commands._quality import quality_lines
 from backpropagate.config import load_settings, output_dir
+from backpropagate.contract.printable import one_line
 from backpropagate.contract.records import RunRecord, flatten, load_record
 from backpropagate.output import Output
 from backpropagate.runs.ownership import as_shown
@@ -56,11 +57,12 @@ def _text(record: RunRecord, plot: str | None) -> str:
     for key in ("model", "dataset", "dataset_sha256", "runtime", "device", "started_at", "finished_at",
                 "duration_s", "steps", "steps_done", "final_loss", "adapter", "replay_of", "resumed_at"):
         if row.get(key) is not None:
-            lines.append(f"  {key:<16}{row[key]}")
+            lines.append(f"  {key:<16}{one_line(str(row[key]))}")
     settings = {k: v for k, v in flatten({"training": spec.get("training", {}), "lora": spec.get("lora", {})}).items()}
     if settings:
         lines.append("settings:")
-        lines += [f"  {key:<32}{json.dumps(value)}" for key, value in settings.items()]
+        width = max(len(key) for key in settings) + 2  # training.checkpoint_on_interrupt is 32 long
+        lines += [f"  {key:<{width}}{json.dumps(value)}" for key, value in settings.items()]
     versions = {**spec.get("versions", {}), **record.manifest.get("versions", {})}
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))

@@ -54,11 +54,14 @@ def ui(
     import uvicorn
 
     from backpropagate.ui.app import UiConfig, create_app
+    from backpropagate.ui.hosts import AllowedHosts
     from backpropagate.ui.sandbox import Sandbox
 
     sandbox = Sandbox(Path(settings.ui.output_dir))
+    # Without a login, only the UI's own loopback names are answered (a rebound DNS name is not).
+    allowed_hosts = None if credentials else AllowedHosts.loopback(host, None if behind_loopback else port)
     config = UiConfig(sandbox=sandbox, credentials=credentials, max_upload_bytes=max_upload_mb * 1024 * 1024,
-                      runtime=settings.runtime, default_model=settings.model.name)
+                      runtime=settings.runtime, default_model=settings.model.name, allowed_hosts=allowed_hosts)
     app = create_app(config)
     for address in _addresses(listen):
         print(f"backprop ui: http://{address}:{port}  (folder {sandbox.root})", flush=True)
@@ -69,7 +72,11 @@ def ui(
         print("backprop ui: --share listens on every interface; a public tunnel needs an outside service",
               flush=True)
     try:
-        uvicorn.run(app, host=listen, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+        # uvicorn would take X-Forwarded-For from any local process as the client (its default trusts
+        # 127.0.0.1), and the failed-login limit keys on the client: only configured proxies are believed.
+        proxies = settings.ui.trusted_proxies.strip()
+        uvicorn.run(app, host=listen, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                    proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
     finally:
         app.state.jobs.stop_all()  # like Ctrl-C in each run's terminal: they end as `interrupted`
 

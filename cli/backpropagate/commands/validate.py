@@ -53,7 +53,7 @@ def validate(
 
 def token_stats(dataset: Dataset, tokenizer_name: str, max_seq_length: int) -> dict:
     """Token lengths as the model will see them: chat template applied, special tokens included."""
-    from backpropagate.ollama.hf_template import bounded_apply
+    from backpropagate.contract.chat_template import bounded_apply
 
     try:
         from transformers import AutoTokenizer

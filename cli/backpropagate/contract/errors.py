@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backpropagate.contract.printable import one_line
+
 # Exit codes by prefix. 130 is the shell's convention for "stopped by Ctrl-C".
 EXIT_CODES = {"CONFIG": 2, "INPUT": 3, "DEP": 4, "RUNTIME": 5, "STATE": 6, "HUB": 7}
 EXIT_INTERRUPTED = 130
@@ -89,6 +91,54 @@ CATALOG: dict[str, ErrorKind] = dict(
             "eval prompts {location}: {reason}",
             'write one JSON object per line: {{"prompt": "...", "expect": "text the answer contains"}} '
             '("expect" and "kind" are optional)',
+        ),
+        _kind(
+            "INPUT_DATASET_FORMAT_MISMATCH",
+            "{location} is a row in {found} format, but --format says the file is {expected}",
+            "pass --format {found} (or leave --format out to detect it), or convert the file to {expected}",
+        ),
+        _kind(
+            "INPUT_EVAL_SPLIT_TOO_FEW",
+            "--eval-split {split} holds out rows of {path}, which has {count} usable example(s): it needs "
+            "at least 2, one to train on and one to hold out",
+            "add rows to {path}, give the held-out rows in a file of their own with --eval-data FILE, "
+            "or drop --eval-split",
+        ),
+        _kind(
+            "INPUT_DATASET_CHANGED_MID_RUN",
+            "dataset {path} changed after run {run_id} was planned (sha256 {old} then, {new} now)",
+            "put the file back as it was and `backprop resume {run_id}`, or start a new run on it as it is now "
+            "with `backprop train` (copy a file you edit while a run trains on it)",
+        ),
+        _kind(
+            "INPUT_CHAT_TEMPLATE_FAILED",
+            "the chat template of {model} refused {location}: {reason}",
+            "change that row so the template accepts it, pass --skip-invalid to train without the rows it "
+            "refuses, or train with a model whose template takes these conversations",
+        ),
+        _kind(
+            "INPUT_MODEL_CONFIG_INVALID",
+            "model {model}: its config.json {reason}",
+            "put back the config.json the model was published with (save_pretrained writes it), or pass another "
+            "model",
+        ),
+        _kind(
+            "INPUT_MODEL_WEIGHTS_DAMAGED",
+            "model weights {file} are damaged: {reason}",
+            "copy or download {file} again from where the model came from, and compare its size or sha256 "
+            "with the source's",
+        ),
+        _kind(
+            "INPUT_MODEL_TOKENIZER_INVALID",
+            "the tokenizer of model {model} cannot be read: {reason}",
+            "put back the model's tokenizer files (tokenizer.json, tokenizer_config.json, tokenizer.model) as "
+            "it was published, or write them with the tokenizer's save_pretrained",
+        ),
+        _kind(
+            "INPUT_MODEL_ARCHITECTURE_UNKNOWN",
+            "model {model} is of model_type {model_type!r}, an architecture transformers {version} does not know",
+            "train a model of an architecture transformers knows (llama, qwen2, mistral, gemma3, ...), or use "
+            "a transformers release that knows {model_type!r}",
         ),
         _kind(
             "INPUT_DATASET_CHANGED",
@@ -432,6 +482,13 @@ CATALOG: dict[str, ErrorKind] = dict(
             "raise --max-seq-length to at least {needed}, or shorten the prompts",
         ),
         _kind(
+            "STATE_SPEC_REDACTED",
+            "run {run_id} was started with a secret in {fields}, which its spec.json keeps masked: "
+            "the real value was never written to disk",
+            "start a new run with `backprop train`, passing the secret again (a token through HF_TOKEN, "
+            "not inside a flag's value)",
+        ),
+        _kind(
             "STATE_RUN_IN_USE",
             "run {run_id} is being run by {owner}",
             "wait for it to end (`backprop show-run {run_id}` shows where it is), or stop that process first",
@@ -496,8 +553,9 @@ class BackpropError(Exception):
         kind = CATALOG[code]
         self.code = code
         self.context = context
-        self.message = kind.message.format(**context)
-        self.fix = kind.fix.format(**context)
+        # One line each, whatever a file name in the context holds (a newline, an ANSI escape).
+        self.message = one_line(kind.message.format(**context))
+        self.fix = one_line(kind.fix.format(**context))
         self.exit_code = kind.exit_code
         super().__init__(f"[{code}]: {self.message}")
 

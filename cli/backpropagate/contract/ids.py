@@ -10,8 +10,11 @@ def new_run_id() -> str:
 
 
 def match_run(prefix: str, run_ids: list[str], history: str, output: str) -> str:
-    """The one run id that starts with ``prefix``; coded errors for none or several."""
+    """The run id equal to ``prefix``, else the one that starts with it; coded errors for none or several.
+    An exact id wins: a run `abc` beside `abcd` can always be named."""
     prefix = prefix.strip()
+    if prefix in run_ids:
+        return prefix
     matches = [run_id for run_id in run_ids if prefix and run_id.startswith(prefix)]
     if not matches:
         raise BackpropError("INPUT_RUN_NOT_FOUND", run_id=prefix, history=history, output=output)

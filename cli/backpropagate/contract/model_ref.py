@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.model_folder import check_model_folder
 
 
 def check_model_ref(name: str) -> None:
@@ -20,6 +21,7 @@ def check_model_ref(name: str) -> None:
                 raise BackpropError("INPUT_MODEL_NOT_A_FOLDER", model=name, reason="it has no config.json",
                                     remedy="pass the folder save_pretrained wrote (it holds config.json and the "
                                            "weights), or a hub id")
+            check_model_folder(path, name)
             return
     except PermissionError:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--model", value=name,

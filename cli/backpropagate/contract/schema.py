@@ -28,6 +28,10 @@ def at_least(low):
     return lambda v: None if v >= low else f"must be at least {low}"
 
 
+def between(low, high):
+    return lambda v: None if low <= v <= high else f"must be from {low} to {high}"
+
+
 def positive(v):
     if v == float("inf"):
         return "must be a finite number"  # inf would pass "> 0" and turn every weight into nan at step 1

@@ -8,7 +8,10 @@ resolved (defaults, environment, flags) lives in the host's ``config.py``.
 from dataclasses import dataclass
 from typing import Literal
 
-from backpropagate.contract.schema import at_least, field, fraction, positive
+from backpropagate.contract.schema import at_least, between, field, fraction, positive
+
+SEED_MAX = 2**32 - 1
+LORA_R_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class TrainingSettings:
     max_seq_length: int = field(1024, check=at_least(16), allowed="an integer of at least 16")
     packing: bool = field(True)
     train_on_inputs: bool = field(False)
-    seed: int = field(42)
+    # The range every seeded library takes (numpy's is the narrowest); a larger one fails inside torch.
+    seed: int = field(42, check=between(0, SEED_MAX), allowed=f"an integer from 0 to {SEED_MAX}")
     device: Literal["auto", "cpu", "cuda"] = field("auto")
     checkpoint_every: int = field(50, check=at_least(0), allowed="an integer of at least 0 (0 turns checkpoints off)")
     keep_checkpoints: int = field(3, check=at_least(1), allowed="an integer of at least 1")
@@ -50,7 +54,8 @@ class TrainingSettings:
 @dataclass(frozen=True)
 class LoraSettings:
     preset: Literal["quality", "fast"] | None = field(None, allowed="quality or fast")
-    r: int = field(16, check=at_least(1), allowed="an integer of at least 1")
+    # A rank past any model's width only allocates memory until the process dies.
+    r: int = field(16, check=between(1, LORA_R_MAX), allowed=f"an integer from 1 to {LORA_R_MAX}")
     alpha: int = field(32, check=at_least(1), allowed="an integer of at least 1")
     dropout: float = field(0.05, check=fraction, allowed="a number in [0, 1)")
     targets: tuple[str, ...] = field(("all-linear",), allowed="module names such as q_proj,v_proj, or all-linear")

@@ -5,6 +5,10 @@ result type (the ``outputs`` of its ``finished`` event), defined here so the hos
 stage share one definition. Reading a spec is strict: every unknown key, missing key or
 wrong type is reported at once with ``CONFIG_SPEC_INVALID``. Results are parsed as
 strictly, once, where the host receives them.
+
+A spec file is redacted as the console is: a value that holds a secret (a token in a flag's
+value, in a model id or in a path) is written masked, and its real value goes to a file beside
+it, ``.<spec>.secrets`` (mode 0600), which the stage reads and removes as it starts.
 """
 
 import json
@@ -14,6 +18,7 @@ from typing import Literal
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.redact import MASK, redact_data
 from backpropagate.contract.schema import field, from_dict, to_dict
 from backpropagate.contract.settings import LoraSettings, TrainingSettings
 
@@ -156,13 +161,78 @@ class EvalResult:
 
 
 def write_spec(spec, path: Path) -> None:
-    atomic_write_text(path, json.dumps(to_dict(spec), indent=2) + "\n")
+    write_spec_data(to_dict(spec), path)
 
 
-def read_spec(cls, path: Path):
-    """Load and check a spec file; raises CONFIG_SPEC_INVALID listing every problem."""
+def write_spec_data(data: dict, path: Path) -> None:
+    """The spec redacted by the console's own redaction; what it hid, in the secrets file beside it."""
+    shown = redact_data(data)
+    hidden = _hidden(data, shown)
+    secrets = secrets_file(path)
+    if hidden:
+        atomic_write_text(secrets, json.dumps(hidden))  # a temporary file's mode: 0600, its owner's only
+    else:
+        secrets.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(shown, indent=2) + "\n")
+
+
+def secrets_file(spec_path: Path) -> Path:
+    return Path(spec_path).with_name(f".{Path(spec_path).name}.secrets")
+
+
+def spec_data(path: Path) -> dict:
+    """A spec file as JSON, with the real values of what redaction hid while its secrets file exists."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        hidden = json.loads(secrets_file(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return data
+    for keys, value in hidden:
+        *parents, last = keys
+        target = data
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return data
+
+
+def masked_fields(data, prefix: str = "") -> list[str]:
+    """The fields of a spec read without its secrets file that still hold a masked value."""
+    if isinstance(data, dict):
+        return [name for key, item in data.items() for name in masked_fields(item, f"{prefix}{key}.")]
+    if isinstance(data, list):
+        return [name for i, item in enumerate(data) for name in masked_fields(item, f"{prefix}{i}.")]
+    return [prefix.rstrip(".")] if isinstance(data, str) and MASK in data else []
+
+
+def _hidden(real, shown, keys: tuple = ()) -> list:
+    """[keys, real value] of every string the redaction changed."""
+    if isinstance(real, dict):
+        return [found for key in real for found in _hidden(real[key], shown[key], (*keys, key))]
+    if isinstance(real, list):
+        return [found for i, item in enumerate(real) for found in _hidden(item, shown[i], (*keys, i))]
+    return [[list(keys), real]] if real != shown else []
+
+
+def rebased(data, old: str, new: str):
+    """``data`` with every string under the folder ``old`` moved under ``new`` (a masked run folder's
+    paths, when the real folder is known again)."""
+    if isinstance(data, dict):
+        return {key: rebased(item, old, new) for key, item in data.items()}
+    if isinstance(data, list):
+        return [rebased(item, old, new) for item in data]
+    if isinstance(data, str) and (data == old or data.startswith(old.rstrip("/") + "/")):
+        return new + data[len(old.rstrip("/")):] if data != old else new
+    return data
+
+
+def read_spec(cls, path: Path, run_dir: Path | None = None):
+    """Load and check a spec file; raises CONFIG_SPEC_INVALID listing every problem. With ``run_dir``,
+    the paths under the run folder the spec names are read as under ``run_dir``."""
+    try:
+        data = spec_data(path)
+        if run_dir is not None and isinstance(data, dict) and isinstance(data.get("run_dir"), str):
+            data = rebased(data, data["run_dir"], str(run_dir))
     except FileNotFoundError:
         raise BackpropError("CONFIG_SPEC_INVALID", path=path, problems="the file does not exist") from None
     except json.JSONDecodeError as exc:
@@ -180,3 +250,15 @@ def read_result(cls, stage: str, outputs: dict, log: Path):
         raise BackpropError("RUNTIME_STAGE_FAILED", stage=stage, log=log,
                             reason="its results do not match the contract: " + "; ".join(problems))
     return result
+
+
+def read_run_spec(spec_path: Path, run_dir: Path, run_id: str) -> "TrainSpec":
+    """A run's train spec for another go (resume, replay, export), its paths under the run folder found
+    here. The secrets it was started with were never written: one outside that folder's own path cannot
+    be had again."""
+    spec = read_spec(TrainSpec, spec_path, run_dir=run_dir)
+    # `source` fields are for people, redacted on purpose: the stage reads the path beside each.
+    masked = [name for name in masked_fields(to_dict(spec)) if not name.endswith(".source")]
+    if masked:
+        raise BackpropError("STATE_SPEC_REDACTED", run_id=run_id, fields=", ".join(masked))
+    return spec

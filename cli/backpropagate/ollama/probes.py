@@ -10,7 +10,7 @@ template that changes the content (trims it, say) shows up.
 from dataclasses import dataclass
 
 from backpropagate.ollama import gotemplate
-from backpropagate.ollama.hf_template import HfTemplate
+from backpropagate.contract.chat_template import HfTemplate
 
 SYSTEM = {"role": "system", "content": "You are a terse assistant. Answer in one sentence."}
 U1 = {"role": "user", "content": "What do bees make?"}

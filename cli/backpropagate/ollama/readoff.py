@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 
-from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
+from backpropagate.contract.chat_template import HfTemplate, TemplateRaised
 from backpropagate.ollama.probes import CONTINUE_AFTER_REASONING, SENTINEL_PROBES, render_hf
 
 # Special tokens as templates write them: <|eot_id|>, <｜User｜>, <start_of_turn>, </s>, [INST].

@@ -18,7 +18,7 @@ from backpropagate.contract.files import sha256_file
 from backpropagate.contract.history import RunHistory, iso_time
 from backpropagate.contract.user_files import read_user_text
 from backpropagate.ollama.client import OllamaClient
-from backpropagate.ollama.hf_template import HfTemplate
+from backpropagate.contract.chat_template import HfTemplate
 from backpropagate.ollama.source import Source
 from backpropagate.ollama.templates import OllamaTemplate, derive
 

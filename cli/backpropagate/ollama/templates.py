@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.ollama import gobuild
-from backpropagate.ollama.hf_template import HfTemplate, TemplateRaised
+from backpropagate.contract.chat_template import HfTemplate, TemplateRaised
 from backpropagate.ollama.probes import (
     CONTINUE_AFTER_REASONING,
     PROBES,

@@ -14,7 +14,7 @@ from backpropagate.contract.history import RunHistory
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
-from backpropagate.contract.specs import DataSpec, EvalSpec, PromptsSpec, TrainSpec, read_spec, write_spec
+from backpropagate.contract.specs import DataSpec, EvalSpec, PromptsSpec, read_run_spec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.base import RunStart
@@ -35,7 +35,7 @@ def plan_eval(output: Path, run: str, eval_data: Path | None = None, eval_prompt
               max_tokens: int | None = None) -> EvalPlan:
     output = Path(output).resolve()
     folder = RunFolder.of(output, RunHistory(output).find(run).run_id)
-    train = read_spec(TrainSpec, folder.spec)
+    train = read_run_spec(folder.spec, folder.root, folder.root.name)
     if not (folder.adapter / "adapter_config.json").exists():
         raise BackpropError("STATE_NO_ADAPTER", run_id=train.run_id, run_dir=folder.root)
     data = train.eval_data

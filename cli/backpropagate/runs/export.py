@@ -16,7 +16,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.layout import RunFolder
-from backpropagate.contract.specs import GgufSpec, MergeSpec, TrainSpec, read_spec, write_spec
+from backpropagate.contract.specs import GgufSpec, MergeSpec, read_run_spec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.contract.workspace import check_writable
 from backpropagate.runs.exports import EXPORT_FORMATS
@@ -48,7 +48,7 @@ def plan_export(output: Path, target: str, export_format: str = "merged", dtype:
     output = Path(output).resolve()
     folder, base_model, adapter, new_row, trained_with = _source(output, target)
     check_writable(folder.root.parent)
-    train = read_spec(TrainSpec, folder.spec) if folder.holds_run else None
+    train = read_run_spec(folder.spec, folder.root, folder.root.name) if folder.holds_run else None
     data = train.data.path if train else ""
     log_level = train.log_level if train else "INFO"
     # The GGUF answers the run's eval prompts too, so the quality report holds them beside the fine-tune's.
@@ -93,7 +93,7 @@ def _source(output: Path, target: str) -> tuple[RunFolder, str, Path, HistoryRow
         folder = RunFolder(path.resolve().parent)
     else:
         folder = RunFolder.of(output, RunHistory(output).find(target).run_id)
-    train = read_spec(TrainSpec, folder.spec)
+    train = read_run_spec(folder.spec, folder.root, folder.root.name)
     if not (folder.adapter / "adapter_config.json").exists():
         raise BackpropError("STATE_NO_ADAPTER", run_id=train.run_id, run_dir=folder.root)
     row = RunHistory(folder.root.parent).get(train.run_id)

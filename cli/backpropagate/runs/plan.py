@@ -22,7 +22,7 @@ from backpropagate.contract.model_ref import check_model_ref
 from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
 from backpropagate.contract.settings import ModelSettings
-from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_spec, write_spec
+from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_run_spec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.contract.workspace import check_writable
 from backpropagate.runs.ownership import owner_of, shown_status
@@ -79,6 +79,9 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         model = str(Path(model).expanduser().resolve())
     data_path = dataset_file(data, "--data")
     dataset = load_dataset(data_path, data_format, skip_invalid)
+    if settings.training.eval_split and len(dataset.examples) < 2:
+        raise BackpropError("INPUT_EVAL_SPLIT_TOO_FEW", split=settings.training.eval_split, path=redact(str(data_path)),
+                            count=len(dataset.examples))
     # Checked here too, so a bad eval file costs nothing.
     eval_path = dataset_file(eval_data, "--eval-data") if eval_data is not None else None
     prompts_path = prompts_file(eval_prompts) if eval_prompts is not None else None
@@ -140,7 +143,7 @@ def plan_resume(output: Path, run: str) -> TrainPlan:
         raise BackpropError("STATE_RUN_IN_USE", run_id=row.run_id, owner=owner_of(folder.root))
     if status not in ("failed", "interrupted", "dead"):
         raise BackpropError("STATE_NOTHING_TO_RESUME", run_id=row.run_id, status=row.status)
-    spec = replace(read_spec(TrainSpec, folder.spec), resume=True)
+    spec = replace(read_run_spec(folder.spec, folder.root, row.run_id), resume=True)
     dataset = load_dataset(spec.data.path, spec.data.format, spec.data.skip_invalid)
     write_spec(spec, folder.spec)
     return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset, resume=True)
@@ -150,7 +153,8 @@ def plan_replay(output: Path, run: str, steps: int | None = None, allow_changed_
     """A new run with the resolved spec of an earlier one, on the same (unchanged) data file."""
     output = Path(output).resolve()
     row = RunHistory(output).find(run)
-    old = read_spec(TrainSpec, RunFolder.of(output, row.run_id).spec)
+    old_folder = RunFolder.of(output, row.run_id)
+    old = read_run_spec(old_folder.spec, old_folder.root, row.run_id)
     try:
         data_path = dataset_file(old.data.path)  # the run folder's link leads to the user's file
     except BackpropError as error:

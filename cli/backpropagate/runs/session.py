@@ -19,7 +19,7 @@ from backpropagate.contract.events import HOST, Envelope
 from backpropagate.contract.files import is_disk_full
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.redact import redact
-from backpropagate.contract.specs import read_result
+from backpropagate.contract.specs import read_result, secrets_file
 from backpropagate.contract.stages import stage_named
 from backpropagate.output import Output
 from backpropagate.runs.ownership import owning
@@ -119,6 +119,8 @@ class Session:
             ended = self.runtime.run(step.stage, step.spec_path, follow)
         except BackpropError as error:  # the runtime could not start the stage (image, container)
             raise StageFailed(error, "failed") from None
+        finally:
+            secrets_file(step.spec_path).unlink(missing_ok=True)  # a stage that never started left it
         finished = _ending(ended, seen, step.stage, log)
         try:
             return read_result(stage.result, step.stage, finished.outputs, log)

@@ -19,7 +19,7 @@ from backpropagate.contract import events
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import HOST, Envelope, EventParseError, parse_line
 from backpropagate.contract.settings import DockerSettings
-from backpropagate.contract.specs import read_spec
+from backpropagate.contract.specs import read_spec, spec_data, write_spec_data
 from backpropagate.contract.stages import stage_named
 from backpropagate.runtimes.base import StageExit
 from backpropagate.runtimes.gpus import device_requests, parse_gpus, probe, resolve
@@ -60,7 +60,7 @@ class DockerRuntime:
         client = self.client()
         entry = stage_named(stage)
         needs = entry.needs(read_spec(entry.spec, spec_path))
-        spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+        spec = spec_data(spec_path)
         gpus, fallback = resolve(parse_gpus(self.settings.gpus), needs.gpu, self._probe)
         if fallback:
             on_event(Envelope(run_id=str(spec.get("run_id", "")), stage=HOST,
@@ -117,7 +117,7 @@ class DockerRuntime:
         if mapped == spec:
             return container_path(str(spec_path))
         copy = Path(spec_path).with_suffix(".container.json")
-        copy.write_text(json.dumps(mapped, indent=2) + "\n", encoding="utf-8")
+        write_spec_data(mapped, copy)
         return container_path(str(copy))
 
     def _follow(self, container, on_event: Callable[[Envelope], None], paths: PathMap) -> int:

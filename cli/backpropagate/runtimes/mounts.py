@@ -9,12 +9,13 @@ from Docker Desktop's view of the drive (``/run/desktop/mnt/host/c/Users/me/data
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
+
+from backpropagate.contract.specs import spec_data
 
 _DRIVE = re.compile(r"^([A-Za-z]):[\\/]")
 
@@ -80,7 +81,7 @@ def plan_mounts(spec_path: Path, writable: str) -> list[Mount]:
     """Mounts for a stage: ``writable`` (its run folder) read-write, every other absolute path in the
     spec that exists here read-only (the data file, a local base model, an adapter folder). A path
     that is a symlink also gets its target mounted, so the link resolves inside the container."""
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    spec = spec_data(spec_path)
     read_only: set[str] = set()
     for value in _strings(spec):
         if _is_absolute(value) and os.path.exists(value):

@@ -1,6 +1,7 @@
 """The Starlette app: configuration, the guard every request passes, and the route table.
 
-The guard gives each visitor a session cookie, answers 401 with the login page where
+The guard refuses a Host header the no-login UI does not answer to (DNS rebinding), gives
+each visitor a session cookie, answers 401 with the login page where
 credentials are required, and refuses any POST whose form lacks the session's CSRF token.
 """
 
@@ -17,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from backpropagate.ui import routes_campaigns, routes_export, routes_runs, routes_session, routes_train
 from backpropagate.ui.auth import COOKIE, Credentials, LoginLimiter, Sessions
+from backpropagate.ui.hosts import AllowedHosts
 from backpropagate.ui.jobs import Jobs
 from backpropagate.ui.pages import cookie_header, render
 from backpropagate.ui.sandbox import Sandbox
@@ -34,6 +36,7 @@ class UiConfig:
     runtime: str = "auto"  # the runtime the new-run form starts with
     default_model: str = ""
     secure_cookie: bool = False  # set when served behind HTTPS
+    allowed_hosts: AllowedHosts | None = None  # the Host headers answered; None: any (a login guards it)
 
 
 def create_app(config: UiConfig) -> Starlette:
@@ -74,6 +77,12 @@ class _Guard:
             return
         request = Request(scope, receive)
         state = request.app.state
+        allowed = state.config.allowed_hosts
+        if allowed is not None and not allowed.accepts(request.headers.get("host")):
+            # Before any session or token exists: a rebound page learns nothing it could replay.
+            await HTMLResponse("<h1>421: wrong host</h1><p>This UI answers only to the address it was started "
+                               "on, such as http://127.0.0.1.</p>", status_code=421)(scope, receive, send)
+            return
         sid = request.cookies.get(COOKIE)
         session = state.sessions.get(sid)
         new_sid = None

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.quality import Answered, Prompt
-from backpropagate.ollama.hf_template import bounded_apply
+from backpropagate.contract.chat_template import bounded_apply
 
 from backpropagate_stages.chat_tokens import hf_tokenize
 from backpropagate_stages.train import data

@@ -6,7 +6,9 @@ when Unsloth is installed, a GPU is present and the model family is one it suppo
 """
 
 import importlib.util
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.settings import LoraSettings, TrainingSettings
@@ -61,6 +63,8 @@ def load_tokenizer(name: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors... all mean "cannot load"
+        if Path(name).is_dir():  # the folder is there: it is its tokenizer that is broken
+            raise BackpropError("INPUT_MODEL_TOKENIZER_INVALID", model=name, reason=_first_line(exc)) from None
         raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=_first_line(exc)) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -74,6 +78,21 @@ def model_type_of(name: str) -> str:
         return AutoConfig.from_pretrained(name).model_type
     except Exception as exc:
         raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=_first_line(exc)) from None
+
+
+def check_architecture(name: str) -> None:
+    """A local folder's model_type must be one transformers builds; its config.json was checked readable
+    (check_model_ref). Before the tokenizer, whose loading would fail on it with another story."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = Path(name) / "config.json"
+    if not config.is_file():
+        return
+    declared = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    if declared not in CONFIG_MAPPING:
+        raise BackpropError("INPUT_MODEL_ARCHITECTURE_UNKNOWN", model=name, model_type=declared,
+                            version=transformers.__version__)
 
 
 def load_lora_model(name: str, lora: LoraSettings, training: TrainingSettings, device, backend: Backend):
@@ -118,6 +137,20 @@ def load_lora_model(name: str, lora: LoraSettings, training: TrainingSettings, d
         raise BackpropError("CONFIG_VALUE_INVALID", name="lora.targets", value=",".join(lora.targets),
                             reason=_first_line(exc), allowed="all-linear or some of " + ", ".join(linear_names(model))
                             ) from None
+
+
+def redact_base_name(lora_model) -> None:
+    """adapter_config.json and the adapter's model card name the base as spec.json does: a token inside
+    the model id is not written (the model is loaded by then)."""
+    from backpropagate.contract.redact import redact
+
+    for config in getattr(lora_model, "peft_config", {}).values():
+        config.base_model_name_or_path = redact(config.base_model_name_or_path or "")
+    base = lora_model.get_base_model()
+    if isinstance(getattr(base, "name_or_path", None), str):
+        base.name_or_path = redact(base.name_or_path)  # the card's base_model:adapter: tag
+    if getattr(base, "config", None) is not None:
+        base.config._name_or_path = redact(base.config._name_or_path or "")  # the card's base_model
 
 
 def linear_names(model) -> list[str]:

@@ -44,6 +44,7 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     if faults.active:
         emit(events.Warning(code="fault_injection", message=f"test faults injected: {faults.plan}"))
     check_model_ref(spec.model)
+    model.check_architecture(spec.model)
     device = model.resolve_device(spec.training.device, spec.lora)
     _seed_everything(spec.training.seed)
 
@@ -66,6 +67,7 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     # Seed again right before the adapter is created, so its initial weights depend on the seed alone.
     _seed_everything(spec.training.seed)
     lora_model = model.load_lora_model(spec.model, spec.lora, spec.training, device, backend)
+    model.redact_base_name(lora_model)
     if spec.campaign is not None and spec.campaign.index > 1:
         continual.start_from_parent(lora_model, spec.campaign)  # a resumed run's checkpoint then replaces it
     optimizer, scheduler = make_optimizer(lora_model, spec.training)
@@ -185,9 +187,9 @@ def _held_out(spec: TrainSpec, examples: list, tokenizer) -> tuple[list, list, s
         return examples, held, spec.eval_data.source
     if not spec.training.eval_split:
         return examples, [], ""
-    if len(examples) < 2:
-        raise BackpropError("INPUT_DATASET_INVALID", location=f"{spec.data.source}:1",
-                            reason="--eval-split needs at least 2 examples, one to train on and one to hold out")
+    if len(examples) < 2:  # the host counted rows; fewer may have a reply within --max-seq-length
+        raise BackpropError("INPUT_EVAL_SPLIT_TOO_FEW", split=spec.training.eval_split, path=spec.data.source,
+                            count=len(examples))
     kept, held = quality.split_held_out(examples, spec.training.eval_split, spec.training.seed)
     return kept, held, (f"{len(held)} of {len(examples)} examples of {spec.data.source} held out "
                         f"(--eval-split {spec.training.eval_split})")
@@ -226,9 +228,9 @@ def _thermal_guard(spec: TrainSpec, device, faults: Faults, emit) -> ThermalGuar
 def _load_data(spec: TrainSpec, emit):
     path = Path(spec.data.path)
     shown = spec.data.source or str(path)  # the user's path, redacted; `path` may be a link to it
-    if spec.data.sha256 and path.exists() and sha256_file(path) != spec.data.sha256:
-        raise BackpropError("INPUT_DATASET_INVALID", location=f"{shown}:1",
-                            reason="the file changed after the run was planned (sha256 differs)")
+    if spec.data.sha256 and path.exists() and (now := sha256_file(path)) != spec.data.sha256:
+        raise BackpropError("INPUT_DATASET_CHANGED_MID_RUN", path=shown, run_id=spec.run_id,
+                            old=spec.data.sha256[:12], new=now[:12])
     try:
         dataset = load_dataset(path, spec.data.format, spec.data.skip_invalid)
     except BackpropError as error:
@@ -244,9 +246,23 @@ def _load_data(spec: TrainSpec, emit):
 
 
 def _tokenize(dataset, tokenizer, spec: TrainSpec, emit) -> list:
-    examples, truncated, empty, first_empty = [], 0, 0, None
+    from jinja2 import TemplateError
+
+    examples, truncated, empty, first_empty, first_refused = [], 0, 0, None, None
     for example in dataset.examples:
-        tokenized = data.tokenize(example, tokenizer, spec.training.max_seq_length, spec.training.train_on_inputs)
+        try:
+            tokenized = data.tokenize(example, tokenizer, spec.training.max_seq_length,
+                                      spec.training.train_on_inputs)
+        except TemplateError as refused:  # the template's own raise_exception, or a template that breaks
+            location = f"{spec.data.source or dataset.path}:{example.line}"
+            error = BackpropError("INPUT_CHAT_TEMPLATE_FAILED", model=spec.model, location=location,
+                                  reason=str(refused) or type(refused).__name__)
+            if not spec.data.skip_invalid:
+                raise error from None
+            first_refused = first_refused or error
+            emit(events.Warning(code="row_refused_by_template",
+                                message=f"skipped {location}: the chat template refused it: {refused}"))
+            continue
         if tokenized.trained_tokens == 0:
             empty += 1  # truncation cut away every target token: nothing to learn from
             first_empty = first_empty or example
@@ -257,6 +273,8 @@ def _tokenize(dataset, tokenizer, spec: TrainSpec, emit) -> list:
         emit(events.Warning(code="examples_truncated",
                             message=f"{truncated} examples cut to --max-seq-length {spec.training.max_seq_length}; "
                                     f"{empty} left out because no reply token fit"))
+    if not examples and first_empty is None:
+        raise first_refused  # the template refused every row
     if not examples:
         # Named in the user's file (not the run folder's link to it), with the length that would do.
         whole = data.tokenize(first_empty, tokenizer, 1 << 30, False)

@@ -45,6 +45,14 @@ class RowInvalid(Exception):
     """Why one row cannot be used. The message is the reason the user reads."""
 
 
+class RowOfAnotherFormat(RowInvalid):
+    """A well-formed row of another format than the file's."""
+
+    def __init__(self, message: str, found: str) -> None:
+        super().__init__(message)
+        self.found = found
+
+
 def parse_row(value: object, line: int, expected: str | None = None, origin: str = "") -> tuple[str, Example]:
     """Check one row and return its format and Example.
 
@@ -58,7 +66,7 @@ def parse_row(value: object, line: int, expected: str | None = None, origin: str
     # even if it would be detected as another (alpaca rows with a text column).
     found = expected if expected and _has_markers(value, expected) else _detect(value)
     if expected and found != expected:
-        raise RowInvalid(f"row is {found} but the file is {expected} ({origin})")
+        raise RowOfAnotherFormat(f"row is {found} but the file is {expected} ({origin})", found)
     if found == "text":
         return found, Example(line, text=_text(value))
     return found, Example(line, messages=_READERS[found](value))

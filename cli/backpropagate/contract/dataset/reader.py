@@ -13,12 +13,12 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from backpropagate.contract import bounded_json
-from backpropagate.contract.dataset.formats import FORMATS, Example, RowInvalid, parse_row
+from backpropagate.contract.dataset.formats import FORMATS, Example, RowInvalid, RowOfAnotherFormat, parse_row
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.user_files import FileRefused, check_user_file, open_user_file
 
@@ -41,6 +41,7 @@ _WHAT = "JSONL or JSON file"  # what --data takes, in the fixes
 class Problem:
     line: int
     reason: str
+    other_format: str | None = field(default=None, compare=False, kw_only=True)  # a row of this other format
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = Fa
         total += 1
         result = _check(row, expected, origin)
         if isinstance(result, Problem):
+            if result.other_format and format != "auto" and not examples:
+                # No row of the forced format yet: it is --format that is wrong, not this row.
+                raise BackpropError("INPUT_DATASET_FORMAT_MISMATCH", location=f"{path}:{result.line}",
+                                    found=result.other_format, expected=format)
             if not skip_invalid and isinstance(result, RowTooLong):
                 raise row_too_long(path, result, others_may_train=True)
             if not skip_invalid:
@@ -120,10 +125,34 @@ def load_dataset(path: str | Path, format: str = "auto", skip_invalid: bool = Fa
 def _check(row: _Row | Problem, expected: str | None, origin: str) -> tuple[str, Example] | Problem:
     if isinstance(row, Problem):
         return row
+    surrogate = _lone_surrogate(row.value)
+    if surrogate:
+        return Problem(row.line, f"{surrogate} holds a lone surrogate, which is not valid Unicode (half of a "
+                                 "UTF-16 pair, such as a cut emoji)")
     try:
         return parse_row(row.value, row.line, expected, origin)
+    except RowOfAnotherFormat as error:
+        return Problem(row.line, str(error), other_format=error.found)
     except RowInvalid as error:
         return Problem(row.line, str(error))
+
+
+def _lone_surrogate(value) -> str | None:
+    """Where in a row a string holds a lone surrogate (JSON can spell one, \\ud800; no text can hold it).
+    Walked without recursion: a deeply nested row must not cost a RecursionError here."""
+    pending = [("row", value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(item, dict):
+            pending += reversed([(f"{where}.{key}", inner) for key, inner in item.items()])
+        elif isinstance(item, list):
+            pending += reversed([(f"{where}[{i}]", inner) for i, inner in enumerate(item)])
+    return None
 
 
 def row_too_long(path: Path, problem: RowTooLong, others_may_train: bool) -> BackpropError:
