@@ -16,18 +16,9 @@ import torch
 from backpropagate.contract.events import parse_line
 from backpropagate.contract.history import RunHistory
 
-from tests.conftest import run_cli
-from tests.local.test_resilience import (  # noqa: F401  (chat_data and uninterrupted are fixtures)
-    COMMON,
-    STEPS,
-    adapter_weights,
-    assert_same_as_uninterrupted,
-    chat_data,
-    losses,
-    named,
-    resume,
-    uninterrupted,
-)
+from tests.conftest import ctrl_c_as_in_a_terminal, run_cli
+from tests.local import test_resilience as resilience
+from tests.local.test_resilience import chat_data, uninterrupted  # noqa: F401  (fixtures)
 from tests.local.test_power_cut import cli_env, partials
 
 LONG_STEPS = 30
@@ -47,12 +38,13 @@ def test_two_workers_give_the_loss_curve_and_adapter_of_one_and_only_rank_0_writ
     one, one_events = trained(tiny_model, chat_data, tmp_path / "one")
     two, two_events = trained(tiny_model, chat_data, tmp_path / "two", "--workers", "2")
 
-    one_losses, two_losses = losses(one_events), losses(two_events)
+    one_losses, two_losses = resilience.losses(one_events), resilience.losses(two_events)
     assert list(two_losses) == list(range(1, LONG_STEPS + 1))  # one progress event per step, not one per rank
     assert list(two_losses.values()) == pytest.approx(list(one_losses.values()), rel=1e-4)
-    assert [m.value for m in named(two_events, "metric") if m.key == "workers"] == [2]
+    assert [m.value for m in resilience.named(two_events, "metric") if m.key == "workers"] == [2]
     one_id, two_id = one_events[0].run_id, two_events[0].run_id
-    ours, reference = adapter_weights(tmp_path / "two", two_id), adapter_weights(tmp_path / "one", one_id)
+    ours = resilience.adapter_weights(tmp_path / "two", two_id)
+    reference = resilience.adapter_weights(tmp_path / "one", one_id)
     for name in reference:
         torch.testing.assert_close(ours[name], reference[name], rtol=1e-4, atol=1e-6)
 
@@ -69,8 +61,8 @@ def test_two_workers_give_the_loss_curve_and_adapter_of_one_and_only_rank_0_writ
 def test_host_and_workers_killed_together_then_resume_ends_like_the_uninterrupted_run(
         tiny_model, chat_data, tmp_path, uninterrupted):
     host = subprocess.Popen([sys.executable, "-m", "backpropagate", "train", "--data", str(chat_data), "--model",
-                             str(tiny_model), "--output", str(tmp_path), "--json", "--steps", str(STEPS), *COMMON,
-                             "--workers", "2"],
+                             str(tiny_model), "--output", str(tmp_path), "--json", "--steps", str(resilience.STEPS),
+                             *resilience.COMMON, "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=cli_env(),
                             start_new_session=True)
     run_id = None
@@ -88,8 +80,29 @@ def test_host_and_workers_killed_together_then_resume_ends_like_the_uninterrupte
     assert not psutil.wait_procs(everyone, timeout=30)[1]  # none left alive
     assert RunHistory(tmp_path).find(run_id).status == "running"  # nobody was left to mark it
 
-    resumed, resumed_events = resume(tmp_path, run_id, env={"BACKPROPAGATE_WORKERS": "2"})
+    resumed, resumed_events = resilience.resume(tmp_path, run_id, env={"BACKPROPAGATE_WORKERS": "2"})
     assert resumed.returncode == 0, resumed.stderr
-    assert named(resumed_events, "resumed")[0].reason == "from checkpoint step-4"
-    assert_same_as_uninterrupted(tmp_path, run_id, resumed, uninterrupted)
+    assert resilience.named(resumed_events, "resumed")[0].reason == "from checkpoint step-4"
+    resilience.assert_same_as_uninterrupted(tmp_path, run_id, resumed, uninterrupted)
     assert partials(tmp_path) == []
+
+
+def test_ctrl_c_stops_every_worker_after_the_same_step_and_rank_0_saves_it(tiny_model, chat_data, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backpropagate", "train", "--data", str(chat_data), "--model", str(tiny_model),
+         "--output", str(tmp_path), "--json", "--steps", "100000", *resilience.COMMON, "--checkpoint-every", "0",
+         "--checkpoint-on-interrupt", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal)
+    for line in process.stdout:
+        if '"progress"' in line:
+            break
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the host's group, not the stage's
+    rest, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    run_id = parse_line(line).run_id
+    saved = [parse_line(x).event for x in rest.splitlines() if '"checkpoint"' in x]
+    last_step = max(parse_line(x).event.step for x in [line, *rest.splitlines()] if '"progress"' in x)
+    assert [checkpoint.step for checkpoint in saved] == [last_step]  # one checkpoint, of the step both finished
+    assert sorted(p.name for p in (tmp_path / run_id / "checkpoints").iterdir()) == [f"step-{last_step}"]
+    assert RunHistory(tmp_path).find(run_id).status == "interrupted"

@@ -18,7 +18,8 @@ SPEC_FILE = "k8s.spec.json"  # in the run folder, next to spec.json
 MANIFEST_FILE = "trainjob.json"
 
 
-def plan_train_job(settings: Settings, run: str, shape: ClusterShape, image: str | None) -> tuple[dict, Path, list[str]]:
+def plan_train_job(settings: Settings, run: str, shape: ClusterShape,
+                   image: str | None) -> tuple[dict, Path, list[str]]:
     """(the TrainJob, the in-cluster spec written into the run folder, what the user must copy to the volume)."""
     output = output_dir(settings).resolve()
     row = RunHistory(output).find(run)
