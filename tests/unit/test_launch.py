@@ -5,7 +5,7 @@ import pytest
 from backpropagate.config import load_settings
 from backpropagate.contract.errors import BackpropError
 from backpropagate.runtimes import choose_runtime
-from backpropagate.runtimes.launch import SHUTDOWN_TIMEOUT_S, stage_command
+from backpropagate.runtimes.launch import SHUTDOWN_TIMEOUT_S, stage_command, stage_environment
 
 
 def test_train_on_two_workers_runs_under_torchrun_standalone():
@@ -26,3 +26,9 @@ def test_the_workers_setting_reaches_the_runtime_and_refuses_zero():
         load_settings({}, overrides={"workers": 0}, names={"workers": "--workers"})
     assert refused.value.code == "CONFIG_VALUE_INVALID"
     assert "--workers" in refused.value.message
+
+
+def test_a_stage_started_here_never_inherits_a_process_group_from_the_shell():
+    inherited = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500",
+                 "PATH": "/usr/bin", "HF_HOME": "/cache"}
+    assert stage_environment(inherited) == {"PATH": "/usr/bin", "HF_HOME": "/cache"}

@@ -11,6 +11,15 @@ from backpropagate.contract.stages import stage_named
 # time for every rank to finish its step and rank 0 to write its checkpoint.
 SHUTDOWN_TIMEOUT_S = 600
 
+# What makes a stage a rank of a process group. Inherited from a shell that has them (a job inside
+# another torchrun or a Slurm step), they would make a single stage wait for peers that never come.
+PROCESS_GROUP_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def stage_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The host's environment for a stage started here: no process group but the one torchrun makes."""
+    return {name: value for name, value in environ.items() if name not in PROCESS_GROUP_VARIABLES}
+
 
 def stage_command(stage: str, workers: int, python: str = "python") -> list[str]:
     """``python -m backpropagate_stages.<stage>``, under torchrun for ``workers`` > 1 (``--spec`` follows)."""

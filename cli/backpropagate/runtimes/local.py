@@ -14,7 +14,7 @@ from pathlib import Path
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope, EventParseError, parse_line
 from backpropagate.runtimes.base import StageExit
-from backpropagate.runtimes.launch import stage_command
+from backpropagate.runtimes.launch import stage_command, stage_environment
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -42,7 +42,7 @@ class LocalRuntime:
         # once, so the stage can finish its step instead of seeing two signals at once.
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**stage_environment(dict(os.environ)), "PYTHONUNBUFFERED": "1"})
         stderr_tail: deque[str] = deque(maxlen=40)
         reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
         reader.start()
