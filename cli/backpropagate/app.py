@@ -19,6 +19,7 @@ from backpropagate.commands import (
     export_runs,
     images,
     info,
+    k8s,
     list_runs,
     multi_run,
     ollama,
@@ -59,6 +60,7 @@ app.command("ui", epilog=ui.EXAMPLES)(ui.ui)
 app.command("push", epilog=push.EXAMPLES)(push.push_command)
 app.add_typer(ollama.app, name="ollama")
 app.add_typer(images.app, name="images")
+app.add_typer(k8s.app, name="k8s")
 
 _verbose = {"on": False}
 

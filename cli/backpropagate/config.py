@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.schema import allowed_text, check_all, field, parse_text
+from backpropagate.contract.schema import allowed_text, at_least, check_all, field, parse_text
 from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
 
 ENV_PREFIX = "BACKPROPAGATE_"
@@ -74,6 +74,9 @@ class Settings:
         "auto", help="where stages run: docker when an engine answers, else local when the ML stack imports")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
                            help="experiment trackers that receive training runs")
+    workers: int = field(1, check=at_least(1), allowed="an integer of at least 1",
+                         help="data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
+                              "stays the global batch of a step")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
@@ -216,6 +219,7 @@ OVERRIDES: dict[str, str] = {
     "runtime": "runtime",
     "gpus": "docker.gpus",
     "report_to": "report_to",
+    "workers": "workers",
 }
 
 
@@ -252,8 +256,9 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,
-                     gpus: str | None = None, report_to: str | None = None) -> Settings:
+                     gpus: str | None = None, report_to: str | None = None, workers: int | None = None) -> Settings:
     """The settings of a command that takes the shared --output, --json, --runtime and --gpus options."""
     return load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
-                                    "runtime": runtime, "docker.gpus": gpus, "report_to": report_to},
-                         names={"report_to": "--report-to"})
+                                    "runtime": runtime, "docker.gpus": gpus, "report_to": report_to,
+                                    "workers": workers},
+                         names={"report_to": "--report-to", "workers": "--workers"})

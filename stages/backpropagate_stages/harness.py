@@ -110,7 +110,9 @@ def stage_main(name: str, run: Callable[[Any, Emitter], Any], argv: list[str] | 
     folder.root.mkdir(parents=True, exist_ok=True)
     with _logs_to_file(folder.log) as event_stream:
         _configure_logging(spec.log_level, spec.run_id)
-        emit = Emitter(spec.run_id, name, event_stream, folder.events)
+        # Under torchrun every rank runs this; rank 0 alone speaks, so the run has one event stream.
+        emit = Emitter(spec.run_id, name, event_stream, folder.events) if os.environ.get("RANK", "0") == "0" \
+            else Emitter(spec.run_id, name, open(os.devnull, "w"), None)
         try:
             return _run(name, spec, run, emit, folder)
         finally:

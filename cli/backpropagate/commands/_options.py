@@ -26,6 +26,13 @@ GpusOpt = Annotated[
     typer.Option("--gpus", help="GPUs for the train container: auto, all, none, a count, or device ids such as 0,1 "
                                 "[env BACKPROPAGATE_DOCKER__GPUS; default auto]."),
 ]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="Data-parallel training processes on this machine, started by torchrun (one per "
+                                   "GPU asked for, or CPU processes); --batch-size x --gradient-accumulation stays "
+                                   "the global batch, so the result does not change [env BACKPROPAGATE_WORKERS; "
+                                   "default 1]."),
+]
 # readable=False: the dataset reader refuses an unreadable file itself, with a coded error and the chmod.
 DataOpt = Annotated[Path, typer.Option("--data", "-d", readable=False,
                                        help="Dataset: JSONL or a JSON array (ShareGPT, OpenAI chat, Alpaca or "

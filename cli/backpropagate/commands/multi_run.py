@@ -57,10 +57,10 @@ def multi_run(**arguments) -> None:
     out = Output(json_mode=bool(command_settings(arguments["output"], arguments["json_output"]).log_json))
     if arguments["resume"]:
         settings = command_settings(arguments["output"], arguments["json_output"], arguments["runtime"],
-                                    arguments["gpus"])
+                                    arguments["gpus"], workers=arguments["workers"])
         given = sorted(flag_name(name) for name, value in arguments.items()
                        if value not in (None, [], DEFAULTS.get(name), False, "auto")
-                       and name not in ("output", "runtime", "gpus", "json_output", "resume"))
+                       and name not in ("output", "runtime", "gpus", "json_output", "resume", "workers"))
         if given:
             out.warn(f"resuming uses the campaign's own settings and data; ignored: {', '.join(given)}")
         plan, folder = campaign_of(output_dir(settings), arguments["resume"])

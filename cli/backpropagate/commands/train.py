@@ -13,6 +13,7 @@ from backpropagate.commands._options import (
     ReportToOpt,
     RuntimeOpt,
     SkipInvalidOpt,
+    WorkersOpt,
 )
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import OVERRIDES, flag_name, output_dir, settings_from_arguments
@@ -32,6 +33,8 @@ Examples:
   backprop train --data my.jsonl --model ./base --eval-split 0.1 --eval-every 20 --eval-prompts prompts.jsonl
 
   MLFLOW_TRACKING_URI=sqlite:///mlflow.db backprop train --data my.jsonl --model ./base --report-to mlflow,tensorboard
+
+  backprop train --data my.jsonl --model ./base --workers 2   (two GPUs, or two CPU processes)
 
   backprop train --resume 3f2a   (or: backprop resume 3f2a)
 """
@@ -106,6 +109,7 @@ def train(
     runtime: RuntimeOpt = None,
     gpus: GpusOpt = None,
     report_to: ReportToOpt = None,
+    workers: WorkersOpt = None,
     resume: Annotated[str | None, typer.Option(help="Continue this failed or interrupted run (id or prefix) "
                                                     "from its newest valid checkpoint, with its own settings.")
                       ] = None,
@@ -116,7 +120,7 @@ def train(
     out = Output(json_mode=settings.log_json)
     if resume:
         given = sorted(flag_name(name) for name, value in flags.items()
-                       if value is not None and name not in ("output", "runtime", "gpus", "report_to"))
+                       if value is not None and name not in ("output", "runtime", "gpus", "report_to", "workers"))
         given += [flag for flag, value in (("--data", data), ("--eval-data", eval_data),
                                            ("--eval-prompts", eval_prompts)) if value is not None]
         if given:

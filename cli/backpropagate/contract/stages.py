@@ -40,12 +40,13 @@ class Stage:
     spec_file: str  # in the run folder
     image: str  # the folder under images/ and the image repository's last part
     needs: Callable[[Any], Needs]  # from the stage's spec
+    data_parallel: bool = False  # runs as N workers under torchrun when asked (--workers)
 
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     # A CPU run asks for no GPU; `auto` and `cuda` may use one. The base model may come from the hub.
     Stage("train", TrainSpec, TrainResult, "spec.json", "train",
-          needs=lambda spec: Needs(gpu=spec.training.device != "cpu", network=True)),
+          needs=lambda spec: Needs(gpu=spec.training.device != "cpu", network=True), data_parallel=True),
     # The base was fetched by the train stage: merge and convert read the cache, offline.
     Stage("merge", MergeSpec, MergeResult, "merge.spec.json", "merge", needs=lambda spec: Needs()),
     Stage("gguf", GgufSpec, GgufResult, "gguf.spec.json", "gguf-convert", needs=lambda spec: Needs()),

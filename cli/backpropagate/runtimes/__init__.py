@@ -21,13 +21,14 @@ class RuntimeChoice:
 
 
 def choose_runtime(name: str, docker: DockerSettings | None = None, note: Callable[[str], None] | None = None,
-                   local: LocalRuntime | None = None) -> RuntimeChoice:
+                   local: LocalRuntime | None = None, workers: int = 1) -> RuntimeChoice:
+    """``workers``: processes for a data-parallel stage (train); other stages run as one."""
     from backpropagate.runtimes.docker import DockerRuntime
 
-    local = local or LocalRuntime()
+    local = local or LocalRuntime(workers=workers)
     if name == "local":
         return RuntimeChoice(local, name, "--runtime local")
-    runtime = DockerRuntime(docker, **({"note": note} if note else {}))
+    runtime = DockerRuntime(docker, workers=workers, **({"note": note} if note else {}))
     if name == "docker":
         return RuntimeChoice(runtime, name, "--runtime docker")
     try:

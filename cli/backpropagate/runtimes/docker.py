@@ -39,8 +39,9 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(self, settings: DockerSettings | None = None, note: Callable[[str], None] = log.info,
-                 client=None):
+                 client=None, workers: int = 1):
         self.settings = settings or DockerSettings()
+        self.workers = workers  # processes in the one container of a data-parallel stage (train)
         self.note = note
         self._client = client
 
@@ -74,7 +75,7 @@ class DockerRuntime:
         try:
             container = client.containers.create(
                 image,
-                entrypoint=["python", "-m", f"backpropagate_stages.{stage}"],
+                entrypoint=stage_command(stage, self.workers),
                 command=["--spec", inner_spec],
                 user=_host_user(),
                 mounts=_sdk_mounts(mounts),
@@ -84,6 +85,8 @@ class DockerRuntime:
                 labels={LABEL: stage, "backpropagate.run_id": str(spec.get("run_id", ""))},
                 init=True,  # signals reach the stage, and the converters' child processes are reaped
                 working_dir="/workspace",
+                # Workers on one GPU box share tensors through /dev/shm; Docker's default 64 MB is too small.
+                shm_size="2g" if self.workers > 1 else None,
             )
             container.start()
         except Exception as exc:  # the SDK raises APIError and friends; all mean the same to the user

@@ -14,6 +14,7 @@ from pathlib import Path
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope, EventParseError, parse_line
 from backpropagate.runtimes.base import StageExit
+from backpropagate.runtimes.launch import stage_command, stage_environment
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -24,8 +25,9 @@ STACK = ("torch", "transformers", "peft", "safetensors", "sentencepiece")
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, stack: tuple[str, ...] = STACK) -> None:
+    def __init__(self, stack: tuple[str, ...] = STACK, workers: int = 1) -> None:
         self.stack = stack
+        self.workers = workers  # processes for a data-parallel stage (train), started by torchrun
 
     def check(self) -> None:
         for package in self.stack:
@@ -35,12 +37,12 @@ class LocalRuntime:
 
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         self.check()
-        command = [sys.executable, "-m", f"backpropagate_stages.{stage}", "--spec", str(spec_path)]
+        command = [*stage_command(stage, self.workers, sys.executable), "--spec", str(spec_path)]
         # Its own session: a terminal's Ctrl-C reaches only this process, which forwards it
         # once, so the stage can finish its step instead of seeing two signals at once.
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**stage_environment(dict(os.environ)), "PYTHONUNBUFFERED": "1"})
         stderr_tail: deque[str] = deque(maxlen=40)
         reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
         reader.start()
@@ -69,4 +71,4 @@ def _interrupt(process: subprocess.Popen, count: int) -> None:
     if count <= 2:
         process.send_signal(signal.SIGINT)
     else:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)  # its session: torchrun's workers go with it

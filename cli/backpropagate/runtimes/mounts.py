@@ -116,3 +116,8 @@ def _strings(value: Any):
             yield from _strings(item)
     elif isinstance(value, str):
         yield value
+
+
+def rebase(value: Any, host_root: str, inner_root: str) -> Any:
+    """``value`` (a spec, a path) with every path under ``host_root`` moved under ``inner_root``."""
+    return _map_strings(value, [(host_root, inner_root)])

@@ -2,7 +2,8 @@
 
 A plain loop rather than a framework trainer: it is short enough to read, and
 with packing and no padding waste it is where the speed comes from
-(``scripts/bench_train.py`` measures it against TRL's SFTTrainer).
+(``scripts/bench_train.py`` measures it against TRL's SFTTrainer). Under torchrun each rank
+runs this same loop on its share of every step's rows (distributed.py).
 """
 
 import math
@@ -18,6 +19,7 @@ from backpropagate.contract.settings import TrainingSettings
 from torch.utils.checkpoint import checkpoint
 
 from backpropagate_stages.train.data import IGNORE, Batch, BatchStream
+from backpropagate_stages.train.distributed import World
 
 
 @dataclass
@@ -103,22 +105,29 @@ def token_losses(model, batch: Batch, device, chunk_tokens: int = LOSS_CHUNK_TOK
 
 
 def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: TrainingSettings, device,
-               emit: Callable, hooks: Hooks, state: LoopState) -> LoopState:
+               emit: Callable, hooks: Hooks, state: LoopState, world: World = World()) -> LoopState:
     """Run optimizer steps until ``settings.steps`` or a requested stop; returns the state reached."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    while state.step < settings.steps and not hooks.stop_requested():
+    # The stop is decided together, so every rank ends after the same step.
+    while state.step < settings.steps and not world.anyone(hooks.stop_requested()):
         hooks.before_step(state.step + 1)
         started = time.perf_counter()
-        rows = stream.next_step(state.micro_batch * state.accumulation)
+        rows = stream.next_step(state.micro_batch * state.accumulation)  # the global batch, the same on every rank
+        first, mine = world.share(rows)
         while True:
+            out_of_memory = False
             try:
-                step_loss, tokens = _accumulate(model, stream.micro_batches(rows, state.micro_batch), device,
-                                                hooks, state.step + 1)
-                break
+                step_loss, tokens = _accumulate(model, stream, mine, first, state.micro_batch, device, hooks,
+                                                state.step + 1, settings.seed, world)
             except torch.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                _recover_from_oom(state, settings, emit)
+                out_of_memory = True
+            if not world.anyone(out_of_memory):
+                break
+            optimizer.zero_grad(set_to_none=True)
+            _recover_from_oom(state, settings, emit)  # on every rank: one rank's OOM halves them all
+        step_loss, tokens = world.total(step_loss), int(world.total(tokens))
+        world.sum_gradients(params)
         if not math.isfinite(step_loss):
             raise BackpropError("RUNTIME_TRAINING_DIVERGED", loss=step_loss, step=state.step + 1,
                                 learning_rate=settings.learning_rate)
@@ -142,18 +151,27 @@ def train_loop(model, optimizer, scheduler, stream: BatchStream, settings: Train
     return state
 
 
-def _accumulate(model, micro_batches: list[Batch], device, hooks: Hooks, step: int) -> tuple[float, int]:
-    """Forward and backward over one step's micro-batches; returns (loss, real tokens)."""
-    # Normalise by the step's target tokens, not per micro-batch, so every token weighs the
-    # same however the step is split (which is what keeps OOM recovery exact).
-    targets = max(1, sum(b.target_tokens for b in micro_batches))
+def _accumulate(model, stream: BatchStream, rows: list[int], first: int, micro_batch: int, device, hooks: Hooks,
+                step: int, seed: int, world: World) -> tuple[float, int]:
+    """Forward and backward over this rank's micro-batches of one step; returns (its loss, its real tokens)."""
+    micro_batches = stream.micro_batches(rows, micro_batch)
+    # Normalise by the step's target tokens on all ranks, not per micro-batch, so every token weighs
+    # the same however the step is split (which is what keeps OOM recovery and data parallelism exact).
+    targets = max(1, int(world.total(sum(b.target_tokens for b in micro_batches))))
     step_loss = 0.0
-    for batch in micro_batches:
+    for index, batch in enumerate(micro_batches):
         hooks.before_micro_batch(step)
+        # Dropout draws from a seed of the rows' place in the step, not from how many draws came before,
+        # so a micro-batch gets the same masks on whichever rank it lands.
+        torch.manual_seed(micro_batch_seed(seed, step, first + index * micro_batch))
         loss = token_losses(model, batch, device).sum() / targets
         loss.backward()
         step_loss += loss.item()
     return step_loss, sum(b.real_tokens for b in micro_batches)
+
+
+def micro_batch_seed(seed: int, step: int, first_row: int) -> int:
+    return ((seed * 1_000_003 + step) * 65_537 + first_row) % (1 << 63)
 
 
 def _recover_from_oom(state: LoopState, settings: TrainingSettings, emit: Callable) -> None:

@@ -112,6 +112,8 @@ def load_lora_model(name: str, lora: LoraSettings, training: TrainingSettings, d
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kwargs["dtype"])
+        # Each rank's 4-bit base on its own GPU (torchrun's LOCAL_RANK, made current by distributed.join).
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except Exception as exc:

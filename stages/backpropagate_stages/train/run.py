@@ -4,6 +4,11 @@
 
 reads a TrainSpec, trains a LoRA adapter, and writes ``adapter/``, checkpoints and
 ``manifest.json`` into the run folder. Events go to stdout (see harness.py).
+
+    python -m torch.distributed.run --standalone --nproc-per-node 2 -m backpropagate_stages.train --spec ...
+
+trains the same adapter data-parallel (distributed.py): every rank trains, rank 0 alone
+emits events and writes checkpoints, the adapter and the manifest.
 """
 
 import hashlib
@@ -27,7 +32,7 @@ from backpropagate.contract.specs import TrainResult, TrainSpec
 
 from backpropagate_stages.eval import quality
 from backpropagate_stages.harness import STOP
-from backpropagate_stages.train import checkpoint, continual, data, model, thermal
+from backpropagate_stages.train import checkpoint, continual, data, distributed, model, thermal
 from backpropagate_stages.train.faults import Faults
 from backpropagate_stages.train.loop import Hooks, LoopState, make_optimizer, train_loop
 from backpropagate_stages.train.thermal import ThermalGuard
@@ -36,8 +41,6 @@ log = logging.getLogger("backpropagate.train")
 
 
 def run(spec: TrainSpec, emit) -> TrainResult:
-    import torch
-
     folder = RunFolder(Path(spec.run_dir))
     log.debug("spec %s", json.dumps(to_dict(spec), sort_keys=True))
     faults = Faults.from_env()
@@ -46,6 +49,17 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     check_model_ref(spec.model)
     model.check_architecture(spec.model)
     device = model.resolve_device(spec.training.device, spec.lora)
+    world = distributed.join(device.type)
+    try:
+        return _train(spec, emit, folder, faults, device, world)
+    finally:
+        world.close()
+
+
+def _train(spec: TrainSpec, emit, folder: RunFolder, faults: Faults, device, world: distributed.World) -> TrainResult:
+    if world.distributed:
+        log.info("rank %d of %d (local rank %d)", world.rank, world.size, world.local_rank)
+        emit(events.Metric(key="workers", value=world.size))
     _seed_everything(spec.training.seed)
 
     dataset = _load_data(spec, emit)
@@ -75,13 +89,17 @@ def run(spec: TrainSpec, emit) -> TrainResult:
     # The resume flag is how the run is continued, not what it is: leave it out of the hash.
     spec_hash = hashlib.sha256(json.dumps(to_dict(replace(spec, resume=False)), sort_keys=True).encode()).hexdigest()
     state = LoopState(micro_batch=spec.training.batch_size, accumulation=spec.training.gradient_accumulation)
-    folder.checkpoints.mkdir(parents=True, exist_ok=True)
-    checkpoint.remove_partials(folder.checkpoints)
+    if world.is_main:
+        folder.checkpoints.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_partials(folder.checkpoints)
+    world.barrier()  # every rank then sees the same checkpoints, and resumes from the same one
     if spec.resume:
         state = _resume(folder, lora_model, optimizer, scheduler, stream, spec_hash, emit) or state
     resumed_from = state.step
 
     def measure(state: LoopState) -> None:
+        if not world.is_main:
+            return
         loss = quality.held_out_loss(lora_model, held_out, tokenizer.pad_token_id, device)
         state.eval_losses.append([state.step, loss])
         emit(events.Metric(key="eval_loss", value=loss, step=state.step))
@@ -90,6 +108,8 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         measure(state)  # before the first step: the base's loss, the adapter being zero
 
     def save(state: LoopState) -> None:
+        if not world.is_main:
+            return
         path = checkpoint.save_checkpoint(folder.checkpoints, lora_model, optimizer, scheduler, stream, state,
                                           spec_hash, faults.during_checkpoint)
         checkpoint.prune_checkpoints(folder.checkpoints, spec.training.keep_checkpoints)
@@ -103,13 +123,14 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         if every and state.step % every == 0 and state.step < spec.training.steps:
             save(state)
 
-    guard = _thermal_guard(spec, device, faults, emit)
+    guard = _thermal_guard(spec, device, faults, emit) if world.is_main else None  # the others wait for rank 0
     hooks = Hooks(before_step=guard.check if guard else (lambda step: None),
                   before_micro_batch=faults.before_micro_batch, after_step=after_step,
                   stop_requested=lambda: STOP.requested)
     STOP.listening = True
     try:
-        state = train_loop(lora_model, optimizer, scheduler, stream, spec.training, device, emit, hooks, state)
+        state = train_loop(lora_model, optimizer, scheduler, stream, spec.training, device, emit, hooks, state,
+                           world)
     finally:
         STOP.listening = False
     if state.step < spec.training.steps:  # a signal asked for a clean stop after the last step
@@ -118,6 +139,9 @@ def run(spec: TrainSpec, emit) -> TrainResult:
             save(state)
         raise KeyboardInterrupt
 
+    if not world.is_main:  # what is left only writes: the report, the adapter, the manifest
+        return _result(state, resumed_from, guard, device, backend, dataset, examples, None, "", None,
+                       folder.adapter)
     if held_out and state.eval_losses[-1][0] != state.step:
         measure(state)
     report = _report(spec, lora_model, tokenizer, device, state, held_out, eval_source, emit)
@@ -131,9 +155,15 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         artifacts.append(describe("merged_adapter", merged / checkpoint.ADAPTER_WEIGHTS, folder.root))
         emit(events.Artifact(kind="merged_adapter", path=merged_adapter, bytes=artifacts[-1]["bytes"],
                              sha256=artifacts[-1]["sha256"]))
-    versions = _versions(torch)
-    record_artifacts(folder.manifest, spec.run_id, {"adapter", "merged_adapter"}, artifacts, versions,
+    record_artifacts(folder.manifest, spec.run_id, {"adapter", "merged_adapter"}, artifacts, _versions(),
                      parent_run=spec.campaign.parent_run if spec.campaign else None)
+    return _result(state, resumed_from, guard, device, backend, dataset, examples, report, merged_adapter,
+                   merge_lambda, adapter)
+
+
+def _result(state: LoopState, resumed_from: int, guard, device, backend, dataset, examples, report,
+            merged_adapter: str, merge_lambda, adapter: Path) -> TrainResult:
+    versions = _versions()
     return TrainResult(
         adapter=str(adapter),
         final_loss=state.losses[-1],
@@ -291,8 +321,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _versions(torch) -> dict:
+def _versions() -> dict:
     import peft
+    import torch
     import transformers
 
     return {"backpropagate": __version__, "torch": torch.__version__, "transformers": transformers.__version__,

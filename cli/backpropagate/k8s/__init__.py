@@ -1,0 +1,1 @@
+"""Kubernetes: manifests that run a planned training run on a cluster's own training operator."""
