@@ -40,7 +40,8 @@ class TrainingSettings:
     keep_checkpoints: int = field(3, check=at_least(1), allowed="an integer of at least 1")
     unsloth: Literal["auto", "on", "off"] = field("auto")
     oom_recovery: bool = field(True, help="on out-of-memory, halve the micro-batch and double accumulation")
-    memory_limit_gb: float = field(0.0, check=at_least(0.0), allowed="GiB as a number of at least 0 (0: the device's own)",
+    memory_limit_gb: float = field(0.0, check=at_least(0.0),
+                                   allowed="GiB as a number of at least 0 (0: the device's own)",
                                    help="refuse a run whose planned peak memory exceeds this many GiB; 0: the device's "
                                         "own (the GPU's memory, or the RAM available for a CPU run)")
     checkpoint_on_interrupt: bool = field(False)
