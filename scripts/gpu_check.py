@@ -28,6 +28,7 @@ in docs/guides/training.md.
 """
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         tiny = make_tiny(work)
         report["lora_cli"] = section(lambda: lora_cli(tiny, work, device))
         report["oom"] = section(lambda: planted_oom(tiny, work, device))
-        report["qlora"] = [section(lambda name=name: qlora_shape(name, args, device))
+        report["qlora"] = [section(lambda name=name: qlora_shape(name, args, device, tiny))
                            for name in args.presets.split(",") if name]
     report["environment"]["temperature_c_after"] = nvml_reading().get("temperature_c")
     return finish(report, args.out, started)
@@ -241,7 +242,7 @@ def planted_oom(tiny: Path, work: Path, device: str) -> dict:
             "oom_adjustments": adjustments, "steps": result["steps"]}
 
 
-def qlora_shape(name: str, args, device: str) -> dict:
+def qlora_shape(name: str, args, device: str, tokenizer: Path) -> dict:
     """One preset's shape: our loop and TRL's SFTTrainer on the same random QLoRA model, and the plan beside."""
     import torch
 
@@ -255,9 +256,10 @@ def qlora_shape(name: str, args, device: str) -> dict:
     run = RunShape(batch_size=args.batch_size, seq_len=seq_len, lora_r=16, targets=("all-linear",),
                    qlora=device == "cuda", device=device)
     planned = estimate(shape, run).peak
-    ours = measure(lambda: our_steps(config, run, args.steps), device)
-    theirs = measure(lambda: trl_steps(config, run, args.steps), device) if _version("trl") else {
-        "skipped": "trl is not installed (--wheels)"}
+    ours = our_steps(config, run, args.steps)
+    with tempfile.TemporaryDirectory() as work:
+        theirs = trl_steps(config, run, args.steps, Path(work), tokenizer) if _version("trl") else {
+            "skipped": "trl is not installed (--wheels)"}
     row = {"preset": name, "shape": "preset" if device == "cuda" else "tiny, of the preset's family",
            "method": "qlora" if run.qlora else "lora (fp32; bitsandbytes needs CUDA)", "seq_len": seq_len,
            "batch_size": run.batch_size, "plan_peak_bytes": planned, "ours": ours, "trl": theirs}
@@ -275,30 +277,36 @@ def qlora_shape(name: str, args, device: str) -> dict:
 def tiny_config(config: dict) -> dict:
     """The preset's family at a size the CPU trains in seconds."""
     return {**config, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512}
+            "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512, "pad_token_id": 0, "bos_token_id": 1,
+            "eos_token_id": 2}
 
 
-def measure(steps, device: str) -> dict:
-    """Tokens/s of ``steps`` and its peak memory: torch's allocator peak and NVML's reading on a GPU."""
+def measure(setup, steps, device: str) -> dict:
+    """Tokens/s of ``steps(setup())`` and its peak memory: torch's allocator peak and NVML's reading on a GPU.
+    The peak is counted from after the setup, as a run's would be from its loaded model."""
     import torch
 
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    gc.collect()  # the previous model's memory, before this one is made
     try:
+        ready = setup()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         with NvmlPeak() as nvml:
-            tokens, seconds = steps()
+            tokens, seconds = steps(ready)
     except Exception as exc:  # an OOM on a big shape is a finding, not the end of the report
         return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     out = {"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
            "nvml_peak_bytes": nvml.peak}
     if device == "cuda":
         out["max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    del ready
     return out
 
 
 def random_model(config: dict, run):
-    """A model of ``config`` with random weights, made on the device: NF4 linear layers for QLoRA."""
+    """A model of ``config`` with random weights, made on the device; for QLoRA its decoder linear layers
+    become NF4 and the model is prepared as the train stage prepares a 4-bit base."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -308,36 +316,31 @@ def random_model(config: dict, run):
     import bitsandbytes as bnb
     from peft import prepare_model_for_kbit_training
 
-    with torch.device("meta"):
+    with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16)
     quantize_linear_layers(model, bnb)
-    model.to_empty(device="cuda") if any(p.is_meta for p in model.parameters()) else None
-    for name, param in model.named_parameters():
-        if param.dtype in (torch.bfloat16, torch.float32) and "weight" in name and param.dim() > 1:
-            torch.nn.init.normal_(param, std=0.02)
-    model.is_loaded_in_4bit = True
+    torch.cuda.empty_cache()
+    model.is_loaded_in_4bit = True  # what transformers' bitsandbytes loader marks, and PEFT reads
     return prepare_model_for_kbit_training(model)
 
 
 def quantize_linear_layers(model, bnb) -> None:
-    """Each decoder linear layer becomes a bitsandbytes Linear4bit (NF4, double quantization) with random
-    weights quantized on the GPU; the head stays as transformers keeps it under QLoRA."""
+    """Each decoder linear layer becomes a bitsandbytes Linear4bit (NF4, double quantization, bf16 compute) of
+    its random weights, as `BitsAndBytesConfig(load_in_4bit=True, ...)` loads one; the head stays bf16."""
     import torch
 
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and child_name != "lm_head":
-                layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
-                                          compute_dtype=torch.bfloat16, quant_type="nf4",
-                                          compress_statistics=True, device="meta")
-                weight = torch.randn(child.out_features, child.in_features, dtype=torch.bfloat16,
-                                     device="cuda") * 0.02
-                layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4",
-                                                 compress_statistics=True).to("cuda")
-                if child.bias is not None:
-                    layer.bias = torch.nn.Parameter(torch.zeros(child.out_features, dtype=torch.bfloat16,
-                                                                device="cuda"), requires_grad=False)
-                setattr(parent, child_name, layer)
+            if not isinstance(child, torch.nn.Linear) or child_name == "lm_head":
+                continue
+            layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                      compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4",
+                                      device="cuda")
+            layer.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4",
+                                             compress_statistics=True).to("cuda")
+            if child.bias is not None:
+                layer.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, child_name, layer)
 
 
 def random_rows(config: dict, run, count: int) -> list:
@@ -352,7 +355,7 @@ def random_rows(config: dict, run, count: int) -> list:
             ([rng.randrange(config["vocab_size"]) for _ in range(piece)] for _ in range(4 * count))]
 
 
-def our_steps(config: dict, run, steps: int) -> tuple[int, float]:
+def our_steps(config: dict, run, steps: int) -> dict:
     """The train stage's own loop (train_loop, token_losses, AdamW) on a random model; timed after step 1."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -361,51 +364,68 @@ def our_steps(config: dict, run, steps: int) -> tuple[int, float]:
     from backpropagate_stages.train.data import BatchStream
     from backpropagate_stages.train.loop import Hooks, LoopState, make_optimizer, train_loop
 
-    model = get_peft_model(random_model(config, run), LoraConfig(r=run.lora_r, lora_alpha=32, lora_dropout=0.05,
-                                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
-    device = torch.device(run.device)
-    settings = replace(TrainingSettings(), steps=steps + 1, batch_size=run.batch_size, gradient_accumulation=1,
-                       max_seq_length=run.seq_len, warmup_steps=0)
-    stream = BatchStream(random_rows(config, run, run.batch_size * (steps + 1)), run.seq_len, True, 0, 0)
-    optimizer, scheduler = make_optimizer(model, settings)
-    seen: list = []
-    hooks = Hooks(before_step=lambda step: None, before_micro_batch=lambda step: None,
-                  after_step=lambda state: seen.append((time.perf_counter(), state.tokens)),
-                  stop_requested=lambda: False)
-    train_loop(model, optimizer, scheduler, stream, settings, device, lambda event: None, hooks,
-               LoopState(micro_batch=run.batch_size, accumulation=1))
-    if run.device == "cuda":
-        torch.cuda.synchronize()
-    (start, tokens_before), (end, tokens_after) = seen[0], seen[-1]
-    return tokens_after - tokens_before, end - start
+    def setup():
+        return get_peft_model(random_model(config, run), LoraConfig(
+            r=run.lora_r, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+
+    def train(model) -> tuple[int, float]:
+        settings = replace(TrainingSettings(), steps=steps + 1, batch_size=run.batch_size, gradient_accumulation=1,
+                           max_seq_length=run.seq_len, warmup_steps=0)
+        stream = BatchStream(random_rows(config, run, run.batch_size * (steps + 1)), run.seq_len, True, 0, 0)
+        optimizer, scheduler = make_optimizer(model, settings)
+        seen: list = []
+
+        def after_step(state) -> None:
+            if run.device == "cuda":
+                torch.cuda.synchronize()
+            seen.append((time.perf_counter(), state.tokens))
+
+        hooks = Hooks(before_step=lambda step: None, before_micro_batch=lambda step: None, after_step=after_step,
+                      stop_requested=lambda: False)
+        train_loop(model, optimizer, scheduler, stream, settings, torch.device(run.device), lambda event: None,
+                   hooks, LoopState(micro_batch=run.batch_size, accumulation=1))
+        (start, tokens_before), (end, tokens_after) = seen[0], seen[-1]
+        return tokens_after - tokens_before, end - start
+
+    return measure(setup, train, run.device)
 
 
-def trl_steps(config: dict, run, steps: int) -> tuple[int, float]:
-    """TRL's SFTTrainer with packing on the same kind of model, rows and settings; timed after step 1."""
+def trl_steps(config: dict, run, steps: int, work: Path, tokenizer: Path) -> dict:
+    """TRL's SFTTrainer with packing on the same kind of model, rows and settings; timed after step 1.
+    The rows are token ids already; the tokenizer (the tiny model's) only gives TRL its padding token."""
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    rows = random_rows(config, run, run.batch_size * (steps + 1))
-    dataset = Dataset.from_dict({"input_ids": [row.input_ids for row in rows]})
     times: list = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if run.device == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter())
 
-    with tempfile.TemporaryDirectory() as out:
-        trainer = SFTTrainer(
-            model=random_model(config, run), train_dataset=dataset, callbacks=[Clock()],
+    def setup():
+        rows = random_rows(config, run, run.batch_size * (steps + 1))
+        return SFTTrainer(
+            model=random_model(config, run), processing_class=AutoTokenizer.from_pretrained(tokenizer),
+            callbacks=[Clock()],
+            train_dataset=Dataset.from_dict({"input_ids": [row.input_ids for row in rows]}),
             peft_config=LoraConfig(r=run.lora_r, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                    task_type="CAUSAL_LM"),
-            args=SFTConfig(output_dir=out, max_steps=steps + 1, per_device_train_batch_size=run.batch_size,
-                           max_length=run.seq_len, packing=True, learning_rate=2e-4, bf16=run.device == "cuda",
-                           gradient_checkpointing=run.qlora, use_cpu=run.device == "cpu", report_to=[],
-                           save_strategy="no", logging_steps=10_000, dataset_num_proc=1))
+            args=SFTConfig(output_dir=str(work / "trl"), max_steps=steps + 1,
+                           per_device_train_batch_size=run.batch_size, max_length=run.seq_len, packing=True,
+                           learning_rate=2e-4, bf16=run.device == "cuda", gradient_checkpointing=run.qlora,
+                           use_cpu=run.device == "cpu", report_to=[], save_strategy="no", logging_steps=10_000,
+                           dataset_num_proc=1))
+
+    def train(trainer) -> tuple[int, float]:
         trainer.train()
-    return run.batch_size * run.seq_len * (len(times) - 1), times[-1] - times[0]
+        return run.batch_size * run.seq_len * (len(times) - 1), times[-1] - times[0]
+
+    return measure(setup, train, run.device)
 
 
 def summary(report: dict) -> str:

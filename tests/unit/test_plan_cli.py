@@ -93,14 +93,17 @@ def test_plan_of_a_hub_model_not_downloaded_says_how_to_get_its_config(tmp_path)
     assert result.returncode == 3
     assert result.stderr.startswith("[INPUT_MODEL_CONFIG_NOT_CACHED]: the config.json of someone/not-here is not "
                                     f"on this machine (looked in {tmp_path})")
-    assert "hf download someone/not-here config.json" in result.stderr
+    assert ("fix: name a preset (`backprop presets`) or a local folder, or fetch the file once: `hf download "
+            "someone/not-here config.json`") in result.stderr
 
 
 def test_plan_refuses_a_shape_it_does_not_cover_by_name(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**HAND, "model_type": "gpt2"}))
     result = run_cli("plan", "--model", str(tmp_path))
     assert result.returncode == 3
-    assert "[INPUT_MODEL_SHAPE_UNKNOWN]" in result.stderr and "model_type 'gpt2'" in result.stderr
+    assert f"[INPUT_MODEL_SHAPE_UNKNOWN]: cannot plan {tmp_path}: model_type 'gpt2' is not one of" in result.stderr
+    assert ("fix: plans cover decoder-only Llama, Mistral, Qwen2/3, SmolLM3 and Phi-3 shapes (every preset in "
+            "`backprop presets`); `backprop train` runs other models without a plan") in result.stderr
 
 
 def test_plan_over_the_limit_says_it_does_not_fit_and_what_to_change(no_network, hand_model):
@@ -119,8 +122,10 @@ def test_train_refuses_a_run_that_cannot_fit_before_any_run_folder_exists(hand_m
     assert result.returncode == 2
     error, fix = result.stderr.strip().splitlines()[-2:]
     assert error.startswith("[CONFIG_PLAN_EXCEEDS_MEMORY]: the run needs about ")
-    assert error.endswith("more than the 0.45 GiB of --memory-limit-gb 0.45")
+    assert error.endswith(" at its peak, more than the 0.45 GiB of --memory-limit-gb 0.45")
     assert fix.startswith("  fix: use --batch-size ")
+    assert fix.endswith(" (`backprop plan` with the same flags shows where the memory goes), or set --memory-limit-gb "
+                        "if more memory is there than was found")
     assert not output.exists() or not any(output.iterdir())
 
 
@@ -150,3 +155,23 @@ def test_train_with_a_preset_trains_its_hub_id(tmp_path):
     assert plan.spec.model == "mistralai/Mistral-7B-Instruct-v0.3"
     assert plan.spec.lora.qlora is True
     assert plan.memory.fits is True
+
+
+SMOLLM2 = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+           "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True}
+
+
+def test_plan_gives_seconds_per_step_from_the_throughput_measured_for_the_shape(no_network, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(SMOLLM2))
+    out = CliRunner().invoke(app, ["plan", "--model", str(tmp_path), "--device", "cpu", "--json"])
+    result = result_of(out.output)
+    # 2 rows x 1024 tokens x 4 micro-batches per step at the measured 210 tokens/s.
+    assert (result["tokens_per_s"], result["seconds_per_step"]) == (210.0, round(2 * 1024 * 4 / 210, 2))
+    assert "quickstart" in result["pace"]
+
+
+def test_plan_says_when_no_throughput_was_measured(no_network, hand_model):
+    out = CliRunner().invoke(app, ["plan", "--model", str(hand_model), "--device", "cpu", "--json"])
+    result = result_of(out.output)
+    assert result["seconds_per_step"] is None
+    assert result["pace"] == "no throughput measured for this model on cpu"

@@ -149,7 +149,7 @@ def what_fits(shape: ModelShape, run: RunShape, accumulation: int, limit: int) -
 def measured_pace(shape: ModelShape, run: RunShape) -> tuple[float | None, str]:
     """Tokens per second measured for this model shape on this kind of device (throughput.toml)."""
     key = shape_key(shape)
-    for row in tomllib.loads(THROUGHPUT.read_text())["measured"]:
+    for row in tomllib.loads(THROUGHPUT.read_text()).get("measured", []):
         if row["shape"] == key and row["device"] == run.device and row["qlora"] == run.qlora:
             return row["tokens_per_s"], row["source"]
     return None, f"no throughput measured for this model on {run.device}" + (" with QLoRA" if run.qlora else "")
