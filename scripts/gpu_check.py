@@ -6,8 +6,9 @@
     python scripts/gpu_check.py --list-wheels                           # the wheels to carry, and how to fetch them
 
 The GPU machine is expected to have CUDA PyTorch, transformers, PEFT and accelerate, and no network:
-bitsandbytes and TRL travel as wheels (WHEELS below, about 44 MB together) in a folder given to
---wheels, installed with `pip install --no-index`. What it checks, each a section of the report:
+bitsandbytes, TRL and the CLI's own small dependencies travel as wheels (WHEELS below, 50 MB) in a
+folder given to --wheels, installed with `pip install --no-index`. What it checks, each a section of
+the report:
 
 - environment: torch, CUDA, the GPU as torch and NVML see it, NVML's temperature (before and after).
 - lora_cli: LoRA in bf16 on the tiny model through the real CLI (`backprop train --device cuda`):
@@ -44,10 +45,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "cli"), str(ROOT / "stages")]
 
-WHEELS = {  # what the GPU image lacks; sizes are the manylinux CPython 3.12 wheels'
-    "bitsandbytes": ("bitsandbytes==0.50.2", "43 MB"),
-    "trl": ("trl==1.16.0", "0.9 MB"),
-}
+# What a GPU image with CUDA torch, transformers, PEFT and accelerate lacks, by the module that shows it:
+# the pin, and the manylinux CPython 3.12 wheel's size in MB (pip download, 2026-12-06). 50.0 MB in all,
+# under the 64 MiB that may travel. TRL's `datasets` also needs pyarrow and pandas (about 55 MB more): where
+# the image lacks them, the TRL comparison is skipped and the report names them.
+WHEELS = [
+    ("bitsandbytes", "bitsandbytes==0.50.2", 43.14),  # QLoRA
+    ("trl", "trl==1.16.0", 0.95), ("datasets", "datasets==5.2.0", 0.61), ("dill", "dill==0.4.1", 0.12),
+    ("multiprocess", "multiprocess==0.70.19", 0.15), ("xxhash", "xxhash==4.1.0", 0.47),  # the TRL baseline
+    ("typer", "typer==0.29.2", 0.12), ("annotated_doc", "annotated-doc==0.0.7", 0.01),  # the `backprop` CLI
+    ("shellingham", "shellingham==1.5.4", 0.01), ("rich", "rich==15.0.0", 0.31),
+    ("markdown_it", "markdown-it-py==4.3.0", 0.10), ("mdurl", "mdurl==0.1.2", 0.01),
+    ("pygments", "pygments==2.21.0", 1.25), ("pydantic", "pydantic==2.14.4", 0.49),
+    ("pydantic_core", "pydantic-core==2.50.5", 2.26), ("annotated_types", "annotated-types==0.8.0", 0.01),
+    ("typing_inspection", "typing-inspection==0.4.5", 0.01),
+]
+TRL_NEEDS = ("trl", "datasets", "pyarrow", "pandas")
 DEFAULT_PRESETS = ("qwen2.5-7b", "llama3.2-3b", "phi4-mini")
 SEQ_LEN, DRY_SEQ_LEN = 2048, 128
 REPORT_VERSION = 1
@@ -107,24 +120,27 @@ def finish(report: dict, out: Path, started: float) -> int:
 
 
 def wheels_text() -> str:
-    specs = " ".join(spec for spec, _ in WHEELS.values())
-    sizes = ", ".join(f"{name} {size}" for name, (_, size) in WHEELS.items())
-    return (f"carry: {sizes}\nfetch them on a machine with network, for the GPU machine's Python:\n"
-            f"  pip download --no-deps --only-binary=:all: --platform manylinux_2_24_x86_64 "
-            f"--python-version 3.12 -d wheels {specs}\nthen: python scripts/gpu_check.py --wheels wheels")
+    pins = " ".join(pin for _, pin, _ in WHEELS)
+    return (f"carry {len(WHEELS)} wheels, {sum(size for _, _, size in WHEELS):.1f} MB: bitsandbytes (QLoRA), trl and "
+            "datasets with their small dependencies (the TRL baseline; pyarrow and pandas must be in the image), "
+            "typer and rich with theirs (the backprop CLI).\n"
+            "fetch them on a machine with network, for the GPU machine's Python (3.12 here):\n"
+            "  pip download --no-deps --only-binary=:all: --platform manylinux_2_24_x86_64 --platform "
+            f"manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --python-version 3.12 -d wheels {pins}\n"
+            "then: python scripts/gpu_check.py --wheels wheels")
 
 
 def missing_wheels() -> dict:
-    missing = [name for name in WHEELS if importlib.util.find_spec(name) is None]
-    return {"installed": [], "missing": missing, "carry": [WHEELS[name][0] for name in missing]}
+    missing = [(module, pin) for module, pin, _ in WHEELS if importlib.util.find_spec(module) is None]
+    return {"installed": [], "missing": [module for module, _ in missing], "carry": [pin for _, pin in missing]}
 
 
 def install_wheels(folder: Path) -> dict:
     """Install what is missing from ``folder``, offline."""
-    wanted = missing_wheels()["missing"]
+    wanted = missing_wheels()["carry"]
     if wanted:
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links",
-                        str(folder), *(WHEELS[name][0] for name in wanted)], check=True)
+                        str(folder), *wanted], check=True)
         importlib.invalidate_caches()
     return {**missing_wheels(), "installed": wanted}
 
@@ -258,8 +274,9 @@ def qlora_shape(name: str, args, device: str, tokenizer: Path) -> dict:
     planned = estimate(shape, run).peak
     ours = our_steps(config, run, args.steps)
     with tempfile.TemporaryDirectory() as work:
-        theirs = trl_steps(config, run, args.steps, Path(work), tokenizer) if _version("trl") else {
-            "skipped": "trl is not installed (--wheels)"}
+        lacking = [module for module in TRL_NEEDS if importlib.util.find_spec(module) is None]
+        theirs = trl_steps(config, run, args.steps, Path(work), tokenizer) if not lacking else {
+            "skipped": f"not installed: {', '.join(lacking)} (--list-wheels)"}
     row = {"preset": name, "shape": "preset" if device == "cuda" else "tiny, of the preset's family",
            "method": "qlora" if run.qlora else "lora (fp32; bitsandbytes needs CUDA)", "seq_len": seq_len,
            "batch_size": run.batch_size, "plan_peak_bytes": planned, "ours": ours, "trl": theirs}
