@@ -229,9 +229,12 @@ def lora_cli(tiny: Path, work: Path, device: str) -> dict:
     """LoRA through the real CLI: loss falls, adapter saved; killed after step 15, resumed from its step-10
     checkpoint to step 20 (on the CPU a quarter of that: 6 steps, checkpoint 3, killed after 5)."""
     steps, every, kill = (20, 10, 15) if device == "cuda" else (6, 3, 5)
+    # One warmup step and, for the CPU's six steps, a higher rate: the loss must fall within the run.
+    rate = "2e-4" if device == "cuda" else "1e-3"
     data, output = str(ROOT / "examples" / "quickstart.jsonl"), str(work / "runs")
     common = ["--data", data, "--model", str(tiny), "--device", device, "--output", output, "--json",
-              "--report-to", "none", "--steps", str(steps), "--checkpoint-every", str(every)]
+              "--report-to", "none", "--steps", str(steps), "--checkpoint-every", str(every), "--warmup-steps", "1",
+              "--learning-rate", rate]
     first = last_result(cli("train", *common))
     adapter = Path(first["adapter"]) / "adapter_model.safetensors"
     killed = cli("train", *common, env={"BACKPROP_FAULTS": json.dumps({"kill_at_step": kill})})
