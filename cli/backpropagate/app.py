@@ -23,6 +23,8 @@ from backpropagate.commands import (
     list_runs,
     multi_run,
     ollama,
+    plan,
+    presets,
     push,
     replay,
     resume,
@@ -50,6 +52,8 @@ app.command("export", epilog=export.EXAMPLES)(export.export)
 app.command("chat", epilog=chat.EXAMPLES)(chat.chat)
 app.command("eval", epilog=eval_command.EXAMPLES)(eval_command.eval_run)
 app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
+app.command("plan", epilog=plan.EXAMPLES)(plan.plan)
+app.command("presets", epilog=presets.EXAMPLES)(presets.presets_command)
 app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
 app.command("show-run", epilog=show_run.EXAMPLES)(show_run.show_run)
 app.command("diff-runs", epilog=diff_runs.EXAMPLES)(diff_runs.diff_runs)

@@ -201,6 +201,7 @@ OVERRIDES: dict[str, str] = {
     "keep_checkpoints": "training.keep_checkpoints",
     "unsloth": "training.unsloth",
     "oom_recovery": "training.oom_recovery",
+    "memory_limit_gb": "training.memory_limit_gb",
     "checkpoint_on_interrupt": "training.checkpoint_on_interrupt",
     "eval_every": "training.eval_every",
     "eval_split": "training.eval_split",
@@ -240,7 +241,7 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
     if unknown:
         raise BackpropError("CONFIG_ARGUMENT_UNKNOWN", call=call, names=", ".join(unknown),
                             accepted=", ".join(sorted(OVERRIDES)))
-    values: dict[str, Any] = dict(top)
+    values: dict[str, Any] = {**dict(top), **_preset_method(arguments, os.environ if environ is None else environ)}
     for name, value in arguments.items():
         if value is None:
             continue
@@ -253,6 +254,19 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
             value = str(value)
         values[OVERRIDES[name]] = value
     return load_settings(environ, overrides=values, names={key: spelled(name) for name, key in OVERRIDES.items()})
+
+
+def _preset_method(arguments: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A model preset's method (QLoRA or LoRA) where neither --qlora/--no-qlora nor its variable chose one.
+    On the CPU a QLoRA preset trains with LoRA: 4-bit bases need CUDA, and --device cpu asked for the CPU."""
+    from backpropagate.planning.presets import find_preset
+
+    model = arguments.get("model") or environ.get(f"{ENV_PREFIX}MODEL__NAME")
+    preset = find_preset(str(model)) if model else None
+    device = arguments.get("device") or environ.get(f"{ENV_PREFIX}TRAINING__DEVICE", "auto")
+    if preset is None or arguments.get("qlora") is not None or f"{ENV_PREFIX}LORA__QLORA" in environ or device == "cpu":
+        return {}
+    return {"lora.qlora": preset.method == "qlora"}
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,

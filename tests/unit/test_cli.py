@@ -32,8 +32,9 @@ def test_help_lists_exactly_the_built_commands():
     result = run_cli("--help")
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"train", "resume", "multi-run", "export", "chat", "eval", "validate", "list-runs", "show-run",
-                      "diff-runs", "replay", "export-runs", "info", "ollama", "images", "ui", "push", "k8s"}
+    assert listed == {"train", "resume", "multi-run", "export", "chat", "eval", "validate", "plan", "presets",
+                      "list-runs", "show-run", "diff-runs", "replay", "export-runs", "info", "ollama", "images", "ui",
+                      "push", "k8s"}
 
 
 def test_version_prints_the_package_version():

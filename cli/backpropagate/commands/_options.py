@@ -46,3 +46,26 @@ ReportToOpt = Annotated[
                                      "configured), none, or names such as tensorboard,mlflow,wandb "
                                      "[env BACKPROPAGATE_REPORT_TO; default auto]."),
 ]
+# The training flags `train` and `plan` share: what decides a run's memory.
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Base model: a preset (`backprop presets`), hub id "
+                                                                   "or local folder [env BACKPROPAGATE_MODEL__NAME].")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Rows per micro-batch [default 2].")]
+GradientAccumulationOpt = Annotated[int | None, typer.Option("--gradient-accumulation",
+                                                             help="Micro-batches per step [default 4].")]
+MaxSeqLengthOpt = Annotated[int | None, typer.Option("--max-seq-length", help="Tokens per row; longer examples are "
+                                                                              "cut [default 1024].")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda; auto needs a GPU "
+                                                                "[default auto].")]
+LoraPresetOpt = Annotated[str | None, typer.Option("--lora-preset", help="quality (rank 256, all linear layers) or "
+                                                                         "fast (rank 16, q_proj,v_proj).")]
+LoraROpt = Annotated[int | None, typer.Option("--lora-r", help="LoRA rank [default 16].")]
+LoraDropoutOpt = Annotated[float | None, typer.Option("--lora-dropout", help="LoRA dropout [default 0.05].")]
+LoraTargetsOpt = Annotated[str | None, typer.Option("--lora-targets", help="Comma-separated module names, or "
+                                                                           "all-linear [default all-linear].")]
+DoraOpt = Annotated[bool | None, typer.Option("--dora/--no-dora", help="Weight-decomposed LoRA (DoRA).")]
+QloraOpt = Annotated[bool | None, typer.Option("--qlora/--no-qlora", help="Load the base in 4 bits (bitsandbytes; "
+                                                                          "CUDA only) [default: the preset's method, "
+                                                                          "else off].")]
+MemoryLimitOpt = Annotated[float | None, typer.Option("--memory-limit-gb", help="Refuse a run whose planned peak "
+                                                      "memory exceeds this many GiB [default 0: the GPU's memory, or "
+                                                      "the RAM available for a CPU run].")]

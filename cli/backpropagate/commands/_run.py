@@ -17,6 +17,8 @@ def run_and_report(out: Output, plan: TrainPlan, settings: Settings) -> None:
     verb = "run_resumed" if plan.resume else "run_started"
     session = Session.for_settings(settings, out, trackers=True)
     out.note(f"{verb} run_id={plan.spec.run_id} runtime={session.runtime.name}")
+    if plan.memory is not None:
+        out.note(plan.memory if isinstance(plan.memory, str) else plan.memory.line())
     out.note(f"dataset {Path(plan.spec.data.source).name}: {plan.dataset.format}, "
              f"{len(plan.dataset.examples)} examples"
              + (f", {len(plan.dataset.dropped)} invalid rows skipped" if plan.dataset.dropped else ""))

@@ -6,10 +6,22 @@ from typing import Annotated
 import typer
 
 from backpropagate.commands._options import (
+    BatchSizeOpt,
+    DeviceOpt,
+    DoraOpt,
     FormatOpt,
     GpusOpt,
+    GradientAccumulationOpt,
     JsonOpt,
+    LoraDropoutOpt,
+    LoraPresetOpt,
+    LoraROpt,
+    LoraTargetsOpt,
+    MaxSeqLengthOpt,
+    MemoryLimitOpt,
+    ModelOpt,
     OutputOpt,
+    QloraOpt,
     ReportToOpt,
     RuntimeOpt,
     SkipInvalidOpt,
@@ -25,6 +37,8 @@ EXAMPLES = """
 Examples:
 
   backprop train --data my.jsonl --model Qwen/Qwen2.5-7B-Instruct --steps 100
+
+  backprop train --data my.jsonl --model qwen2.5-7b --steps 100   (a preset: QLoRA, `backprop presets`)
 
   backprop train --data examples/quickstart.jsonl --model models/tiny-llama --steps 30 --device cpu
 
@@ -43,44 +57,40 @@ Examples:
 def train(
     data: Annotated[Path | None, typer.Option("--data", "-d", readable=False, help="Dataset: JSONL or a JSON array "
                                               "(ShareGPT, OpenAI chat, Alpaca or raw text).")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Base model: hub id or local folder "
-                                                                    "[env BACKPROPAGATE_MODEL__NAME].")] = None,
+    model: ModelOpt = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps [default 100].")] = None,
     output: OutputOpt = None,
     json_output: JsonOpt = None,
     data_format: FormatOpt = "auto",
     skip_invalid: SkipInvalidOpt = False,
-    batch_size: Annotated[int | None, typer.Option(help="Rows per micro-batch [default 2].")] = None,
-    gradient_accumulation: Annotated[int | None, typer.Option(help="Micro-batches per step [default 4].")] = None,
+    batch_size: BatchSizeOpt = None,
+    gradient_accumulation: GradientAccumulationOpt = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate [default 2e-4].")] = None,
     lr_scheduler: Annotated[str | None, typer.Option(help="cosine, linear or constant [default cosine].")] = None,
     warmup_steps: Annotated[int | None, typer.Option(help="Linear warmup steps [default 5].")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [default 0].")] = None,
     max_grad_norm: Annotated[float | None, typer.Option(help="Gradient clipping norm [default 1.0].")] = None,
-    max_seq_length: Annotated[int | None, typer.Option(help="Tokens per row; longer examples are cut "
-                                                            "[default 1024].")] = None,
+    max_seq_length: MaxSeqLengthOpt = None,
     packing: Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack several examples per row "
                                                                                  "[default on].")] = None,
     train_on_inputs: Annotated[bool | None, typer.Option("--train-on-inputs/--train-on-replies",
                                                          help="Also take loss on prompts [default: replies "
                                                               "only].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for adapter init and data order [default 42].")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda; auto needs a GPU [default auto].")] = None,
+    device: DeviceOpt = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints, 0 for none "
                                                               "[default 50].")] = None,
     keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints kept [default 3].")] = None,
     unsloth: Annotated[str | None, typer.Option(help="auto (when installed, on a GPU, for a supported model), "
                                                      "on or off [default auto].")] = None,
-    lora_preset: Annotated[str | None, typer.Option(help="quality (rank 256, all linear layers) or fast "
-                                                         "(rank 16, q_proj,v_proj).")] = None,
-    lora_r: Annotated[int | None, typer.Option(help="LoRA rank [default 16].")] = None,
+    lora_preset: LoraPresetOpt = None,
+    lora_r: LoraROpt = None,
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha [default 32].")] = None,
-    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout [default 0.05].")] = None,
-    lora_targets: Annotated[str | None, typer.Option(help="Comma-separated module names, or all-linear "
-                                                          "[default all-linear].")] = None,
-    dora: Annotated[bool | None, typer.Option("--dora/--no-dora", help="Weight-decomposed LoRA (DoRA).")] = None,
-    qlora: Annotated[bool | None, typer.Option("--qlora/--no-qlora", help="Load the base in 4 bits "
-                                                                          "(bitsandbytes; CUDA only).")] = None,
+    lora_dropout: LoraDropoutOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    dora: DoraOpt = None,
+    qlora: QloraOpt = None,
+    memory_limit_gb: MemoryLimitOpt = None,
     oom_recovery: Annotated[bool | None, typer.Option("--oom-recovery/--no-oom-recovery",
                                                       help="On out-of-memory, halve the micro-batch and double "
                                                            "accumulation, up to 3 times [default on].")] = None,

@@ -536,6 +536,24 @@ CATALOG: dict[str, ErrorKind] = dict(
             "--timeout; files already uploaded are not sent twice",
         ),
         _kind(
+            "INPUT_MODEL_CONFIG_NOT_CACHED",
+            "the config.json of {model} is not on this machine (looked in {cache}); planning reads no network",
+            "name a preset (`backprop presets`) or a local folder, or fetch the file once: "
+            "`hf download {model} config.json`",
+        ),
+        _kind(
+            "INPUT_MODEL_SHAPE_UNKNOWN",
+            "cannot plan {model}: {reason}",
+            "plans cover decoder-only Llama, Mistral, Qwen2/3, SmolLM3 and Phi-3 shapes (every preset in "
+            "`backprop presets`); `backprop train` runs other models without a plan",
+        ),
+        _kind(
+            "CONFIG_PLAN_EXCEEDS_MEMORY",
+            "the run needs about {need} at its peak, more than the {have} of {source}",
+            "use {change} (`backprop plan` with the same flags shows where the memory goes), or set "
+            "--memory-limit-gb if more memory is there than was found",
+        ),
+        _kind(
             "INPUT_DATASET_ROW_TOO_LONG",
             "{location}: the row is {length} bytes long, over the limit of {limit} bytes a row may have",
             "split it into rows of at most {limit} bytes, one example each{or_skip}",

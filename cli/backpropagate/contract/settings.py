@@ -18,6 +18,11 @@ LORA_R_MAX = 4096
 class ModelSettings:
     name: str = field("", help="hub id or local folder of the base model")
 
+# Positions whose logits exist at once in the train stage's loss (and in `backprop plan`'s arithmetic).
+# At a 152k vocabulary that is 0.3 GB of fp32 logits, where the whole batch at 4 x 2048 tokens would be
+# 5 GB (and as much again for their gradient).
+LOSS_CHUNK_TOKENS = 512
+
 
 @dataclass(frozen=True)
 class TrainingSettings:
@@ -39,6 +44,10 @@ class TrainingSettings:
     keep_checkpoints: int = field(3, check=at_least(1), allowed="an integer of at least 1")
     unsloth: Literal["auto", "on", "off"] = field("auto")
     oom_recovery: bool = field(True, help="on out-of-memory, halve the micro-batch and double accumulation")
+    memory_limit_gb: float = field(0.0, check=at_least(0.0),
+                                   allowed="GiB as a number of at least 0 (0: the device's own)",
+                                   help="refuse a run whose planned peak memory exceeds this many GiB; 0: the device's "
+                                        "own (the GPU's memory, or the RAM available for a CPU run)")
     checkpoint_on_interrupt: bool = field(False)
     # Quality report: held-out loss every eval_every steps (0: before and after only), and answers.
     eval_every: int = field(0, check=at_least(0), allowed="an integer of at least 0 (0: before and after only)")

@@ -25,6 +25,8 @@ from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_run_spec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.contract.workspace import check_writable
+from backpropagate.planning.presets import find_preset
+from backpropagate.planning.run_plan import RunPlan, plan_run, refuse_if_too_big
 from backpropagate.runs.ownership import owner_of, shown_status
 from backpropagate.runs.session import Pipeline, Step
 from backpropagate.sinks.trackers import check_trackers
@@ -40,6 +42,7 @@ class TrainPlan:
     resume: bool = False
     replay_of: str | None = None
     row_fields: dict = field(default_factory=dict)  # more for a new run's history row (a campaign's run: its place)
+    memory: "RunPlan | str | None" = None  # the memory plan shown before training, or why there is none
 
     def pipeline(self) -> Pipeline:
         """The train stage on this plan's spec; a new run opens its history row."""
@@ -72,7 +75,9 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
         raise BackpropError("CONFIG_VALUE_INVALID", name="--eval-split", value=settings.training.eval_split,
                             reason="--eval-data already gives the held-out rows",
                             allowed="0 with --eval-data, or drop --eval-data to hold out part of --data")
-    model = settings.model.name
+    memory = memory_plan(settings)
+    preset = find_preset(settings.model.name)
+    model = preset.hub_id if preset else settings.model.name
     check_model_ref(model)
     # Resolve a local model to an absolute path: the stage may run from another folder.
     if Path(model).expanduser().exists():
@@ -105,7 +110,20 @@ def plan_train(settings: Settings, data: str | Path, data_format: str = "auto", 
             raise BackpropError("RUNTIME_DISK_FULL", path=exc.filename or folder.root, output=output,
                                 then="run the command again") from None
         raise
-    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset)
+    return TrainPlan(spec=spec, folder=folder, output=output, dataset=dataset, memory=memory)
+
+
+def memory_plan(settings: Settings) -> RunPlan | str:
+    """The run's memory plan, refused when it cannot fit; or, where no plan can be made offline (a hub
+    model not yet downloaded, a shape plans do not cover), why there is none: the run goes on without."""
+    try:
+        plan = plan_run(settings)
+    except BackpropError as error:
+        if error.code not in ("INPUT_MODEL_CONFIG_NOT_CACHED", "INPUT_MODEL_SHAPE_UNKNOWN"):
+            raise
+        return f"no plan: {error.message}"
+    refuse_if_too_big(plan)
+    return plan
 
 
 def _write_train_spec(settings: Settings, run_id: str, folder: RunFolder, model: str, data_path: Path,

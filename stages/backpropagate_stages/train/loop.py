@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from backpropagate.contract import events
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.settings import TrainingSettings
+from backpropagate.contract.settings import LOSS_CHUNK_TOKENS, TrainingSettings
 from torch.utils.checkpoint import checkpoint
 
 from backpropagate_stages.train.data import IGNORE, Batch, BatchStream
@@ -68,11 +68,6 @@ def make_optimizer(model, settings: TrainingSettings):
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
     return optimizer, scheduler
-
-
-# Positions whose logits exist at once. At a 152k vocabulary that is 0.3 GB of fp32 logits, where the whole
-# batch at 4 x 2048 tokens would be 5 GB (and as much again for their gradient).
-LOSS_CHUNK_TOKENS = 512
 
 
 def token_losses(model, batch: Batch, device, chunk_tokens: int = LOSS_CHUNK_TOKENS) -> torch.Tensor:
