@@ -56,10 +56,10 @@ def choose_backend(requested: str, device_type: str, model_type: str, unsloth_in
 
 
 def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
+    from backpropagate_stages import model_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = model_tokenizer.load(name)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors... all mean "cannot load"
         raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=_first_line(exc)) from None
     if tokenizer.pad_token_id is None:
