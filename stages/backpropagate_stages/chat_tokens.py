@@ -7,7 +7,8 @@ Two rules follow from the cut, and training and GGUF verification both apply the
   off, so data that says "<|im_end|>" is seven plain tokens, not the end of a turn (llama.cpp and Ollama read
   user text the same way). Structure and content are tokenized separately, so a token never spans the cut.
 - Exactly the assistant contents, as the template renders them, plus the end-of-turn token the template
-  writes right after each, carry loss: no role header, no prompt, no default system header.
+  writes right after each (with the spaces it puts before it, as Llama-2-chat's `' ' + eos_token` does: the
+  model must write them to end its turn), carry loss: no role header, no prompt, no default system header.
 
 How the cut is found, for any template, including ones that rewrite earlier turns (Qwen3 drops the
 reasoning of all but the last assistant turn and adds an empty think block to the last; Llama 3 trims each
@@ -55,10 +56,13 @@ def render_segments(messages: list[dict], tokenizer) -> list[Segment]:
         segments.append(Segment(text[cursor:start], special=True))
         segments.append(Segment(text[start:end], special=False, trained=assistant))
         cursor = end
-        stop = next((token for token in end_of_turn if text.startswith(token, end)), None) if assistant else None
+        gap = end
+        while assistant and gap < len(text) and text[gap].isspace():
+            gap += 1
+        stop = next((token for token in end_of_turn if text.startswith(token, gap)), None) if assistant else None
         if stop:
-            segments.append(Segment(stop, special=True, trained=True))
-            cursor += len(stop)
+            segments.append(Segment(text[end:gap] + stop, special=True, trained=True))
+            cursor = gap + len(stop)
     segments.append(Segment(text[cursor:], special=True))
     return [segment for segment in segments if segment.text]
 

@@ -134,3 +134,19 @@ def test_raw_text_rows_keep_control_token_text_as_plain_text(family):
     tokenized = tokenize(Example(line=1, text=f"a {marker} b"), tokenizer, 4096, False)
     control_id = tokenizer.convert_tokens_to_ids(marker)
     assert tokenized.input_ids[:-1].count(control_id) == 0
+
+
+def test_llama2_chat_trains_the_space_its_template_writes_before_the_end_of_turn():
+    """Llama-2-chat renders each reply as ' ' + reply + ' ' + eos_token: a model not trained on that last space
+    and the eos never learns to end its turn."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from backpropagate_stages import model_tokenizer
+    from fetch_tokenizers import fetch_tokenizer
+
+    tokenizer = model_tokenizer.load(fetch_tokenizer("llama2"))
+    for turns in CONVERSATIONS.values():
+        segments = render_segments([{"role": role, "content": text} for role, text in turns], tokenizer)
+        assert [s.text for s in segments if s.trained] == [
+            piece for role, text in turns if role == "assistant" for piece in (text, " </s>")]
+        assert "".join(s.text for s in segments) == tokenizer.apply_chat_template(
+            [{"role": role, "content": text} for role, text in turns], tokenize=False)

@@ -1,5 +1,5 @@
-"""The Ollama template and stop tokens derived from the real Qwen3, Llama 3 and Gemma 3 tokenizers render every
-probe conversation (system message, several turns, an answer being continued) exactly as their own chat
+"""The Ollama template and stop tokens derived from the real Qwen3, Llama 3, Gemma 3 and Llama 2 tokenizers render
+every probe conversation (system message, several turns, an answer being continued) exactly as their own chat
 templates do, and stop at the family's end-of-turn token.
 
 The tokenizer files are the ones scripts/fetch_tokenizers.py fetches (run by scripts/test.sh).
@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 CACHE = ROOT / ".cache" / "tokenizers"
 FAMILIES = {"qwen3": ("chatml", "<|im_end|>"), "llama3": ("llama3", "<|eot_id|>"),
-            "gemma3": ("gemma", "<end_of_turn>")}
+            "gemma3": ("gemma", "<end_of_turn>"), "llama2": ("llama2", "</s>")}
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

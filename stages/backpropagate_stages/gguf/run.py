@@ -163,9 +163,9 @@ def _space_prefix_override(gguf_file: Path, model_dir: Path) -> dict:
 
 
 def _cases(spec: GgufSpec, merged: Path) -> list:
-    from transformers import AutoTokenizer
+    from backpropagate_stages import model_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(merged)
+    tokenizer = model_tokenizer.load(merged)
     examples = list(load_dataset(spec.data, skip_invalid=True).examples) if spec.data else []
     return verify.verification_cases(tokenizer, examples)
 

@@ -51,11 +51,12 @@ def compare(gguf_path, merged_dir, cases: list[list[Segment]], quantization: str
     """With ``lora_path`` the GGUF is a base and llama.cpp applies the LoRA GGUF; the reference is
     then the base in transformers with the PEFT adapter at ``adapter_dir``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    from backpropagate_stages import model_tokenizer
     from backpropagate_stages.gguf.llama_tools import llama_cpp
 
-    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    tokenizer = model_tokenizer.load(merged_dir)
     model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
     if adapter_dir is not None:
         from peft import PeftModel

@@ -58,10 +58,10 @@ def choose_backend(requested: str, device_type: str, model_type: str, unsloth_in
 
 
 def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
+    from backpropagate_stages import model_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = model_tokenizer.load(name)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors... all mean "cannot load"
         if Path(name).is_dir():  # the folder is there: it is its tokenizer that is broken
             raise BackpropError("INPUT_MODEL_TOKENIZER_INVALID", model=name, reason=_first_line(exc)) from None
