@@ -19,6 +19,8 @@ from typing import Any, Literal
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.schema import allowed_text, check_all, field, parse_text
 from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
+from backpropagate.runtimes.registry import RUNTIME_NAMES
+from backpropagate.sinks.registry import TRACKER_NAMES as TRACKER_REGISTRY_NAMES
 
 ENV_PREFIX = "BACKPROPAGATE_"
 
@@ -30,8 +32,8 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"r": 16, "alpha": 16, "targets": ("q_proj", "v_proj")},
 }
 
-# The experiment trackers `--report-to` may name; each is a sink (sinks/trackers.py).
-TRACKER_NAMES = ("tensorboard", "mlflow", "wandb")
+# The experiment trackers `--report-to` may name, and the runtimes `--runtime` may: each from its registry.
+TRACKER_NAMES = TRACKER_REGISTRY_NAMES
 REPORT_TO_ALLOWED = "auto, none, or tracker names separated by commas: " + ", ".join(TRACKER_NAMES)
 
 
@@ -64,13 +66,19 @@ class UiSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
-    log_json: bool = field(False, help="print events as JSON lines instead of progress bars")
-    output: str = field("./output", help="workspace folder that holds run folders and run_history.json")
-    runtime: Literal["auto", "docker", "local"] = field(
-        "auto", help="where stages run: docker when an engine answers, else local when the ML stack imports")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO", help="how much stages write to log.txt")
+    # A flag with no group is every command's option, not a setting of a run.
+    log_json: bool = field(False, help="Machine-readable output: events and results as JSON lines on stdout.",
+                           flag="--json/--no-json")
+    output: str = field("./output", help="Workspace folder holding run folders and run_history.json.",
+                        flag="--output", short="-o", group="Basics")
+    runtime: Literal[("auto", *RUNTIME_NAMES)] = field(
+        "auto", help="Where stages run: docker (the pinned stage images), local (this Python's ML stack), or auto: "
+        "the first of them that can run here.", flag="--runtime", group="Runtime")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
-                           help="experiment trackers that receive training runs")
+                           help="Experiment trackers that receive the run: auto (each one installed and configured), "
+                           "none, or names such as " + ",".join(TRACKER_REGISTRY_NAMES) + ".", flag="--report-to",
+                           group="Tracking")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
@@ -171,81 +179,6 @@ def _get(settings: Settings, key: str) -> Any:
 
 def output_dir(settings: Settings) -> Path:
     return Path(settings.output).expanduser()
-
-
-# The names of the settings a run can override, as API keyword arguments; the CLI
-# flag is the same name with dashes (`lora_r` -> `--lora-r`).
-OVERRIDES: dict[str, str] = {
-    "model": "model.name",
-    "output": "output",
-    "steps": "training.steps",
-    "batch_size": "training.batch_size",
-    "gradient_accumulation": "training.gradient_accumulation",
-    "learning_rate": "training.learning_rate",
-    "lr_scheduler": "training.lr_scheduler",
-    "warmup_steps": "training.warmup_steps",
-    "weight_decay": "training.weight_decay",
-    "max_grad_norm": "training.max_grad_norm",
-    "max_seq_length": "training.max_seq_length",
-    "packing": "training.packing",
-    "train_on_inputs": "training.train_on_inputs",
-    "seed": "training.seed",
-    "device": "training.device",
-    "checkpoint_every": "training.checkpoint_every",
-    "keep_checkpoints": "training.keep_checkpoints",
-    "unsloth": "training.unsloth",
-    "oom_recovery": "training.oom_recovery",
-    "checkpoint_on_interrupt": "training.checkpoint_on_interrupt",
-    "eval_every": "training.eval_every",
-    "eval_split": "training.eval_split",
-    "eval_max_tokens": "training.eval_max_tokens",
-    "thermal_pause_c": "training.thermal_pause_c",
-    "thermal_resume_c": "training.thermal_resume_c",
-    "thermal_timeout_s": "training.thermal_timeout_s",
-    "thermal_poll_s": "training.thermal_poll_s",
-    "lora_preset": "lora.preset",
-    "lora_r": "lora.r",
-    "lora_alpha": "lora.alpha",
-    "lora_dropout": "lora.dropout",
-    "lora_targets": "lora.targets",
-    "dora": "lora.dora",
-    "qlora": "lora.qlora",
-    "runtime": "runtime",
-    "gpus": "docker.gpus",
-    "report_to": "report_to",
-}
-
-
-def flag_name(argument: str) -> str:
-    return "--" + argument.replace("_", "-")
-
-
-def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop train",
-                            environ: Mapping[str, str] | None = None, **top: Any) -> Settings:
-    """Settings from `train`'s flags or `Trainer`'s keyword arguments: the one way both build a run's spec.
-
-    ``arguments`` use the names of OVERRIDES (None means not given); ``top`` sets other top-level
-    settings (``log_json``). ``lora_targets`` may be a comma-separated string or a sequence. Errors
-    name a value as the caller typed it: ``--lora-r`` for the CLI, ``lora_r`` for the API.
-    """
-    spelled = flag_name if call.startswith("backprop") else (lambda name: name)
-    unknown = sorted(set(arguments) - set(OVERRIDES))
-    if unknown:
-        raise BackpropError("CONFIG_ARGUMENT_UNKNOWN", call=call, names=", ".join(unknown),
-                            accepted=", ".join(sorted(OVERRIDES)))
-    values: dict[str, Any] = dict(top)
-    for name, value in arguments.items():
-        if value is None:
-            continue
-        if name == "lora_targets":
-            parts = value.split(",") if isinstance(value, str) else value
-            value = tuple(str(part).strip() for part in parts if str(part).strip())
-        elif name == "report_to" and not isinstance(value, str):  # the API's report_to=["wandb", "mlflow"]
-            value = ",".join(str(part).strip() for part in value)
-        elif name == "output":
-            value = str(value)
-        values[OVERRIDES[name]] = value
-    return load_settings(environ, overrides=values, names={key: spelled(name) for name, key in OVERRIDES.items()})
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,

@@ -1,31 +1,54 @@
-"""Options shared by several commands, so their names and help read the same everywhere."""
+"""Options shared by several commands, so their names and help read the same everywhere.
 
+A run's settings are not listed here: each is an ``Annotated`` option generated from its
+declaration (contract/settings.py, config.py), and ``takes_run_options`` gives a command all of them.
+"""
+
+import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-OutputOpt = Annotated[
-    Path | None,
-    typer.Option("--output", "-o", help="Workspace folder holding run folders and run_history.json "
-                                        "[env BACKPROPAGATE_OUTPUT; default ./output]."),
-]
-JsonOpt = Annotated[
-    bool | None,
-    typer.Option("--json/--no-json", help="Machine-readable output: events and results as JSON lines on stdout "
-                                          "[env BACKPROPAGATE_LOG_JSON]."),
-]
-RuntimeOpt = Annotated[
-    str | None,
-    typer.Option("--runtime", help="Where stages run: docker (the pinned stage images), local (this Python's ML "
-                                   "stack), or auto: docker when an engine answers, else local "
-                                   "[env BACKPROPAGATE_RUNTIME; default auto]."),
-]
-GpusOpt = Annotated[
-    str | None,
-    typer.Option("--gpus", help="GPUs for the train container: auto, all, none, a count, or device ids such as 0,1 "
-                                "[env BACKPROPAGATE_DOCKER__GPUS; default auto]."),
-]
+from backpropagate.options import RunOption, flagged_options, option_for, run_options
+
+
+def option_help(option: RunOption) -> str:
+    """The option's help, with what it takes, its default and its variable written one way for all."""
+    choices = f" One of: {', '.join(str(c) for c in option.choices)}." if option.choices else ""
+    return f"{option.help}{choices} [default {option.shown_default()}; env {option.env}]"
+
+
+def setting_option(option: RunOption, **extra) -> type:
+    """The option type of a declared setting: None when not given, so the environment and defaults still apply."""
+    names = [f"{option.flag}/{option.off_flag}" if option.off_flag else option.flag] + (
+        [option.short] if option.short else [])
+    python_type = {bool: bool, int: int, float: float}.get(option.kind, str)
+    if option.key == "output":
+        python_type = Path
+    return Annotated[python_type | None, typer.Option(*names, help=option_help(option),
+                                                      rich_help_panel=option.group or None, **extra)]
+
+
+def takes_run_options(command):
+    """Give ``command`` every run option of the declaration as a keyword parameter; it takes them as ``**options``.
+
+    Parameters the command declares itself keep their place; the rest follow in the declaration's group
+    order, so a setting added to the declaration is a flag of every command that runs training.
+    """
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    taken = {p.name for p in own}
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=setting_option(option), default=None)
+             for name, option in run_options().items() if name not in taken]
+    command.__signature__ = inspect.Signature(own + added)
+    return command
+
+
+OutputOpt = setting_option(option_for("output"))
+JsonOpt = setting_option(flagged_options()["log_json"])
+RuntimeOpt = setting_option(option_for("runtime"))
+GpusOpt = setting_option(option_for("docker.gpus"))
+ReportToOpt = setting_option(option_for("report_to"))
 # readable=False: the dataset reader refuses an unreadable file itself, with a coded error and the chmod.
 DataOpt = Annotated[Path, typer.Option("--data", "-d", readable=False,
                                        help="Dataset: JSONL or a JSON array (ShareGPT, OpenAI chat, Alpaca or "
@@ -33,9 +56,3 @@ DataOpt = Annotated[Path, typer.Option("--data", "-d", readable=False,
 FormatOpt = Annotated[str, typer.Option("--format", help="Dataset format: auto, sharegpt, openai, alpaca or text.")]
 SkipInvalidOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows and report how many, "
                                                                      "instead of stopping at the first.")]
-ReportToOpt = Annotated[
-    str | None,
-    typer.Option("--report-to", help="Experiment trackers that receive the run: auto (each one installed and "
-                                     "configured), none, or names such as tensorboard,mlflow,wandb "
-                                     "[env BACKPROPAGATE_REPORT_TO; default auto]."),
-]

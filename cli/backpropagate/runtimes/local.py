@@ -23,6 +23,12 @@ STACK = ("torch", "transformers", "peft", "safetensors", "sentencepiece")
 
 class LocalRuntime:
     name = "local"
+    answers = "the ML stack imports here"
+    absent = "no local ML stack"
+
+    @classmethod
+    def from_settings(cls, settings=None, note=None) -> "LocalRuntime":
+        return cls()  # the same program as a subprocess: no Docker settings apply
 
     def __init__(self, stack: tuple[str, ...] = STACK) -> None:
         self.stack = stack
