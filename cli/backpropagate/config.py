@@ -115,7 +115,7 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     if problems:
         # Environment values were checked on read, so a problem here comes from an override.
         key, reason = problems[0].split(": ", 1)
-        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key), value=_get(settings, key),
+        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key), value=setting_value(settings, key),
                             reason=reason, allowed=allowed_text(_field_for(key)))
     return settings
 
@@ -170,7 +170,8 @@ def _field_for(key: str) -> dataclasses.Field:
     return {f.name: f for f in dataclasses.fields(owner)}[name]
 
 
-def _get(settings: Settings, key: str) -> Any:
+def setting_value(settings: Settings, key: str) -> Any:
+    """The value of a setting by its key: ``lora.r``."""
     value: Any = settings
     for part in key.split("."):
         value = getattr(value, part)

@@ -40,12 +40,16 @@ class RunOption:
         return self.flag[2:].replace("-", "_")
 
     def shown_default(self) -> str:
-        """The default as a person reads it on the command line."""
-        if self.kind is bool:
-            return "on" if self.default else "off"
-        if self.default is None or self.default == "":
-            return "none"
-        return ",".join(self.default) if isinstance(self.default, tuple) else str(self.default)
+        return shown_value(self.default)
+
+
+def shown_value(value: Any) -> str:
+    """A setting's value as a person reads it on the command line: on/off, none, comma-separated names."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == "":
+        return "none"
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def declared_option(f: dataclasses.Field, key: str) -> RunOption:
