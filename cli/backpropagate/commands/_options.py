@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from backpropagate.options import RunOption, flagged_options, option_for, run_options
+from backpropagate.output import remember_json_flag
 
 
 def option_help(option: RunOption) -> str:
@@ -45,7 +46,7 @@ def takes_run_options(command):
 
 
 OutputOpt = setting_option(option_for("output"))
-JsonOpt = setting_option(flagged_options()["log_json"])
+JsonOpt = setting_option(flagged_options()["log_json"], callback=remember_json_flag)
 RuntimeOpt = setting_option(option_for("runtime"))
 GpusOpt = setting_option(option_for("docker.gpus"))
 ReportToOpt = setting_option(option_for("report_to"))
