@@ -7,9 +7,6 @@ Python API, the environment, the web UI's form and the generated settings refere
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -18,6 +15,7 @@ from backpropagate.options import run_options
 from backpropagate.settings_reference import settings_markdown
 
 from tests.conftest import ROOT
+from tests.unit.package_copy import edited_package, run_python
 
 NEW_FIELD = ('    probe_width: int = field(7, check=at_least(3), allowed="an integer of at least 3", '
              'help="Width of the probe.", flag="--probe-width", group="Optimisation")\n')
@@ -59,17 +57,8 @@ print(json.dumps(found))
 
 
 def test_a_setting_added_in_one_place_is_a_flag_an_argument_a_variable_a_form_field_and_documented(tmp_path):
-    copy = tmp_path / "cli" / "backpropagate"
-    shutil.copytree(ROOT / "cli" / "backpropagate", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    declaration = copy / "contract" / "settings.py"
-    text = declaration.read_text()
-    anchor = "    seed: int = field(42"
-    declaration.write_text(text.replace(anchor, NEW_FIELD + anchor, 1))  # the one place
-
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{copy.parent}:{ROOT / 'stages'}", "NO_COLOR": "1",
-           "COLUMNS": "200", "HOME": str(tmp_path)}
-    probe = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "ui")], capture_output=True, text=True,
-                           env=env, cwd=tmp_path, timeout=120)
+    copy = edited_package(tmp_path, "contract/settings.py", "    seed: int = field(42", NEW_FIELD)  # the one place
+    probe = run_python(copy, PROBE, str(tmp_path / "ui"), cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout)
 
