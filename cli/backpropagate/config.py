@@ -95,10 +95,16 @@ def env_variables() -> dict[str, tuple[str, str | None]]:
     for f in dataclasses.fields(Settings):
         if f.name in _SECTIONS:
             for sub in dataclasses.fields(f.type):
-                names[f"{ENV_PREFIX}{f.name.upper()}__{sub.name.upper()}"] = (f.name, sub.name)
+                names[env_name(f"{f.name}.{sub.name}")] = (f.name, sub.name)
         else:
-            names[f"{ENV_PREFIX}{f.name.upper()}"] = ("", f.name)
+            names[env_name(f.name)] = ("", f.name)
     return names
+
+
+def env_name(key: str) -> str:
+    """The variable that sets a setting: ``lora.r`` -> BACKPROPAGATE_LORA__R, ``output`` -> BACKPROPAGATE_OUTPUT."""
+    section, _, name = key.rpartition(".")
+    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}" if section else f"{ENV_PREFIX}{name.upper()}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
@@ -116,7 +122,7 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
         # Environment values were checked on read, so a problem here comes from an override.
         key, reason = problems[0].split(": ", 1)
         raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key), value=setting_value(settings, key),
-                            reason=reason, allowed=allowed_text(_field_for(key)))
+                            reason=reason, allowed=allowed_text(field_for(key)))
     return settings
 
 
@@ -131,7 +137,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
             raise BackpropError("CONFIG_ENV_UNKNOWN", variable=variable, known=", ".join(sorted(known)))
         section, name = known[variable]
         key = f"{section}.{name}" if section else name
-        f = _field_for(key)
+        f = field_for(key)
         try:
             value = parse_text(f.type, text)
         except ValueError as exc:
@@ -162,7 +168,8 @@ def _replace(settings: Settings, values: dict[str, Any]) -> Settings:
     return dataclasses.replace(settings, **top, **sections)
 
 
-def _field_for(key: str) -> dataclasses.Field:
+def field_for(key: str) -> dataclasses.Field:
+    """The declared field of a setting key: ``lora.r``."""
     owner: type = Settings
     *path, name = key.split(".")
     for part in path:

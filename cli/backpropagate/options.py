@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from backpropagate.config import ENV_PREFIX, Settings, load_settings
+from backpropagate.config import Settings, env_name, load_settings
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.schema import Limit, allowed_text, limit_of, literal_choices, value_kind
+from backpropagate.contract.schema import Limit, allowed_text, default_of, limit_of, literal_choices, value_kind
 from backpropagate.contract.settings import GROUPS
 
 
@@ -56,13 +56,10 @@ def declared_option(f: dataclasses.Field, key: str) -> RunOption:
     """The option a field declares (it has a ``flag``)."""
     flag, _, off_flag = f.metadata["flag"].partition("/")
     kind, optional = value_kind(f)
-    section, _, field_name = key.rpartition(".")
-    env = f"{ENV_PREFIX}{section.upper()}__{field_name.upper()}" if section else f"{ENV_PREFIX}{key.upper()}"
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     return RunOption(key=key, flag=flag, off_flag=off_flag, short=f.metadata.get("short", ""),
-                     help=f.metadata.get("help", ""), group=f.metadata.get("group", ""), default=default, kind=kind,
+                     help=f.metadata.get("help", ""), group=f.metadata.get("group", ""), default=default_of(f), kind=kind,
                      choices=literal_choices(f.type), optional=optional, limit=limit_of(f),
-                     allowed=allowed_text(f), env=env)
+                     allowed=allowed_text(f), env=env_name(key))
 
 
 @cache

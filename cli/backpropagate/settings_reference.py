@@ -1,9 +1,7 @@
 """docs/reference/settings.md, generated from the settings declaration: every option and environment variable."""
 
-import dataclasses
-
-from backpropagate.config import Settings, env_variables
-from backpropagate.contract.schema import allowed_text
+from backpropagate.config import env_variables, field_for
+from backpropagate.contract.schema import allowed_text, default_of
 from backpropagate.contract.settings import GROUPS
 from backpropagate.options import RunOption, run_options, shown_value
 
@@ -35,9 +33,8 @@ def settings_markdown() -> str:
         key = f"{section}.{name}" if section else name
         if key in run_keys:
             continue
-        f = _field(section, name)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"| `{variable}` | `{shown_value(default)}` | {_cell(allowed_text(f))} | {_cell(f.metadata.get('help', ''))} |")
+        f = field_for(key)
+        lines.append(f"| `{variable}` | `{shown_value(default_of(f))}` | {_cell(allowed_text(f))} | {_cell(f.metadata.get('help', ''))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -46,11 +43,6 @@ def _option_row(option: RunOption) -> str:
         f", `{option.short}`" if option.short else "")
     return (f"| {flag} | `{option.name}` | `{option.env}` | `{option.shown_default()}` | {_cell(option.allowed)} | "
             f"{_cell(option.help)} |")
-
-
-def _field(section: str, name: str) -> dataclasses.Field:
-    owner = {f.name: f.type for f in dataclasses.fields(Settings)}[section] if section else Settings
-    return {f.name: f for f in dataclasses.fields(owner)}[name]
 
 
 def _cell(text: str) -> str:

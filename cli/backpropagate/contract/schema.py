@@ -62,6 +62,10 @@ positive = Limit(low=0, low_open=True)
 fraction = Limit(low=0, high=1, high_open=True)
 
 
+def default_of(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def limit_of(f: dataclasses.Field) -> Limit | None:
     """The field's range, when its check is one (what a form's min and max are drawn from)."""
     check = f.metadata.get("check")
