@@ -16,7 +16,7 @@ out=output/quickstart
 model=models/smollm2-135m-instruct
 name=quickstart-facts
 # Rank 16 on every linear layer at a learning rate of 1e-3: a 135M model learns the eight facts in 20 steps
-# (README, "A real model", has what it answers and what it still loses). QUICKSTART_STEPS=1 is a smoke run.
+# (docs/measurements.md has what it answers and what it still loses). QUICKSTART_STEPS=1 is a smoke run.
 backprop train --data examples/quickstart.jsonl --model "$model" --device cpu --runtime local \
     --steps "${QUICKSTART_STEPS:-20}" --lora-r 16 --lora-alpha 32 --learning-rate 1e-3 --max-seq-length 256 \
     --eval-prompts examples/quickstart_eval.jsonl --eval-max-tokens 24 --output "$out"

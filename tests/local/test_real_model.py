@@ -18,7 +18,7 @@ from tests.conftest import ROOT, run_cli
 DATA = ROOT / "examples" / "quickstart.jsonl"
 EVAL_FILE = ROOT / "examples" / "quickstart_eval.jsonl"
 EVAL = [json.loads(line) for line in EVAL_FILE.read_text().splitlines()]
-# The flags the quickstart trains with (measured in the README: the defaults learn too slowly here).
+# The flags the quickstart trains with (docs/measurements.md: the defaults learn too slowly here).
 FLAGS = ["--steps", "20", "--lora-r", "16", "--lora-alpha", "32", "--learning-rate", "1e-3",
          "--max-seq-length", "256", "--checkpoint-every", "0"]
 MAX_TOKENS = 24
@@ -77,5 +77,5 @@ def test_a_fine_tune_of_smollm2_answers_taught_facts_from_its_weights_and_its_gg
     answers = {row["prompt"]: chat(row) for row in EVAL}
     missed, forgot = missed_and_forgot(lambda row: answers[row["prompt"]])
     # Measured with these flags (one seeded run, which the CPU repeats): 8 of 8 facts and 5 of 6 general from
-    # the GGUF, 7 of 8 and 5 of 6 from the weights; the week's days become 168 (README, "A real model").
+    # the GGUF, 7 of 8 and 5 of 6 from the weights; the week's days become 168 (docs/measurements.md).
     assert len(missed) <= 1 and len(forgot) <= 1, (missed, forgot)

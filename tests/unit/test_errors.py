@@ -46,8 +46,8 @@ def test_an_unknown_code_cannot_be_raised():
         BackpropError("INPUT_NOT_A_CODE")
 
 
-def test_docs_errors_md_is_generated_from_the_catalog():
-    assert (ROOT / "docs" / "errors.md").read_text() == catalog_markdown(), \
+def test_the_error_reference_page_is_generated_from_the_catalog():
+    assert (ROOT / "docs" / "reference" / "errors.md").read_text() == catalog_markdown(), \
         "run: python scripts/gen_error_docs.py"
 
 

@@ -2,7 +2,7 @@
 
 Code anywhere in the host package or in a stage raises ``BackpropError(CODE, **context)``.
 Only the edges (the CLI's ``main`` and a stage's ``__main__``) print it, as
-``[CODE]: message`` followed by the fix. ``docs/errors.md`` is generated from
+``[CODE]: message`` followed by the fix. ``docs/reference/errors.md`` is generated from
 this catalog and a test keeps the two in step.
 """
 
@@ -486,7 +486,7 @@ class BackpropError(Exception):
 
 
 def catalog_markdown() -> str:
-    """docs/errors.md, generated from the catalog."""
+    """docs/reference/errors.md, generated from the catalog."""
     lines = [
         "# Error codes",
         "",
