@@ -20,7 +20,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.schema import allowed_text, check_all, field, parse_text
 from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
 from backpropagate.runtimes.registry import RUNTIME_NAMES
-from backpropagate.sinks.registry import TRACKER_NAMES as TRACKER_REGISTRY_NAMES
+from backpropagate.sinks.registry import TRACKER_NAMES  # the trackers `--report-to` may name
 
 ENV_PREFIX = "BACKPROPAGATE_"
 
@@ -32,8 +32,6 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"r": 16, "alpha": 16, "targets": ("q_proj", "v_proj")},
 }
 
-# The experiment trackers `--report-to` may name, and the runtimes `--runtime` may: each from its registry.
-TRACKER_NAMES = TRACKER_REGISTRY_NAMES
 REPORT_TO_ALLOWED = "auto, none, or tracker names separated by commas: " + ", ".join(TRACKER_NAMES)
 
 
@@ -77,7 +75,7 @@ class Settings:
         "the first of them that can run here.", flag="--runtime", group="Runtime")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
                            help="Experiment trackers that receive the run: auto (each one installed and configured), "
-                           "none, or names such as " + ",".join(TRACKER_REGISTRY_NAMES) + ".", flag="--report-to",
+                           "none, or names such as " + ",".join(TRACKER_NAMES) + ".", flag="--report-to",
                            group="Tracking")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
@@ -121,8 +119,8 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     if problems:
         # Environment values were checked on read, so a problem here comes from an override.
         key, reason = problems[0].split(": ", 1)
-        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key), value=setting_value(settings, key),
-                            reason=reason, allowed=allowed_text(field_for(key)))
+        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key),
+                            value=setting_value(settings, key), reason=reason, allowed=allowed_text(field_for(key)))
     return settings
 
 

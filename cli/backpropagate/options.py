@@ -57,8 +57,8 @@ def declared_option(f: dataclasses.Field, key: str) -> RunOption:
     flag, _, off_flag = f.metadata["flag"].partition("/")
     kind, optional = value_kind(f)
     return RunOption(key=key, flag=flag, off_flag=off_flag, short=f.metadata.get("short", ""),
-                     help=f.metadata.get("help", ""), group=f.metadata.get("group", ""), default=default_of(f), kind=kind,
-                     choices=literal_choices(f.type), optional=optional, limit=limit_of(f),
+                     help=f.metadata.get("help", ""), group=f.metadata.get("group", ""), default=default_of(f),
+                     kind=kind, choices=literal_choices(f.type), optional=optional, limit=limit_of(f),
                      allowed=allowed_text(f), env=env_name(key))
 
 

@@ -34,7 +34,8 @@ def settings_markdown() -> str:
         if key in run_keys:
             continue
         f = field_for(key)
-        lines.append(f"| `{variable}` | `{shown_value(default_of(f))}` | {_cell(allowed_text(f))} | {_cell(f.metadata.get('help', ''))} |")
+        lines.append(f"| `{variable}` | `{shown_value(default_of(f))}` | {_cell(allowed_text(f))} | "
+                     f"{_cell(f.metadata.get('help', ''))} |")
     return "\n".join(lines) + "\n"
 
 

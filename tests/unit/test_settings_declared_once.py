@@ -100,3 +100,12 @@ def test_the_forms_limits_are_the_settings_limits(tmp_path):
 def test_the_committed_settings_reference_is_generated_from_the_declaration():
     assert (ROOT / "docs" / "reference" / "settings.md").read_text() == settings_markdown(), \
         "run: python scripts/gen_settings_docs.py"
+
+
+def test_the_form_passes_on_what_differs_from_what_the_run_would_take_so_a_preset_keeps_its_rank():
+    from backpropagate.config import load_settings
+    from backpropagate.ui.form import train_flags
+
+    values = {"lora_preset": "quality", "lora_r": "16", "packing": "off", "runtime": "local", "steps": ""}
+    assert train_flags(values, load_settings({})) == ["--lora-preset=quality", "--no-packing", "--runtime=local"]
+    assert train_flags({"runtime": "local"}, load_settings({"BACKPROPAGATE_RUNTIME": "local"})) == []

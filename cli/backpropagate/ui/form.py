@@ -51,7 +51,8 @@ def form_fields(settings: Settings, shown: dict[str, str] | None = None) -> list
 
 
 def grouped(fields: list[FormField]) -> list[tuple[str, list[FormField]]]:
-    return [(group, [f for f in fields if f.group == group]) for group in GROUPS if any(f.group == group for f in fields)]
+    found = [(group, [f for f in fields if f.group == group]) for group in GROUPS]
+    return [(group, members) for group, members in found if members]
 
 
 def train_flags(values: dict[str, str], settings: Settings) -> list[str]:

@@ -61,7 +61,9 @@ async def start_run(request: Request) -> Response:
         model = config.sandbox.model(values.get("model", ""))
     except BackpropError as error:
         return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
-    arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, _in_effect(config))]
+    # Compared with what the child would take by itself (it inherits this environment), not with the form's
+    # starting values: a runtime `ui --runtime` chose is passed on like one the user picked.
+    arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, load_settings())]
     job = jobs.start("train", arguments)
     await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
     if job.run_id is None:  # refused before a run existed: show the CLI's coded error on the form
