@@ -29,6 +29,12 @@ print(json.dumps({"runtimes": list(option_for("runtime").choices), "trackers": l
 '''
 
 
+def names_with_an_entry(tmp_path, registry: str, anchor: str, entry: str, name: str) -> dict:
+    """What the package offers once ``entry`` is added to ``registry`` (in a copy of it)."""
+    copy = edited_package(tmp_path, registry, anchor, entry)
+    return json.loads(run_python(copy, READ_NAMES, name, cwd=tmp_path).stdout)
+
+
 def test_the_runtime_choices_are_the_registry_and_auto():
     choices = dataclasses.fields(Settings)[[f.name for f in dataclasses.fields(Settings)].index("runtime")].type
     assert choices.__args__ == ("auto", *RUNTIME_NAMES) and RUNTIME_NAMES == ("docker", "local")
@@ -36,9 +42,8 @@ def test_the_runtime_choices_are_the_registry_and_auto():
 
 
 def test_a_runtime_added_to_the_registry_is_a_choice_everywhere(tmp_path):
-    copy = edited_package(tmp_path, "runtimes/registry.py", "}\nRUNTIME_NAMES",
-                          '    "ray": "backpropagate.runtimes.local:LocalRuntime",\n')
-    found = json.loads(run_python(copy, READ_NAMES, "ray", cwd=tmp_path).stdout)
+    found = names_with_an_entry(tmp_path, "runtimes/registry.py", "}\nRUNTIME_NAMES",
+                                '    "ray": "backpropagate.runtimes.local:LocalRuntime",\n', "ray")
     assert found["runtimes"] == ["auto", "docker", "local", "ray"] and found["ray"] == "ray"
     assert "One of: auto, docker, local, ray." in found["help"]
     assert "| one of auto, docker, local, ray |" in found["docs"]
@@ -52,9 +57,8 @@ def test_the_tracker_names_are_the_registry():
 
 
 def test_a_tracker_added_to_the_registry_is_accepted_by_report_to(tmp_path):
-    copy = edited_package(tmp_path, "sinks/registry.py", "}\nTRACKER_NAMES",
-                          '    "neptune": Tracker("neptune", "neptune", "backpropagate.sinks.wandb:WandbSink"),\n')
-    found = json.loads(run_python(copy, READ_NAMES, "neptune", cwd=tmp_path).stdout)
+    found = names_with_an_entry(tmp_path, "sinks/registry.py", "}\nTRACKER_NAMES", '    "neptune": Tracker('
+                                '"neptune", "neptune", "backpropagate.sinks.wandb:WandbSink"),\n', "neptune")
     assert found["trackers"] == ["tensorboard", "mlflow", "wandb", "neptune"] and found["neptune"] == "neptune"
     assert "tracker names separated by commas: tensorboard, mlflow, wandb, neptune" in found["docs"]
 
