@@ -4,21 +4,23 @@
     trainer = Trainer("Qwen/Qwen2.5-7B-Instruct")
     result = trainer.train("my.jsonl", steps=100)
 
-Keyword arguments are the CLI's flags with underscores (``lora_r=8``,
-``device="cpu"``, ``report_to=["wandb"]`` or ``"none"``); they override BACKPROPAGATE_* environment variables, which
-override the defaults. Failures raise ``BackpropError`` with the same code the CLI
-would print.
+Keyword arguments are the run options of the settings declaration, the CLI's flags with underscores
+(``lora_r=8``, ``device="cpu"``, ``report_to=["wandb"]`` or ``"none"``); ``Trainer.options()`` lists
+them with their help and defaults. They override BACKPROPAGATE_* environment variables, which
+override the defaults. Failures raise ``BackpropError`` with the same code the CLI would print.
 """
+
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backpropagate.config import command_settings, output_dir, settings_from_arguments
+from backpropagate.config import command_settings, output_dir
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import QualityReport, read_report
 from backpropagate.contract.schema import to_dict
+from backpropagate.options import run_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
 from backpropagate.runs.campaign_plan import campaign_of, plan_campaign
@@ -58,6 +60,12 @@ class Trainer:
         self.settings = settings
         self.progress = progress
         self.last_result: TrainResult | None = None
+
+    @staticmethod
+    def options() -> dict[str, str]:
+        """Every keyword argument a Trainer, ``train`` and ``multi_run`` accept, with its help and default."""
+        return {name: f"{option.help} [default {option.shown_default()}; env {option.env}]"
+                for name, option in run_options().items()}
 
     def train(self, data: str | Path | None = None, steps: int | None = None, *, data_format: str = "auto",
               skip_invalid: bool = False, resume: str | None = None, eval_data: str | Path | None = None,
@@ -148,3 +156,4 @@ class Trainer:
 
     def _session(self, settings, trackers: bool = False) -> Session:
         return Session.for_settings(settings, Output(json_mode=False), quiet=not self.progress, trackers=trackers)
+

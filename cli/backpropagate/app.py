@@ -35,7 +35,7 @@ from backpropagate.commands import (
 )
 from backpropagate.commands import eval as eval_command  # not to shadow the builtin
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
-from backpropagate.output import shown
+from backpropagate.output import Output, json_asked
 
 app = typer.Typer(
     name="backprop",
@@ -91,7 +91,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.BadParameter as refused:
         error = _value_error(refused)
-        print(shown(error.render()), file=sys.stderr)
+        Output(json_mode=json_asked()).failure(error)
         sys.exit(error.exit_code)
     except typer.Abort:
         print("interrupted", file=sys.stderr)
@@ -99,7 +99,7 @@ def main() -> None:
     except BackpropError as error:
         if _verbose["on"]:
             traceback.print_exc()
-        print(shown(error.render()), file=sys.stderr)
+        Output(json_mode=json_asked()).failure(error)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,6 +19,8 @@ from typing import Any, Literal
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.schema import allowed_text, at_least, check_all, field, parse_text
 from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
+from backpropagate.runtimes.registry import RUNTIME_NAMES
+from backpropagate.tracker_registry import TRACKER_NAMES  # the trackers `--report-to` may name
 
 ENV_PREFIX = "BACKPROPAGATE_"
 
@@ -30,8 +32,6 @@ LORA_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"r": 16, "alpha": 16, "targets": ("q_proj", "v_proj")},
 }
 
-# The experiment trackers `--report-to` may name; each is a sink (sinks/trackers.py).
-TRACKER_NAMES = ("tensorboard", "mlflow", "wandb")
 REPORT_TO_ALLOWED = "auto, none, or tracker names separated by commas: " + ", ".join(TRACKER_NAMES)
 
 
@@ -67,16 +67,22 @@ class UiSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")
-    log_json: bool = field(False, help="print events as JSON lines instead of progress bars")
-    output: str = field("./output", help="workspace folder that holds run folders and run_history.json")
-    runtime: Literal["auto", "docker", "local"] = field(
-        "auto", help="where stages run: docker when an engine answers, else local when the ML stack imports")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO", help="how much stages write to log.txt")
+    # A flag with no group is every command's option, not a setting of a run.
+    log_json: bool = field(False, help="Machine-readable output: events and results as JSON lines on stdout.",
+                           flag="--json/--no-json")
+    output: str = field("./output", help="Workspace folder holding run folders and run_history.json.",
+                        flag="--output", short="-o", group="Basics")
+    runtime: Literal[("auto", *RUNTIME_NAMES)] = field(
+        "auto", help="Where stages run: docker (the pinned stage images), local (this Python's ML stack), or auto: "
+        "the first of them that can run here.", flag="--runtime", group="Runtime")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
-                           help="experiment trackers that receive training runs")
+                           help="Experiment trackers that receive the run: auto (each one installed and configured), "
+                           "none, or names such as " + ",".join(TRACKER_NAMES) + ".", flag="--report-to",
+                           group="Tracking")
     workers: int = field(1, check=at_least(1), allowed="an integer of at least 1",
-                         help="data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
-                              "stays the global batch of a step")
+                         help="Data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
+                              "stays the global batch of a step.", flag="--workers", group="Runtime")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
@@ -93,10 +99,16 @@ def env_variables() -> dict[str, tuple[str, str | None]]:
     for f in dataclasses.fields(Settings):
         if f.name in _SECTIONS:
             for sub in dataclasses.fields(f.type):
-                names[f"{ENV_PREFIX}{f.name.upper()}__{sub.name.upper()}"] = (f.name, sub.name)
+                names[env_name(f"{f.name}.{sub.name}")] = (f.name, sub.name)
         else:
-            names[f"{ENV_PREFIX}{f.name.upper()}"] = ("", f.name)
+            names[env_name(f.name)] = ("", f.name)
     return names
+
+
+def env_name(key: str) -> str:
+    """The variable that sets a setting: ``lora.r`` -> BACKPROPAGATE_LORA__R, ``output`` -> BACKPROPAGATE_OUTPUT."""
+    section, _, name = key.rpartition(".")
+    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}" if section else f"{ENV_PREFIX}{name.upper()}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
@@ -113,8 +125,8 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     if problems:
         # Environment values were checked on read, so a problem here comes from an override.
         key, reason = problems[0].split(": ", 1)
-        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key), value=_get(settings, key),
-                            reason=reason, allowed=allowed_text(_field_for(key)))
+        raise BackpropError("CONFIG_VALUE_INVALID", name=(names or {}).get(key, key),
+                            value=setting_value(settings, key), reason=reason, allowed=allowed_text(field_for(key)))
     return settings
 
 
@@ -129,7 +141,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
             raise BackpropError("CONFIG_ENV_UNKNOWN", variable=variable, known=", ".join(sorted(known)))
         section, name = known[variable]
         key = f"{section}.{name}" if section else name
-        f = _field_for(key)
+        f = field_for(key)
         try:
             value = parse_text(f.type, text)
         except ValueError as exc:
@@ -160,7 +172,8 @@ def _replace(settings: Settings, values: dict[str, Any]) -> Settings:
     return dataclasses.replace(settings, **top, **sections)
 
 
-def _field_for(key: str) -> dataclasses.Field:
+def field_for(key: str) -> dataclasses.Field:
+    """The declared field of a setting key: ``lora.r``."""
     owner: type = Settings
     *path, name = key.split(".")
     for part in path:
@@ -168,7 +181,8 @@ def _field_for(key: str) -> dataclasses.Field:
     return {f.name: f for f in dataclasses.fields(owner)}[name]
 
 
-def _get(settings: Settings, key: str) -> Any:
+def setting_value(settings: Settings, key: str) -> Any:
+    """The value of a setting by its key: ``lora.r``."""
     value: Any = settings
     for part in key.split("."):
         value = getattr(value, part)
@@ -177,96 +191,6 @@ def _get(settings: Settings, key: str) -> Any:
 
 def output_dir(settings: Settings) -> Path:
     return Path(settings.output).expanduser()
-
-
-# The names of the settings a run can override, as API keyword arguments; the CLI
-# flag is the same name with dashes (`lora_r` -> `--lora-r`).
-OVERRIDES: dict[str, str] = {
-    "model": "model.name",
-    "output": "output",
-    "steps": "training.steps",
-    "batch_size": "training.batch_size",
-    "gradient_accumulation": "training.gradient_accumulation",
-    "learning_rate": "training.learning_rate",
-    "lr_scheduler": "training.lr_scheduler",
-    "warmup_steps": "training.warmup_steps",
-    "weight_decay": "training.weight_decay",
-    "max_grad_norm": "training.max_grad_norm",
-    "max_seq_length": "training.max_seq_length",
-    "packing": "training.packing",
-    "train_on_inputs": "training.train_on_inputs",
-    "seed": "training.seed",
-    "device": "training.device",
-    "checkpoint_every": "training.checkpoint_every",
-    "keep_checkpoints": "training.keep_checkpoints",
-    "unsloth": "training.unsloth",
-    "oom_recovery": "training.oom_recovery",
-    "memory_limit_gb": "training.memory_limit_gb",
-    "checkpoint_on_interrupt": "training.checkpoint_on_interrupt",
-    "eval_every": "training.eval_every",
-    "eval_split": "training.eval_split",
-    "eval_max_tokens": "training.eval_max_tokens",
-    "thermal_pause_c": "training.thermal_pause_c",
-    "thermal_resume_c": "training.thermal_resume_c",
-    "thermal_timeout_s": "training.thermal_timeout_s",
-    "thermal_poll_s": "training.thermal_poll_s",
-    "lora_preset": "lora.preset",
-    "lora_r": "lora.r",
-    "lora_alpha": "lora.alpha",
-    "lora_dropout": "lora.dropout",
-    "lora_targets": "lora.targets",
-    "dora": "lora.dora",
-    "qlora": "lora.qlora",
-    "runtime": "runtime",
-    "gpus": "docker.gpus",
-    "report_to": "report_to",
-    "workers": "workers",
-}
-
-
-def flag_name(argument: str) -> str:
-    return "--" + argument.replace("_", "-")
-
-
-def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop train",
-                            environ: Mapping[str, str] | None = None, **top: Any) -> Settings:
-    """Settings from `train`'s flags or `Trainer`'s keyword arguments: the one way both build a run's spec.
-
-    ``arguments`` use the names of OVERRIDES (None means not given); ``top`` sets other top-level
-    settings (``log_json``). ``lora_targets`` may be a comma-separated string or a sequence. Errors
-    name a value as the caller typed it: ``--lora-r`` for the CLI, ``lora_r`` for the API.
-    """
-    spelled = flag_name if call.startswith("backprop") else (lambda name: name)
-    unknown = sorted(set(arguments) - set(OVERRIDES))
-    if unknown:
-        raise BackpropError("CONFIG_ARGUMENT_UNKNOWN", call=call, names=", ".join(unknown),
-                            accepted=", ".join(sorted(OVERRIDES)))
-    values: dict[str, Any] = {**dict(top), **_preset_method(arguments, os.environ if environ is None else environ)}
-    for name, value in arguments.items():
-        if value is None:
-            continue
-        if name == "lora_targets":
-            parts = value.split(",") if isinstance(value, str) else value
-            value = tuple(str(part).strip() for part in parts if str(part).strip())
-        elif name == "report_to" and not isinstance(value, str):  # the API's report_to=["wandb", "mlflow"]
-            value = ",".join(str(part).strip() for part in value)
-        elif name == "output":
-            value = str(value)
-        values[OVERRIDES[name]] = value
-    return load_settings(environ, overrides=values, names={key: spelled(name) for name, key in OVERRIDES.items()})
-
-
-def _preset_method(arguments: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """A model preset's method (QLoRA or LoRA) where neither --qlora/--no-qlora nor its variable chose one.
-    On the CPU a QLoRA preset trains with LoRA: 4-bit bases need CUDA, and --device cpu asked for the CPU."""
-    from backpropagate.planning.presets import find_preset
-
-    model = arguments.get("model") or environ.get(f"{ENV_PREFIX}MODEL__NAME")
-    preset = find_preset(str(model)) if model else None
-    device = arguments.get("device") or environ.get(f"{ENV_PREFIX}TRAINING__DEVICE", "auto")
-    if preset is None or arguments.get("qlora") is not None or f"{ENV_PREFIX}LORA__QLORA" in environ or device == "cpu":
-        return {}
-    return {"lora.qlora": preset.method == "qlora"}
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,

@@ -8,13 +8,30 @@ read as rich markup.
 """
 
 import json
+import os
 import sys
 from typing import Any
 
 from backpropagate.contract import events
 from backpropagate.contract.events import Envelope
+from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.printable import one_line, printable
 from backpropagate.contract.redact import redact, redact_data
+
+_asked: dict[str, bool | None] = {"json": None}
+
+
+def remember_json_flag(value: bool | None) -> bool | None:
+    """The --json/--no-json callback: errors are printed after the command is gone, in the mode it asked for."""
+    _asked["json"] = value
+    return value
+
+
+def json_asked() -> bool:
+    """--json (or --no-json) as given, else BACKPROPAGATE_LOG_JSON."""
+    if _asked["json"] is not None:
+        return _asked["json"]
+    return os.environ.get("BACKPROPAGATE_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def shown(text: str) -> str:
@@ -91,6 +108,16 @@ class Output:
             print(json.dumps({"result": redact_data(data)}, default=str), flush=True)
         else:
             print(shown(human), flush=True)
+
+    def failure(self, error: BackpropError) -> None:
+        """A command's coded failure: ``[CODE]: message`` and the fix on stderr; in json mode also one object on
+        stdout, as the result line a success would have printed."""
+        self.stop_progress()
+        print(shown(error.render()), file=sys.stderr, flush=True)
+        if self.json_mode:
+            failure = {"code": error.code, "message": error.message, "fix": error.fix,
+                       "run_id": error.run_id or error.context.get("run_id"), "exit_code": error.exit_code}
+            print(json.dumps({"error": redact_data(failure)}, default=str), flush=True)
 
     def _advance(self, event: events.Progress) -> None:
         if not self._console().is_terminal:

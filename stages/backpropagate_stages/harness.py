@@ -12,7 +12,6 @@ A stage's ``__main__`` calls ``stage_main(name, run)``. The harness:
 """
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -26,9 +25,10 @@ from typing import Any, TextIO
 
 from backpropagate.contract import events
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.contract.event_log import EventLog
 from backpropagate.contract.files import is_disk_full
 from backpropagate.contract.layout import RunFolder
-from backpropagate.contract.redact import redact, redact_data
+from backpropagate.contract.redact import redact
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import read_spec, secrets_file
 from backpropagate.contract.stages import STAGES
@@ -60,33 +60,19 @@ class Emitter:
 
     def __init__(self, run_id: str, stage: str, stream: TextIO, events_file: Path | None) -> None:
         self.run_id, self.stage, self.stream = run_id, stage, stream
-        self.file = open(events_file, "a", encoding="utf-8") if events_file else None
+        self.log = EventLog(events_file) if events_file else None
 
     def __call__(self, event: Any) -> None:
-        data = redact_data(events.Envelope(run_id=self.run_id, stage=self.stage, event=event).to_dict())
-        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        self.stream.write(line + "\n")
+        envelope = events.Envelope(run_id=self.run_id, stage=self.stage, event=event)
+        self.stream.write(envelope.to_line() + "\n")
         self.stream.flush()
-        if self.file:
-            try:
-                self.file.write(line + "\n")
-                self.file.flush()
-            except OSError:
-                # The stream still reaches the host: the error this raises is reported there.
-                file, self.file = self.file, None
-                _close_quietly(file)
-                raise
+        if self.log:
+            # On a full disk this raises; the stream still reaches the host, which reports the error.
+            self.log.append(envelope)
 
     def close(self) -> None:
-        if self.file:
-            _close_quietly(self.file)
-
-
-def _close_quietly(file) -> None:
-    try:
-        file.close()
-    except OSError:  # its last buffered line could not be written either: the disk is full
-        pass
+        if self.log:
+            self.log.close()
 
 
 def stage_main(name: str, run: Callable[[Any, Emitter], Any], argv: list[str] | None = None) -> int:
@@ -150,7 +136,7 @@ def _run(name: str, spec: Any, run: Callable, emit: Emitter, folder: RunFolder) 
 def _fail(emit: Emitter, code: str, message: str, fix: str, exit_code: int, status: str) -> int:
     for event in (events.Error(code=code, message=message, fix=fix), events.Finished(status=status)):
         try:
-            emit(event)  # the emitter redacts every event
+            emit(event)  # every event is redacted as it is serialized
         except OSError:
             pass  # the host has it from the stream; only events.jsonl, on a full disk, missed it
     return exit_code
@@ -201,6 +187,13 @@ def _pump(read_end: int, log_path: Path) -> None:
                 log_file = None
         if log_file is not None:
             _close_quietly(log_file)
+
+
+def _close_quietly(file) -> None:
+    try:
+        file.close()
+    except OSError:  # its last buffered line could not be written either: the disk is full
+        pass
 
 
 def _configure_logging(level: str, run_id: str) -> None:

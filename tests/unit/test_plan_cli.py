@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from backpropagate.app import app
-from backpropagate.config import settings_from_arguments
+from backpropagate.options import settings_from_arguments
 from backpropagate.planning.memory import RUNTIME_CPU_BYTES, RunShape, estimate
 from backpropagate.planning.presets import presets
 from backpropagate.runs.plan import plan_train

@@ -3,6 +3,7 @@ CLI and the real huggingface_hub client, with Xet off: what arrives, the card, t
 
 import ast
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -12,6 +13,7 @@ import time
 import pytest
 import yaml
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
 from backpropagate.hub.push import PushRequest, push
 from backpropagate.hub.target import PushSource
 
@@ -228,3 +230,23 @@ def test_trainer_push_sends_the_runs_adapter(tmp_path, hub, trained, monkeypatch
     assert {"path": "adapter_model.safetensors", "bytes": 300_000, "sha256": sha256(adapter.read_bytes())} \
         in result.files
     assert result.url == f"{hub.url}/me/api-adapter" and result.revision == "main"
+
+
+def test_a_push_lands_on_the_runs_history_row_and_a_second_push_to_the_same_branch_replaces_it(tmp_path, hub,
+                                                                                               trained):
+    run_id, weights = trained.spec.run_id, trained.folder.root / "adapter" / "adapter_model.safetensors"
+    results = []
+    for revision in ("main", "main", "v2"):
+        weights.write_bytes(os.urandom(300_000))  # a commit with nothing new would not be made
+        results.append(push_cli(tmp_path, hub, run_id[:8], "--repo", "me/row-adapter", "--revision", revision,
+                                "--json"))
+    first, second, branch = results
+    assert [r.returncode for r in (first, second, branch)] == [0, 0, 0], branch.stderr
+    commits = [json.loads(r.stdout.splitlines()[-1])["result"]["commit"] for r in (first, second, branch)]
+    row = RunHistory(tmp_path / "out").get(run_id)
+    assert [(entry["repo"], entry["revision"], entry["what"], entry["commit"]) for entry in row.hub] == [
+        ("me/row-adapter", "main", "adapter", commits[1]), ("me/row-adapter", "v2", "adapter", commits[2])]
+    assert row.hub[0]["url"].endswith("/me/row-adapter") and row.hub[0]["files"] == 4
+    shown = run_cli("show-run", run_id[:8], "--output", str(tmp_path / "out"))
+    assert f"hub: repo me/row-adapter  revision v2  commit {commits[2]}" in shown.stdout
+

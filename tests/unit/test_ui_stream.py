@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("starlette", reason="the web UI needs the ui extra (bash scripts/test.sh installs it)")
 warnings.filterwarnings("ignore", message=".*httpx.*")
 
+from backpropagate.contract.events import Envelope, Progress
 from backpropagate.ui.app import UiConfig, create_app
 from backpropagate.ui.sandbox import Sandbox
 from starlette.testclient import TestClient
@@ -17,9 +18,10 @@ RUN = "0123abcd-0000-4000-8000-000000000000"
 
 def finished_run(root, steps: int = 3) -> TestClient:
     (root / RUN).mkdir(parents=True)
-    lines = [{"v": 1, "run_id": RUN, "stage": "train", "event": "progress", "step": step, "total": steps,
-              "loss": 3.0 - step / 10, "lr": 1e-3, "tokens_per_s": 100.0} for step in range(1, steps + 1)]
-    (root / RUN / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    lines = [Envelope(run_id=RUN, stage="train", event=Progress(step=step, total=steps, loss=3.0 - step / 10, lr=1e-3,
+                                                                tokens_per_s=100.0, eta_s=1.0)).to_line()
+             for step in range(1, steps + 1)]
+    (root / RUN / "events.jsonl").write_text("".join(line + "\n" for line in lines))
     (root / "run_history.json").write_text(json.dumps({"version": 1, "runs": [
         {"run_id": RUN, "status": "completed", "model": "m", "run_dir": str(root / RUN)}]}))
     return TestClient(create_app(UiConfig(sandbox=Sandbox(root), credentials=None)))

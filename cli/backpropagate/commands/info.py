@@ -39,10 +39,10 @@ print(json.dumps({"torch_cuda": torch.version.cuda, "cuda_available": torch.cuda
 def info(output: OutputOpt = None, json_output: JsonOpt = None) -> None:
     """Show versions, runtimes and devices."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
-    from backpropagate.runtimes.docker import DockerRuntime
-    from backpropagate.runtimes.local import LocalRuntime
+    from backpropagate.runtimes.registry import RUNTIME_NAMES, runtime_class
 
-    runtimes = {"docker": _runtime_status(DockerRuntime()), "local": _runtime_status(LocalRuntime())}
+    runtimes = {name: _runtime_status(runtime_class(name).from_settings(settings.docker, None))
+                for name in RUNTIME_NAMES}
     report = {
         "backpropagate": __version__,
         "python": f"{platform.python_version()} ({sys.executable})",
@@ -75,7 +75,7 @@ def _runtime_status(runtime) -> str:
 def _auto_choice(runtimes: dict) -> dict:
     usable = [name for name, status in runtimes.items() if status == "available"]
     if usable:
-        return {"choice": usable[0], "why": "docker when an engine answers, else local when the ML stack imports"}
+        return {"choice": usable[0], "why": "the first that can run here, in this order: " + ", ".join(runtimes)}
     return {"choice": None, "why": "no runtime is available: start Docker, or pip install 'backpropagate[local]'"}
 
 

@@ -1,17 +1,17 @@
 """`backprop multi-run`: several training runs, one after another, kept in one LoRA by SLAO merging.
 
-Every training flag of `train` applies to each run (``--steps`` is the steps of each run); the
-signature below is `train`'s own, with the campaign's flags in place of its single-run ones.
+Every run option of the settings declaration applies to each run (``--steps`` is the steps of each
+run), as in `train`; the parameters below are the campaign's own.
 """
 
-import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from backpropagate.commands import train as train_command
-from backpropagate.config import OVERRIDES, command_settings, flag_name, output_dir, settings_from_arguments
+from backpropagate.commands._options import FormatOpt, JsonOpt, SkipInvalidOpt, takes_run_options
+from backpropagate.config import command_settings, output_dir
+from backpropagate.options import run_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
 from backpropagate.runs.campaign_plan import campaign_of, plan_campaign
@@ -28,49 +28,49 @@ Examples:
   backprop multi-run --resume 7c1d   (or: backprop resume 7c1d)
 """
 
-CAMPAIGN_PARAMETERS = {
-    "data": Annotated[list[Path] | None, typer.Option(
+@takes_run_options
+def multi_run(
+    data: Annotated[list[Path] | None, typer.Option(
         "--data", "-d", readable=False, help="One dataset to split into --runs runs of --samples rows, or one per run "
-                             "(--data A.jsonl --data B.jsonl).")],
-    "runs": Annotated[int | None, typer.Option(help="Runs in the campaign [default: one per --data file, or 2].")],
-    "samples": Annotated[int | None, typer.Option(help="Rows per run, drawn from the one --data file with --seed, "
-                                                       "without replacement [default: all rows, shared evenly].")],
-    "merge": Annotated[str, typer.Option(help="slao: orthogonal start and time-aware merge after every run; none: "
-                                              "the same adapter trained on (sequential LoRA) [default slao].")],
-    "steps": Annotated[int | None, typer.Option(help="Optimizer steps of each run [default 100].")],
-    "eval_data": Annotated[list[Path] | None, typer.Option(
+                                             "(--data A.jsonl --data B.jsonl).")] = None,
+    runs: Annotated[int | None, typer.Option(help="Runs in the campaign [default: one per --data file, or 2].")] = None,
+    samples: Annotated[int | None, typer.Option(help="Rows per run, drawn from the one --data file with --seed, "
+                                                     "without replacement [default: all rows, shared evenly].")] = None,
+    merge: Annotated[str, typer.Option(help="slao: orthogonal start and time-aware merge after every run; none: "
+                                            "the same adapter trained on (sequential LoRA) [default slao].")] = "slao",
+    json_output: JsonOpt = None,
+    data_format: FormatOpt = "auto",
+    skip_invalid: SkipInvalidOpt = False,
+    eval_data: Annotated[list[Path] | None, typer.Option(
         readable=False, help="Held-out rows of each run, once per run in order: after every run the merged adapter "
-                             "is measured on those of that run and of every earlier one.")],
-    "eval_prompts": Annotated[list[Path] | None, typer.Option(
-        help="JSONL of {\"prompt\", \"expect\"} for each run, once per run in order, answered like --eval-data.")],
-    "resume": Annotated[str | None, typer.Option(help="Continue this unfinished campaign (id or prefix) with its "
-                                                      "own settings and data.")],
-}
-DEFAULTS = {"data": None, "runs": None, "samples": None, "merge": "slao", "steps": None, "eval_data": None,
-            "eval_prompts": None, "resume": None}
-_SINGLE_RUN = {"data", "steps", "eval_data", "eval_prompts", "resume"}
-
-
-def multi_run(**arguments) -> None:
+                             "is measured on those of that run and of every earlier one.",
+        rich_help_panel="Evaluation")] = None,
+    eval_prompts: Annotated[list[Path] | None, typer.Option(
+        help="JSONL of {\"prompt\", \"expect\"} for each run, once per run in order, answered like --eval-data.",
+        rich_help_panel="Evaluation")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this unfinished campaign (id or prefix) with its "
+                                                    "own settings and data.")] = None,
+    **options,
+) -> None:
     """Train several runs in sequence into one LoRA adapter, merged after each run (SLAO)."""
-    flags = {name: value for name, value in arguments.items() if name in OVERRIDES}
-    out = Output(json_mode=bool(command_settings(arguments["output"], arguments["json_output"]).log_json))
-    if arguments["resume"]:
-        settings = command_settings(arguments["output"], arguments["json_output"], arguments["runtime"],
-                                    arguments["gpus"], workers=arguments["workers"])
-        given = sorted(flag_name(name) for name, value in arguments.items()
-                       if value not in (None, [], DEFAULTS.get(name), False, "auto")
-                       and name not in ("output", "runtime", "gpus", "json_output", "resume", "workers"))
+    out = Output(json_mode=bool(command_settings(options["output"], json_output).log_json))
+    if resume:
+        settings = command_settings(options["output"], json_output, options["runtime"], options["gpus"],
+                                    workers=options["workers"])
+        campaign_flags = {"--data": data, "--runs": runs, "--samples": samples, "--merge": merge != "slao" or None,
+                          "--format": data_format != "auto" or None, "--skip-invalid": skip_invalid or None,
+                          "--eval-data": eval_data, "--eval-prompts": eval_prompts}
+        given = sorted([run_options()[name].flag for name, value in options.items()
+                        if value is not None and name not in ("output", "runtime", "gpus", "workers")]
+                       + [flag for flag, value in campaign_flags.items() if value])
         if given:
             out.warn(f"resuming uses the campaign's own settings and data; ignored: {', '.join(given)}")
-        plan, folder = campaign_of(output_dir(settings), arguments["resume"])
+        plan, folder = campaign_of(output_dir(settings), resume)
         out.note(f"campaign_resumed campaign_id={plan.campaign_id}")
     else:
-        settings = settings_from_arguments(flags, call="backprop multi-run", log_json=arguments["json_output"])
-        plan, folder, continued = plan_campaign(
-            settings, arguments["data"] or [], arguments["runs"], arguments["samples"], arguments["merge"],
-            arguments["data_format"], arguments["skip_invalid"], arguments["eval_data"] or [],
-            arguments["eval_prompts"] or [])
+        settings = settings_from_arguments(options, call="backprop multi-run", log_json=json_output)
+        plan, folder, continued = plan_campaign(settings, data or [], runs, samples, merge, data_format, skip_invalid,
+                                                eval_data or [], eval_prompts or [])
         out.note(("campaign_continued" if continued else "campaign_started")
                  + f" campaign_id={plan.campaign_id} runs={len(plan.runs)} merge={plan.merge}")
         if continued:
@@ -90,14 +90,3 @@ def report(out: Output, result: CampaignResult) -> None:
         lines.append(f"  after run {figures['after_run']}, on run {figures['on_run']}: {shown}")
     out.result("\n".join(lines), {"campaign_id": result.campaign_id, "campaign_dir": str(result.campaign_dir),
                                   "adapter": str(result.adapter_path), "runs": result.runs, "evals": result.evals})
-
-
-def _signature() -> inspect.Signature:
-    """`train`'s parameters, with the campaign's in place of the single-run ones."""
-    kept = [p for name, p in inspect.signature(train_command.train).parameters.items() if name not in _SINGLE_RUN]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=DEFAULTS[name])
-             for name, annotation in CAMPAIGN_PARAMETERS.items()]
-    return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added)
-
-
-multi_run.__signature__ = _signature()

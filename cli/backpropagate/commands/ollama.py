@@ -83,8 +83,8 @@ def register_source(source, name: str, out: Output, output: Path, system: str | 
     """Register ``source`` as ``name``, streaming Ollama's status lines to ``out``."""
     from backpropagate.ollama.client import OllamaClient
     from backpropagate.ollama.container import ensure_server
-    from backpropagate.ollama.register import choose_template
-    from backpropagate.ollama.register import register as create
+    from backpropagate.ollama.register import OllamaPublisher, choose_template
+    from backpropagate.publishers import publish
 
     chosen = choose_template(source, template_file, stops or [])
     if system and not chosen.takes_system:
@@ -97,7 +97,7 @@ def register_source(source, name: str, out: Output, output: Path, system: str | 
 
     client = OllamaClient(timeout_s=timeout_s, on_wait=out.waiting)
     ensure_server(client, use_container)
-    return create(client, source, name, chosen, output, status, system=system, base=base)
+    return publish(OllamaPublisher(client, source, name, chosen, status, system=system, base=base), output)
 
 
 @app.command("modelfile", epilog=EXAMPLES)

@@ -1,21 +1,7 @@
 """`backprop plan`: a run's peak memory and pace, from the model's config and the run's flags, before any weight."""
 
-from backpropagate.commands._options import (
-    BatchSizeOpt,
-    DeviceOpt,
-    DoraOpt,
-    GradientAccumulationOpt,
-    JsonOpt,
-    LoraDropoutOpt,
-    LoraPresetOpt,
-    LoraROpt,
-    LoraTargetsOpt,
-    MaxSeqLengthOpt,
-    MemoryLimitOpt,
-    ModelOpt,
-    QloraOpt,
-)
-from backpropagate.config import settings_from_arguments
+from backpropagate.commands._options import JsonOpt, takes_run_options
+from backpropagate.options import settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.planning.run_plan import plan_run
 
@@ -30,23 +16,14 @@ Examples:
 """
 
 
-def plan(
-    model: ModelOpt = None,
-    batch_size: BatchSizeOpt = None,
-    gradient_accumulation: GradientAccumulationOpt = None,
-    max_seq_length: MaxSeqLengthOpt = None,
-    device: DeviceOpt = None,
-    lora_preset: LoraPresetOpt = None,
-    lora_r: LoraROpt = None,
-    lora_dropout: LoraDropoutOpt = None,
-    lora_targets: LoraTargetsOpt = None,
-    dora: DoraOpt = None,
-    qlora: QloraOpt = None,
-    memory_limit_gb: MemoryLimitOpt = None,
-    json_output: JsonOpt = None,
-) -> None:
+# What decides a run's memory: the model, the batch, the length, the adapter, the device and its limit.
+MEMORY_OPTIONS = ("model", "batch_size", "gradient_accumulation", "max_seq_length", "device", "lora_preset", "lora_r",
+                  "lora_dropout", "lora_targets", "dora", "qlora", "memory_limit_gb")
+
+
+@takes_run_options(only=MEMORY_OPTIONS)
+def plan(json_output: JsonOpt = None, **options) -> None:
     """Show a run's peak memory, whether it fits, and its pace, without loading the model."""
-    flags = {name: value for name, value in locals().items() if name != "json_output"}
-    settings = settings_from_arguments(flags, call="backprop plan", log_json=json_output)
+    settings = settings_from_arguments(options, call="backprop plan", log_json=json_output)
     result = plan_run(settings)
     Output(json_mode=settings.log_json).result(result.text(), result.to_dict())

@@ -7,6 +7,7 @@ import typer
 from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, ReportToOpt, RuntimeOpt
 from backpropagate.commands._run import run_and_report
 from backpropagate.config import command_settings, output_dir
+from backpropagate.options import option_for
 from backpropagate.output import Output
 from backpropagate.runs.plan import plan_replay
 
@@ -21,7 +22,8 @@ Examples:
 
 def replay(
     run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
-    steps: Annotated[int | None, typer.Option(min=1, help="Train this many steps instead of the run's.")] = None,
+    steps: Annotated[int | None, typer.Option(min=option_for("training.steps").limit.low,
+                                              help="Train this many steps instead of the run's.")] = None,
     allow_changed_data: Annotated[bool, typer.Option("--allow-changed-data",
                                                      help="Replay even if the dataset file changed since.")] = False,
     output: OutputOpt = None,

@@ -14,6 +14,7 @@ from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.printable import one_line
 from backpropagate.contract.records import RunRecord, flatten, load_record
 from backpropagate.output import Output
+from backpropagate.publishers import PUBLISHERS
 from backpropagate.runs.ownership import as_shown
 
 EXAMPLES = """
@@ -69,6 +70,9 @@ def _text(record: RunRecord, plot: str | None) -> str:
     for key in ("oom_adjustments", "thermal_pauses"):
         for item in row.get(key) or []:
             lines.append(f"{key[:-1].replace('_', ' ')}: {item}")
+    for publisher in PUBLISHERS:  # where the run went: Ollama models, Hub commits
+        for item in row.get(publisher) or []:
+            lines.append(f"{publisher}: " + "  ".join(f"{key} {value}" for key, value in item.items()))
     lines.append("checkpoints: " + (", ".join(record.checkpoints) or "none"))
     for artifact in record.manifest.get("artifacts", []):
         lines.append(f"artifact {artifact['kind']}: {artifact['path']} ({artifact['bytes']:,} bytes, "

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from backpropagate.config import load_settings
+from backpropagate.options import option_for
 from backpropagate.contract.errors import BackpropError
 
 EXAMPLES = """
@@ -23,6 +24,8 @@ Examples:
 """
 
 
+RUNTIME = option_for("runtime")
+
 def ui(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7862,
     host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --auth.")
@@ -32,8 +35,9 @@ def ui(
     auth_file: Annotated[Path | None, typer.Option(help="A file holding one line USER:PASSWORD.")] = None,
     share: Annotated[bool, typer.Option("--share", help="Listen on every interface and print the addresses "
                                                         "(needs --auth; no public tunnel is made).")] = False,
-    runtime: Annotated[str | None, typer.Option(help="Runtime the new-run form starts with: auto, local or docker "
-                                                     "[env BACKPROPAGATE_RUNTIME; default auto].")] = None,
+    runtime: Annotated[str | None, typer.Option(help=f"Runtime the new-run form starts with: one of "
+                                                     f"{', '.join(RUNTIME.choices)} [default {RUNTIME.default}; env "
+                                                     f"{RUNTIME.env}].")] = None,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest dataset upload, in MB.")] = 50,
 ) -> None:
     """Serve the web UI: start runs, follow their loss live, stop, export and register them."""

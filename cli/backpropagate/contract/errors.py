@@ -565,6 +565,8 @@ CATALOG: dict[str, ErrorKind] = dict(
 class BackpropError(Exception):
     """A failure with a catalog code. ``context`` fills the message and fix templates."""
 
+    run_id: str | None = None  # the run it ended, once a session knows it
+
     def __init__(self, code: str, **context: object) -> None:
         if code not in CATALOG:
             raise KeyError(f"{code} is not in the error catalog")

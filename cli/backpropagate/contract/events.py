@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from backpropagate.contract.redact import redact_data
+
 SCHEMA_VERSION = 1
 HOST = "host"  # the stage name of events the host itself emits (a fallback it chose, say)
 
@@ -115,7 +117,8 @@ class Envelope:
                 "event": self.event.name, **asdict(self.event)}
 
     def to_line(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """The one serializer of an event: what goes on stdout, into events.jsonl and to the web UI, redacted."""
+        return json.dumps(redact_data(self.to_dict()), ensure_ascii=False, separators=(",", ":"))
 
 
 class EventParseError(ValueError):

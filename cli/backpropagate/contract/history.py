@@ -62,6 +62,7 @@ class HistoryRow:
     lora_gguf: str | None = None
     lora_gguf_verify: dict | None = None
     ollama: list = field(default_factory=list)  # models registered from this run
+    hub: list = field(default_factory=list)  # Hub commits of this run's files: repo, revision, commit, what
     quality: dict | None = None  # the quality report's summary: held-out loss before and after, hits
     versions: dict | None = None
     campaign: str | None = None  # a run of a campaign: the campaign's id

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backpropagate.contract.events import EventParseError, parse_line
+from backpropagate.contract.event_log import read_events
 from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.layout import PARTIAL, RunFolder
 from backpropagate.contract.quality import QualityReport, read_report
@@ -42,16 +42,12 @@ def load_record(output: Path, run: str) -> RunRecord:
                                            if p.is_dir() and not p.name.endswith(PARTIAL)),
                                           key=lambda name: int(name.split("-")[1])),
                        quality=read_report(folder.quality))
-    if folder.events.exists():
-        for line in folder.events.read_text(encoding="utf-8").splitlines():
-            try:
-                event = parse_line(line).event
-            except EventParseError:
-                continue
-            if event.name == "progress":
-                # A resumed run reports the steps after its checkpoint again; the later report is the one kept.
-                record.losses[event.step] = event.loss
-                record.learning_rates[event.step] = event.lr
+    for _, envelope in read_events(folder.events):
+        event = envelope.event
+        if event.name == "progress":
+            # A resumed run reports the steps after its checkpoint again; the later report is the one kept.
+            record.losses[event.step] = event.loss
+            record.learning_rates[event.step] = event.lr
     return record
 
 

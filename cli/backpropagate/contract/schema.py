@@ -4,7 +4,9 @@ Settings and stage specs are frozen dataclasses. This module turns a dict into o
 collecting every problem (unknown key, wrong type, value out of range) in one pass
 instead of stopping at the first, and turns environment strings into typed values.
 A field may carry ``metadata={"check": fn, "allowed": "..."}``; ``fn(value)`` returns
-a reason string when the value is not acceptable.
+a reason string when the value is not acceptable. A setting a run may override also names
+its flag, help and group there (see ``field``): the CLI, the API, the web UI's form and the
+settings reference are all read off that one declaration.
 """
 
 from __future__ import annotations
@@ -18,28 +20,60 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def field(default: Any, *, check=None, allowed: str = "", help: str = "") -> Any:
-    """A dataclass field with a validity check and a description of what is allowed."""
+def field(default: Any, *, check=None, allowed: str = "", help: str = "", flag: str = "", short: str = "",
+          group: str = "") -> Any:
+    """A dataclass field with a validity check and a description of what is allowed.
+
+    ``flag`` makes it an option of a run: ``"--lora-r"``, or ``"--packing/--no-packing"`` for a switch;
+    its API keyword is the flag's name with underscores (``lora_r``). ``short`` is a one-letter alias
+    (``"-m"``), ``group`` the heading it is listed under, ``help`` one line for people.
+    """
     kwargs = {"default_factory": lambda: default} if isinstance(default, (list, dict)) else {"default": default}
-    return dataclasses.field(metadata={"check": check, "allowed": allowed, "help": help}, **kwargs)
+    metadata = {"check": check, "allowed": allowed, "help": help, "flag": flag, "short": short, "group": group}
+    return dataclasses.field(metadata=metadata, **kwargs)
 
 
-def at_least(low):
-    return lambda v: None if v >= low else f"must be at least {low}"
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """A numeric range a value must lie in; called with a value, it returns why that value is not in it."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the range excludes low itself ("greater than 0")
+    high_open: bool = False
+
+    def __call__(self, v) -> str | None:
+        if v == float("inf"):
+            return "must be a finite number"  # inf would pass "> 0" and turn every weight into nan at step 1
+        if self.high is not None:
+            if self.high_open:
+                return None if self.low <= v < self.high else f"must be in [{self.low}, {self.high})"
+            return None if self.low <= v <= self.high else f"must be from {self.low} to {self.high}"
+        if self.low_open:
+            return None if v > self.low else f"must be greater than {self.low}"
+        return None if v >= self.low else f"must be at least {self.low}"
 
 
-def between(low, high):
-    return lambda v: None if low <= v <= high else f"must be from {low} to {high}"
+def at_least(low) -> Limit:
+    return Limit(low=low)
 
 
-def positive(v):
-    if v == float("inf"):
-        return "must be a finite number"  # inf would pass "> 0" and turn every weight into nan at step 1
-    return None if v > 0 else "must be greater than 0"
+def between(low, high) -> Limit:
+    return Limit(low=low, high=high)
 
 
-def fraction(v):
-    return None if 0 <= v < 1 else "must be in [0, 1)"
+positive = Limit(low=0, low_open=True)
+fraction = Limit(low=0, high=1, high_open=True)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def limit_of(f: dataclasses.Field) -> Limit | None:
+    """The field's range, when its check is one (what a form's min and max are drawn from)."""
+    check = f.metadata.get("check")
+    return check if isinstance(check, Limit) else None
 
 
 def allowed_text(f: dataclasses.Field) -> str:
@@ -50,6 +84,13 @@ def allowed_text(f: dataclasses.Field) -> str:
     if choices:
         return "one of " + ", ".join(str(c) for c in choices)
     return _type_name(_resolved_type(f))
+
+
+def value_kind(f: dataclasses.Field) -> tuple[type, bool]:
+    """(int, float, bool, str or tuple, whether None is allowed): how a flag or a form field takes the value."""
+    tp = _strip_optional(_resolved_type(f))
+    kind = str if get_origin(tp) is Literal else tuple if get_origin(tp) is tuple else tp
+    return kind, _is_optional(_resolved_type(f))
 
 
 def literal_choices(tp) -> tuple:

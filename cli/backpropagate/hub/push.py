@@ -17,6 +17,7 @@ from pathlib import Path
 
 from backpropagate.contract.campaign import CampaignFolder, read_plan
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import iso_time
 from backpropagate.contract.records import RunRecord, load_record
 from backpropagate.hub.card import PLOT_FILE, CampaignCard, model_card
 from backpropagate.contract.user_files import read_user_text
@@ -55,7 +56,34 @@ def read_token(token_file: Path | None) -> str:
 
 def push(output: Path, source: PushSource, request: PushRequest,
          on_wait: Callable[[str], None] | None = None) -> PushResult:
-    """Upload ``source``; ``on_wait`` hears a line every few seconds while an answer from the Hub is awaited."""
+    """Push, and keep the commit on the run's history row beside its Ollama registrations; ``on_wait`` hears a
+    line every few seconds while an answer from the Hub is awaited."""
+    from backpropagate.publishers import publish
+
+    return publish(HubPublisher(source, request, on_wait), output)
+
+
+class HubPublisher:
+    name = "hub"
+
+    def __init__(self, source: PushSource, request: PushRequest,
+                 on_wait: Callable[[str], None] | None = None) -> None:
+        self.source, self.request, self.on_wait = source, request, on_wait
+        self.run_id = source.run_id
+
+    def publish(self, workspace: Path) -> tuple[dict, PushResult]:
+        result = _upload(workspace, self.source, self.request, self.on_wait)
+        record = {"repo": result.repo, "revision": result.revision, "commit": result.commit, "url": result.url,
+                  "what": self.source.what, "files": len(result.files), "pushed_at": iso_time(time.time())}
+        return record, result
+
+    def replaces(self, record: dict, earlier: dict) -> bool:
+        return (earlier["repo"], earlier["revision"], earlier["what"]) == (record["repo"], record["revision"],
+                                                                           record["what"])
+
+
+def _upload(output: Path, source: PushSource, request: PushRequest,
+            on_wait: Callable[[str], None] | None) -> PushResult:
     try:
         import huggingface_hub  # noqa: F401
     except ImportError as exc:

@@ -3,8 +3,8 @@
 The create request is the current API's structured form: ``files`` (or ``from`` and
 ``adapters`` for a LoRA on a base the user names), an explicit ``template``, stop
 tokens and ``num_ctx`` in ``parameters``, and ``system`` when given. Every model
-made here is recorded on its run's history row, which is what ``backprop ollama
-list`` shows.
+made here is recorded on its run's history row (publishers.py), which is what ``backprop
+ollama list`` shows.
 """
 
 import time
@@ -56,23 +56,35 @@ def file_digest(path: Path) -> str:
     return "sha256:" + sha256_file(path)
 
 
-def register(client: OllamaClient, source: Source, name: str, template: OllamaTemplate, output: Path,
-             on_status: Callable[[str], None], system: str | None = None, base: str | None = None) -> dict[str, Any]:
-    digest = file_digest(source.gguf)
-    if client.has_blob(digest):
-        on_status(f"blob {digest[:19]} is already on the server; upload skipped")
-    else:
-        on_status(f"uploading {source.gguf.name} ({source.gguf.stat().st_size:,} bytes)")
-        client.push_blob(source.gguf, digest)
-    request = create_request(name, source, template, digest, system, base)
-    for status in client.create(request):
-        on_status(status)
-    record = {"name": name, "host": client.url, "gguf": str(source.gguf), "digest": digest,
-              "family": template.family, "registered_at": iso_time(time.time())}
-    if source.run_id:
-        _record(output, source.run_id, record)
-    return {**record, "run_id": source.run_id, "stops": list(template.stops),
-            "num_ctx": request["parameters"].get("num_ctx"), "uploaded": True}
+class OllamaPublisher:
+    """Registers ``source`` as the model ``name``: the blob uploaded (unless the server has it), then created."""
+
+    name = "ollama"
+
+    def __init__(self, client: OllamaClient, source: Source, model: str, template: OllamaTemplate,
+                 on_status: Callable[[str], None], system: str | None = None, base: str | None = None) -> None:
+        self.client, self.source, self.model, self.template = client, source, model, template
+        self.on_status, self.system, self.base = on_status, system, base
+        self.run_id = source.run_id
+
+    def publish(self, workspace: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        source, client = self.source, self.client
+        digest = file_digest(source.gguf)
+        if client.has_blob(digest):
+            self.on_status(f"blob {digest[:19]} is already on the server; upload skipped")
+        else:
+            self.on_status(f"uploading {source.gguf.name} ({source.gguf.stat().st_size:,} bytes)")
+            client.push_blob(source.gguf, digest)
+        request = create_request(self.model, source, self.template, digest, self.system, self.base)
+        for status in client.create(request):
+            self.on_status(status)
+        record = {"name": self.model, "host": client.url, "gguf": str(source.gguf), "digest": digest,
+                  "family": self.template.family, "registered_at": iso_time(time.time())}
+        return record, {**record, "run_id": source.run_id, "stops": list(self.template.stops),
+                        "num_ctx": request["parameters"].get("num_ctx"), "uploaded": True}
+
+    def replaces(self, record: dict[str, Any], earlier: dict[str, Any]) -> bool:
+        return full_name(earlier["name"]) == full_name(record["name"])
 
 
 def registered_names(output: Path) -> dict[str, str]:
@@ -92,11 +104,3 @@ def full_name(name: str) -> str:
     """Ollama's name with its tag: ``my-model`` is ``my-model:latest``."""
     return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
 
-
-def _record(output: Path, run_id: str, record: dict) -> None:
-    history = RunHistory(output)
-    row = history.get(run_id)
-    if row is None:
-        return
-    earlier = [entry for entry in row.ollama if full_name(entry["name"]) != full_name(record["name"])]
-    history.update(run_id, ollama=earlier + [record])

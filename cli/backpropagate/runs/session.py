@@ -78,6 +78,9 @@ class Session:
         try:
             with owning(start.run_dir, start.run_id):
                 return self._run_owned(pipeline, start)
+        except BackpropError as error:
+            error.run_id = error.run_id or start.run_id
+            raise
         except OSError as exc:  # the host's own writes: history, events file, owner
             if not is_disk_full(exc):
                 raise

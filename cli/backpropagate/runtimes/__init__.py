@@ -1,7 +1,8 @@
 """Runtimes: where a stage program runs. ``local``: a subprocess here; ``docker``: the stage's image.
 
-``auto`` picks Docker when an engine answers, else local when the ML stack imports (a fallback
-the caller announces), else stops with DEP_NO_RUNTIME naming both ways to fix it.
+``auto`` picks the first runtime of the registry that can run here: Docker when an engine answers,
+else local when the ML stack imports (a fallback the caller announces), else stops with
+DEP_NO_RUNTIME naming every way to fix it.
 """
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.settings import DockerSettings
 from backpropagate.runtimes.base import Runtime, StageExit
 from backpropagate.runtimes.local import LocalRuntime
+from backpropagate.runtimes.registry import RUNTIME_NAMES, runtime_class
 
 
 @dataclass(frozen=True)
@@ -23,25 +25,26 @@ class RuntimeChoice:
 def choose_runtime(name: str, docker: DockerSettings | None = None, note: Callable[[str], None] | None = None,
                    local: LocalRuntime | None = None, workers: int = 1) -> RuntimeChoice:
     """``workers``: processes for a data-parallel stage (train); other stages run as one."""
-    from backpropagate.runtimes.docker import DockerRuntime
+    made: dict[str, Runtime] = {"local": local} if local else {}
 
-    local = local or LocalRuntime(workers=workers)
-    if name == "local":
-        return RuntimeChoice(local, name, "--runtime local")
-    runtime = DockerRuntime(docker, workers=workers, **({"note": note} if note else {}))
-    if name == "docker":
-        return RuntimeChoice(runtime, name, "--runtime docker")
-    try:
-        runtime.check()
-        return RuntimeChoice(runtime, name, "--runtime auto: a Docker engine answers")
-    except BackpropError as no_docker:
+    def runtime(candidate: str) -> Runtime:
+        if candidate not in made:
+            made[candidate] = runtime_class(candidate).from_settings(docker, note, workers)
+        return made[candidate]
+
+    if name != "auto":
+        return RuntimeChoice(runtime(name), name, f"--runtime {name}")
+    refused: dict[str, BackpropError] = {}
+    for candidate in RUNTIME_NAMES:
         try:
-            local.check()
-        except BackpropError as no_local:
-            raise BackpropError("DEP_NO_RUNTIME", docker=no_docker.context.get("reason", no_docker.message),
-                                local=no_local.message) from None
-        return RuntimeChoice(local, name, f"--runtime auto: no Docker engine ({no_docker.message}), "
-                                                   "and the ML stack imports here")
+            runtime(candidate).check()
+        except BackpropError as refusal:
+            refused[candidate] = refusal
+            continue
+        missing = "".join(f"{runtime_class(n).absent} ({e.message}), and " for n, e in refused.items())
+        return RuntimeChoice(runtime(candidate), name, f"--runtime auto: {missing}{runtime(candidate).answers}")
+    raise BackpropError("DEP_NO_RUNTIME", **{n: e.context.get("reason", e.message) if n == "docker" else e.message
+                                             for n, e in refused.items()}) from None
 
 
 __all__ = ["Runtime", "RuntimeChoice", "StageExit", "choose_runtime"]

@@ -15,7 +15,14 @@ class StageExit:
 
 
 class Runtime(Protocol):
-    name: str
+    name: str  # its key in registry.py
+    answers: str  # why `--runtime auto` takes it ("a Docker engine answers")
+    absent: str  # why `auto` passes it over ("no Docker engine")
+
+    @classmethod
+    def from_settings(cls, docker, note, workers: int = 1) -> "Runtime":
+        """Made from the Docker settings and a way to tell people what it does (either may be None), running a
+        data-parallel stage (train) as ``workers`` processes."""
 
     def check(self) -> None:
         """Raise a DEP_ error when this runtime cannot run stages here."""

@@ -37,6 +37,13 @@ NOT_STARTED = (126, 127)  # the container's command could not be executed, or wa
 
 class DockerRuntime:
     name = "docker"
+    answers = "a Docker engine answers"  # why `auto` takes it
+    absent = "no Docker engine"  # why `auto` passes it over
+
+    @classmethod
+    def from_settings(cls, settings: DockerSettings | None, note: Callable[[str], None] | None,
+                      workers: int = 1) -> DockerRuntime:
+        return cls(settings, workers=workers, **({"note": note} if note else {}))
 
     def __init__(self, settings: DockerSettings | None = None, note: Callable[[str], None] = log.info,
                  client=None, workers: int = 1):

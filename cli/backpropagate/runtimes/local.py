@@ -24,6 +24,12 @@ STACK = ("torch", "transformers", "peft", "safetensors", "sentencepiece")
 
 class LocalRuntime:
     name = "local"
+    answers = "the ML stack imports here"
+    absent = "no local ML stack"
+
+    @classmethod
+    def from_settings(cls, settings=None, note=None, workers: int = 1) -> "LocalRuntime":
+        return cls(workers=workers)  # the same program as a subprocess: no Docker settings apply
 
     def __init__(self, stack: tuple[str, ...] = STACK, workers: int = 1) -> None:
         self.stack = stack

@@ -7,6 +7,7 @@ that tag finds. Parameters are the resolved spec, flattened.
 
 import os
 import time
+from collections.abc import Mapping
 
 from backpropagate.contract.events import Envelope
 from backpropagate.sinks.base import RunEnd, RunStart
@@ -23,6 +24,10 @@ _PARAM_VALUE_LIMIT = 6000  # the longest parameter value MLflow stores
 class MlflowSink:
     required = False
     name = "mlflow"
+
+    @staticmethod
+    def configured(environ: Mapping[str, str]) -> str | None:
+        return None if environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI is not set"
 
     def __init__(self) -> None:
         self.client = None

@@ -4,6 +4,7 @@
 """
 
 import json
+from collections.abc import Mapping
 
 from backpropagate.contract.events import Envelope
 from backpropagate.sinks.base import RunEnd, RunStart
@@ -13,6 +14,11 @@ from backpropagate.sinks.tracking import StepCounter, artifact, final_status, ru
 class TensorBoardSink:
     required = False
     name = "tensorboard"
+
+    @staticmethod
+    def configured(environ: Mapping[str, str]) -> str | None:
+        """None when `auto` may turn it on, else why not: it writes into the run folder, so never."""
+        return None
 
     def __init__(self) -> None:
         self.writer = None

@@ -9,67 +9,14 @@ on; naming one that is not installed is refused before the run starts.
 """
 
 import importlib.util
-import netrc
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 from backpropagate.config import requested_trackers
 from backpropagate.contract.errors import BackpropError
 from backpropagate.sinks.base import Sink
-
-
-@dataclass(frozen=True)
-class Tracker:
-    name: str
-    module: str  # the library it needs, looked for without importing it
-    configured: Callable[[Mapping[str, str]], str | None]  # None when auto may turn it on, else why not
-    sink: Callable[[], Sink]
-
-
-def _always(environ: Mapping[str, str]) -> str | None:
-    return None
-
-
-def _mlflow_configured(environ: Mapping[str, str]) -> str | None:
-    return None if environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI is not set"
-
-
-def _wandb_configured(environ: Mapping[str, str]) -> str | None:
-    if environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
-        return None
-    if environ.get("WANDB_API_KEY"):
-        return None
-    host = urlparse(environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
-    try:
-        if netrc.netrc(environ.get("NETRC") or None).authenticators(host):
-            return None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        pass
-    return "not logged in (run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline)"
-
-
-def _tensorboard_sink() -> Sink:
-    from backpropagate.sinks.tensorboard import TensorBoardSink
-    return TensorBoardSink()
-
-
-def _mlflow_sink() -> Sink:
-    from backpropagate.sinks.mlflow import MlflowSink
-    return MlflowSink()
-
-
-def _wandb_sink() -> Sink:
-    from backpropagate.sinks.wandb import WandbSink
-    return WandbSink()
-
-
-TRACKERS: dict[str, Tracker] = {
-    "tensorboard": Tracker("tensorboard", "tensorboardX", _always, _tensorboard_sink),
-    "mlflow": Tracker("mlflow", "mlflow", _mlflow_configured, _mlflow_sink),
-    "wandb": Tracker("wandb", "wandb", _wandb_configured, _wandb_sink),
-}
+from backpropagate.tracker_registry import TRACKERS
 
 
 @dataclass(frozen=True)
@@ -101,9 +48,9 @@ def choose_trackers(report_to: str, environ: Mapping[str, str] | None = None) ->
         elif not _installed(tracker.module):
             why_off = f"{tracker.module} is not installed (pip install 'backpropagate[{name}]')"
         else:
-            why_off = tracker.configured(environ)
+            why_off = tracker.sink_class().configured(environ)
         if why_off is None:
-            sinks.append(tracker.sink())
+            sinks.append(tracker.sink_class()())
             parts.append(f"{name} on")
         else:
             parts.append(f"{name} off: {why_off}")

@@ -5,7 +5,10 @@ backpropagate), ``WANDB_MODE=offline`` keeps it on this machine. W&B prints noth
 terminal alone: stdout may be the run's JSON events.
 """
 
+import netrc
 import os
+from collections.abc import Mapping
+from urllib.parse import urlparse
 
 from backpropagate.contract.events import Envelope
 from backpropagate.sinks.base import RunEnd, RunStart
@@ -17,6 +20,21 @@ _EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 130}
 class WandbSink:
     required = False
     name = "wandb"
+
+    @staticmethod
+    def configured(environ: Mapping[str, str]) -> str | None:
+        """Logged in (WANDB_API_KEY or a netrc entry), or offline: else why `auto` leaves it off."""
+        if environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+            return None
+        if environ.get("WANDB_API_KEY"):
+            return None
+        host = urlparse(environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+        try:
+            if netrc.netrc(environ.get("NETRC") or None).authenticators(host):
+                return None
+        except (FileNotFoundError, netrc.NetrcParseError, OSError):
+            pass
+        return "not logged in (run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline)"
 
     def __init__(self) -> None:
         self.run = None

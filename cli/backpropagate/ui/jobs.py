@@ -7,7 +7,6 @@ terminal (the current step finishes, a checkpoint is saved when asked, the run i
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_ERROR = re.compile(r"^\[(?P<code>[A-Z_]+)\]: (?P<message>.*)\n  fix: (?P<fix>.*)$", re.MULTILINE)
+from backpropagate.contract.events import EventParseError, parse_line
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Job:
     run_id: str | None
     process: subprocess.Popen
     result: dict[str, Any] | None = None
-    error: dict[str, str] | None = None  # code, message, fix as the CLI printed them
+    error: dict[str, Any] | None = None  # the CLI's --json failure: code, message, fix, run_id, exit_code
     stderr_tail: deque = field(default_factory=lambda: deque(maxlen=60))
     known: threading.Event = field(default_factory=threading.Event)  # set once run_id is known or the job ended
     done: threading.Event = field(default_factory=threading.Event)
@@ -91,29 +90,36 @@ class Jobs:
             job.process.send_signal(signal.SIGINT)
 
     def _read_stdout(self, job: Job) -> None:
+        """The child's --json stdout: typed events, then one result or error object."""
         for line in job.process.stdout:
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
+                envelope = parse_line(line)
+            except EventParseError:
+                self._read_outcome(job, line)
                 continue
-            if not isinstance(data, dict):
-                continue
-            if "result" in data:
-                job.result = data["result"]
-            elif job.run_id is None and data.get("run_id"):
-                job.run_id = data["run_id"]
+            if job.run_id is None and envelope.run_id:
+                job.run_id = envelope.run_id
                 job.known.set()
         job.process.wait()
         job.stderr_read.wait(timeout=10)  # the error, if any, is parsed before the job counts as done
         job.done.set()
         job.known.set()
 
+    @staticmethod
+    def _read_outcome(job: Job, line: str) -> None:
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        if isinstance(data, dict) and isinstance(data.get("result"), dict):
+            job.result = data["result"]
+        elif isinstance(data, dict) and isinstance(data.get("error"), dict):
+            job.error = data["error"]
+            if job.run_id is None and job.error.get("run_id"):
+                job.run_id = job.error["run_id"]
+
     def _read_stderr(self, job: Job) -> None:
+        # Kept for what has no code (a crash before the CLI could report): the UI shows its last line.
         for line in job.process.stderr:
             job.stderr_tail.append(line)
-        match = None
-        for match in _ERROR.finditer("".join(job.stderr_tail)):
-            pass
-        if match:
-            job.error = match.groupdict()
         job.stderr_read.set()

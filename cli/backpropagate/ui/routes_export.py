@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from backpropagate.contract.specs import QUANTIZATIONS
+from backpropagate.options import option_for
 from backpropagate.runs.exports import EXPORT_FORMATS
 from backpropagate.ui.routes_runs import _run
 
@@ -22,7 +23,7 @@ async def start_export(request: Request) -> Response:
         arguments.append(f"--quantization={quantization if quantization in QUANTIZATIONS else 'q4_k_m'}")
     if export_format in ("gguf", "lora-gguf") and not form.get("verify"):
         arguments.append("--no-verify")
-    if form.get("runtime") in ("auto", "local", "docker"):
+    if form.get("runtime") in option_for("runtime").choices:
         arguments.append(f"--runtime={form['runtime']}")
     _start_once(request, "export", row.run_id, arguments)
     return RedirectResponse(f"/runs/{row.run_id}#export", status_code=303)

@@ -6,14 +6,16 @@ import os
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from backpropagate.contract import events as event_types
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.event_log import read_events
 from backpropagate.contract.history import STATUSES, RunHistory
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
 from backpropagate.ui.pages import render
-from backpropagate.ui.stream import follow, progress_points, read_events
+from backpropagate.ui.stream import follow, progress_points
 
 
 def runs_page(request: Request) -> Response:
@@ -44,7 +46,7 @@ def run_page(request: Request) -> Response:
         "training": jobs.active(row.run_id, "train") is not None,
         "checkpoints": _listing(folder.checkpoints), "artifacts": _artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
-        "errors": [e for _, e in events if e.get("event") == "error"],
+        "errors": [e.event for _, e in events if isinstance(e.event, event_types.Error)],
     }
     return render(request, "run.html", context)
 

@@ -7,24 +7,13 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from backpropagate.config import LORA_PRESETS
+from backpropagate.config import Settings, load_settings
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.redact import redact
+from backpropagate.ui.form import form_fields, grouped, train_flags
 from backpropagate.ui.pages import render
 
-RUNTIMES = ("auto", "local", "docker")
-DEVICES = ("auto", "cpu", "cuda")
-# Form field -> the `backprop train` flag it sets; empty fields are left to the CLI's defaults.
-TRAIN_FLAGS = {
-    "steps": "--steps", "learning_rate": "--learning-rate", "batch_size": "--batch-size",
-    "gradient_accumulation": "--gradient-accumulation", "max_seq_length": "--max-seq-length",
-    "lora_preset": "--lora-preset", "lora_r": "--lora-r", "lora_alpha": "--lora-alpha",
-    "lora_dropout": "--lora-dropout", "lora_targets": "--lora-targets", "device": "--device",
-    "checkpoint_every": "--checkpoint-every", "runtime": "--runtime",
-}
-SWITCHES = {"dora": "--dora", "checkpoint_on_interrupt": "--checkpoint-on-interrupt"}
-PACKING = {"on": "--packing", "off": "--no-packing"}  # the select's empty choice keeps the CLI's default
 START_TIMEOUT_S = 300  # from the click to the run's first event: the stage imports the ML stack first
 
 
@@ -72,10 +61,9 @@ async def start_run(request: Request) -> Response:
         model = config.sandbox.model(values.get("model", ""))
     except BackpropError as error:
         return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
-    arguments = ["train", f"--data={data}", f"--model={model}"]
-    arguments += [f"{flag}={values[name]}" for name, flag in TRAIN_FLAGS.items() if values.get(name)]
-    arguments += [flag for name, flag in SWITCHES.items() if values.get(name)]
-    arguments += [PACKING[values["packing"]]] if values.get("packing") in PACKING else []
+    # Compared with what the child would take by itself (it inherits this environment), not with the form's
+    # starting values: a runtime `ui --runtime` chose is passed on like one the user picked.
+    arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, load_settings())]
     job = jobs.start("train", arguments)
     await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
     if job.run_id is None:  # refused before a run existed: show the CLI's coded error on the form
@@ -105,12 +93,16 @@ def _job_error(job) -> str:
     return tail[-1] if tail else "the run did not start"
 
 
+def _in_effect(config) -> Settings:
+    """The settings a run started here gets when the form is left alone: defaults, environment, `ui --runtime`."""
+    return load_settings(overrides={"runtime": config.runtime})
+
+
 def _form(request: Request, context: dict, status_code: int = 200) -> Response:
     config = request.app.state.config
-    values = {"model": config.default_model, "steps": "100", "runtime": config.runtime, "device": "auto",
-              **context.pop("values", {})}
-    full = {"datasets": config.sandbox.dataset_names(), "presets": list(LORA_PRESETS), "runtimes": RUNTIMES,
-            "devices": DEVICES, "values": values, "checked": request.query_params.get("checked", ""),
+    values = {"model": config.default_model, **context.pop("values", {})}
+    full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(_in_effect(config), values)),
+            "values": values, "checked": request.query_params.get("checked", ""),
             "upload_error": None, "problems": [], "start_error": None, "picked": values.get("dataset", ""),
             **context}
     return render(request, "new.html", full, status_code=status_code)

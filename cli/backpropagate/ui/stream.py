@@ -1,41 +1,30 @@
 """A run's events.jsonl as server-sent events: each line's number is its event id.
 
-A client that reconnects (the browser does so by itself, sending Last-Event-ID) or a page
-reloaded with ``?after=N`` gets the lines after N only, so the chart goes on where it was.
+The events are read back typed, through the contract's reader, as every other consumer reads
+them; each goes to the browser as ``Envelope.to_line`` writes it. A client that reconnects (the
+browser does so by itself, sending Last-Event-ID) or a page reloaded with ``?after=N`` gets the
+lines after N only, so the chart goes on where it was.
 """
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from backpropagate.contract import events
+from backpropagate.contract.event_log import read_events
+from backpropagate.contract.events import Envelope
+
 POLL_S = 0.25
 
 
-def read_events(path: Path, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, event) for each complete line after line ``after``."""
-    if not path.exists():
-        return []
-    found = []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if number <= after or not line.endswith("\n"):
-                continue
-            try:
-                found.append((number, json.loads(line)))
-            except json.JSONDecodeError:
-                continue
-    return found
+def progress_points(found: list[tuple[int, Envelope]]) -> list[dict[str, Any]]:
+    return [{"step": e.event.step, "total": e.event.total, "loss": e.event.loss} for _, e in found
+            if isinstance(e.event, events.Progress) and e.stage == "train"]
 
 
-def progress_points(events: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [{"step": e["step"], "total": e["total"], "loss": e["loss"]} for _, e in events
-            if e.get("event") == "progress" and e.get("stage") == "train"]
-
-
-def sse(number: int, event: dict[str, Any]) -> str:
-    return f"id: {number}\nevent: run\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+def sse(number: int, envelope: Envelope) -> str:
+    return f"id: {number}\nevent: run\ndata: {envelope.to_line()}\n\n"
 
 
 async def follow(path: Path, after: int, is_over: Callable[[], bool],
@@ -45,9 +34,9 @@ async def follow(path: Path, after: int, is_over: Callable[[], bool],
     last = after
     while True:
         over = is_over()  # read before the file, so no line written just before the end is missed
-        for number, event in read_events(path, last):
+        for number, envelope in read_events(path, last):
             last = number
-            yield sse(number, event)
+            yield sse(number, envelope)
         if over:
             yield f"id: {last}\nevent: end\ndata: {{}}\n\n"
             return
