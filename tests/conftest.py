@@ -63,13 +63,14 @@ def ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real `backprop` entry point in a child process, as a user would."""
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run the real `backprop` entry point in a child process, as a user would (a hang past ``timeout`` fails)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
     full_env["BACKPROPAGATE_RUNTIME"] = "local"
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "backpropagate", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd)
+                          env=full_env, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

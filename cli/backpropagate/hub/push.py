@@ -109,12 +109,12 @@ def _stage(source: PushSource, repo: str, record: RunRecord | None, campaign: Ca
 
 def _plot(record: RunRecord, path: Path) -> bool:
     """The loss plot, when matplotlib is installed; the card goes without it otherwise."""
-    from backpropagate.charts import write_png
+    from backpropagate.charts import png_writer
 
     steps = sorted(record.losses)
     try:
-        write_png(path, steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
-                  f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)
+        png_writer(steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
+                   f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)(path)
     except BackpropError:
         return False
     return True
@@ -122,15 +122,15 @@ def _plot(record: RunRecord, path: Path) -> bool:
 
 def _plot_campaign(record: RunRecord, campaign: CampaignCard, path: Path) -> bool:
     """The campaign's runs one after another on one step axis, as `show-run CAMPAIGN --plot` draws them."""
-    from backpropagate.charts import write_png
+    from backpropagate.charts import png_writer
 
     losses, learning_rates = [], []
     for run in campaign.runs:
         losses += [run.losses[s] for s in sorted(run.losses)]
         learning_rates += [run.learning_rates[s] for s in sorted(run.learning_rates)]
     try:
-        write_png(path, list(range(1, len(losses) + 1)), losses, learning_rates,
-                  f"campaign {record.row.run_id[:8]} ({len(campaign.runs)} runs)")
+        png_writer(list(range(1, len(losses) + 1)), losses, learning_rates,
+                   f"campaign {record.row.run_id[:8]} ({len(campaign.runs)} runs)")(path)
     except BackpropError:
         return False
     return True
