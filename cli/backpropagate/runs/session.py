@@ -59,7 +59,8 @@ class Session:
                      extra_sinks: tuple[Sink, ...] = (), trackers: bool = False) -> "Session":
         """The runtime the settings ask for, and the house sinks: terminal, history, events file; with
         ``trackers`` (a training run), the experiment trackers ``settings.report_to`` turns on."""
-        choice = choose_runtime(settings.runtime, settings.docker, note=None if quiet else out.note)
+        choice = choose_runtime(settings.runtime, settings.docker, note=None if quiet else out.note,
+                                stop_grace_s=settings.stop_grace_s)
         sinks = [TerminalSink(out, quiet), HistorySink(), EventsFileSink(), *extra_sinks]
         announce: tuple[events.Metric, ...] = ()
         if trackers:

@@ -21,13 +21,13 @@ class RuntimeChoice:
 
 
 def choose_runtime(name: str, docker: DockerSettings | None = None, note: Callable[[str], None] | None = None,
-                   local: LocalRuntime | None = None) -> RuntimeChoice:
+                   local: LocalRuntime | None = None, stop_grace_s: float = 30.0) -> RuntimeChoice:
     from backpropagate.runtimes.docker import DockerRuntime
 
-    local = local or LocalRuntime()
+    local = local or LocalRuntime(stop_grace_s=stop_grace_s)
     if name == "local":
         return RuntimeChoice(local, name, "--runtime local")
-    runtime = DockerRuntime(docker, **({"note": note} if note else {}))
+    runtime = DockerRuntime(docker, **({"note": note} if note else {}), stop_grace_s=stop_grace_s)
     if name == "docker":
         return RuntimeChoice(runtime, name, "--runtime docker")
     try:
