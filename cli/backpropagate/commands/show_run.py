@@ -37,10 +37,10 @@ def show_run(
     if plot is not None:
         named_output(plot, "--plot")  # refused before anything is read or drawn
     record = load_record(output_dir(settings), run)
+    record.row = as_shown(record.row, output_dir(settings))
     if record.row.stage == "campaign":
         Output(json_mode=settings.log_json).result(*campaign_view(output_dir(settings), record, plot))
         return
-    record.row = as_shown(record.row, output_dir(settings))
     data = record.to_dict()
     if plot is not None:
         steps = sorted(record.losses)
