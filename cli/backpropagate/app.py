@@ -117,6 +117,8 @@ def main() -> None:
     except ClickException as usage:
         usage.show()
         sys.exit(usage.exit_code)
+    if code == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt it meets into exit 130, without a word
+        print("interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

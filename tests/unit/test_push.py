@@ -4,6 +4,9 @@ CLI and the real huggingface_hub client, with Xet off: what arrives, the card, t
 import ast
 import hashlib
 import os
+import signal
+import socket
+import subprocess
 import sys
 
 import pytest
@@ -178,3 +181,23 @@ def test_trainer_push_sends_the_runs_adapter(tmp_path, hub, trained, monkeypatch
     assert {"path": "adapter_model.safetensors", "bytes": 300_000, "sha256": sha256(adapter.read_bytes())} \
         in result.files
     assert result.url == f"{hub.url}/me/api-adapter" and result.revision == "main"
+
+
+def test_sigterm_during_a_push_stops_it_like_ctrl_c_and_leaves_no_staging_folder(tmp_path, trained):
+    silent = socket.create_server(("127.0.0.1", 0))  # an endpoint that accepts and never answers
+    env = {**os.environ, "BACKPROPAGATE_RUNTIME": "local", "HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}",
+           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN}
+    host = subprocess.Popen([sys.executable, "-m", "backpropagate", "push", trained.spec.run_id[:8], "--repo",
+                             "me/tiny-adapter", "--output", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        silent.settimeout(60)
+        connection, _ = silent.accept()  # the push staged its files and asks the Hub
+        host.send_signal(signal.SIGTERM)
+        _, stderr = host.communicate(timeout=30)
+    finally:
+        host.kill()
+        silent.close()
+    assert host.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted", stderr
+    assert [p.name for p in trained.folder.root.iterdir() if p.name.startswith(".push-")] == []

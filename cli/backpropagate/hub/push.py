@@ -63,11 +63,12 @@ def push(output: Path, source: PushSource, request: PushRequest) -> PushResult:
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or False)
     record = load_record(output, source.run_id) if source.run_id else None
     campaign = _campaign(output, record) if source.campaign else None
-    staging = _stage(source, request.repo, record, campaign)
     revision = request.revision or "main"
     message = request.commit_message or f"backpropagate: {source.what}" + (
         f" of {'campaign' if campaign else 'run'} {source.run_id}" if source.run_id else "")
-    try:
+    staging = _staging(source)
+    try:  # the staging folder goes however the push ends (Ctrl-C, SIGTERM); one a kill left, the next push removes
+        _stage(staging, source, request.repo, record, campaign)
         url = _attempt(request, api, lambda: api.create_repo(request.repo, private=request.private, exist_ok=True))
         if revision != "main":
             _attempt(request, api, lambda: api.create_branch(request.repo, branch=revision, exist_ok=True))
@@ -84,8 +85,12 @@ def _campaign(output: Path, record: RunRecord) -> CampaignCard:
     return CampaignCard(plan=plan, runs=[load_record(output, run_id) for run_id in record.row.campaign_runs])
 
 
-def _stage(source: PushSource, repo: str, record: RunRecord | None, campaign: CampaignCard | None) -> Path:
-    staging = source.folder.parent / f".push-{source.folder.name}"
+def _staging(source: PushSource) -> Path:
+    return source.folder.parent / f".push-{source.folder.name}"
+
+
+def _stage(staging: Path, source: PushSource, repo: str, record: RunRecord | None,
+           campaign: CampaignCard | None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     names = []
     for path in sorted(source.folder.rglob("*")):
@@ -104,7 +109,6 @@ def _stage(source: PushSource, repo: str, record: RunRecord | None, campaign: Ca
         plot = bool(record and record.losses) and _plot(record, staging / PLOT_FILE)
     (staging / "README.md").write_text(model_card(repo, source.what, record, plot, names, campaign),
                                        encoding="utf-8")
-    return staging
 
 
 def _plot(record: RunRecord, path: Path) -> bool:
