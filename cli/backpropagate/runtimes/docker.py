@@ -25,9 +25,9 @@ from backpropagate.contract.settings import DockerSettings
 from backpropagate.contract.specs import read_spec
 from backpropagate.contract.stages import HOST_WATCH_VARIABLE, stage_named
 from backpropagate.runtimes.base import StageExit
-from backpropagate.runtimes.stopping import Stopper
 from backpropagate.runtimes.gpus import device_requests, parse_gpus, probe, resolve
 from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts
+from backpropagate.runtimes.stopping import Stopper
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -85,7 +85,7 @@ class DockerRuntime:
                 command=["--spec", inner_spec],
                 user=_host_user(),
                 mounts=_sdk_mounts(mounts),
-                environment=_environment(needs.network),
+                environment={**_environment(needs.network), HOST_WATCH_VARIABLE: "stdin"},
                 network_mode=None if needs.network else "none",
                 device_requests=device_requests(gpus),
                 labels={LABEL: stage, RUN_LABEL: str(spec.get("run_id", ""))},
