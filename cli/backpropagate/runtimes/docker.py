@@ -91,8 +91,9 @@ class DockerRuntime:
                 labels={LABEL: stage, RUN_LABEL: str(spec.get("run_id", ""))},
                 init=True,  # signals reach the stage, and the converters' child processes are reaped
                 working_dir="/workspace",
+                # Not detached, the SDK sets StdinOnce with it: the engine closes the stage's stdin when
+                # this process's attachment ends.
                 stdin_open=True,
-                stdin_once=True,  # the engine closes the stage's stdin when this process's attachment ends
             )
             watch = container.attach_socket(params={"stdin": 1, "stream": 1})
             container.start()
