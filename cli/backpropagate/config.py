@@ -19,6 +19,7 @@ from typing import Any, Literal
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.schema import allowed_text, check_all, field, parse_text, positive
 from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
+from backpropagate.runtimes.stopping import STOP_GRACE_S
 
 ENV_PREFIX = "BACKPROPAGATE_"
 
@@ -71,7 +72,7 @@ class Settings:
         "auto", help="where stages run: docker when an engine answers, else local when the ML stack imports")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
                            help="experiment trackers that receive training runs")
-    stop_grace_s: float = field(30.0, check=positive, allowed="seconds greater than 0",
+    stop_grace_s: float = field(STOP_GRACE_S, check=positive, allowed="seconds greater than 0",
                                 help="after Ctrl-C, SIGTERM or SIGHUP, how long a stage may take to stop before it "
                                 "is killed (a run resumes from its last checkpoint)")
     model: ModelSettings = field(ModelSettings())

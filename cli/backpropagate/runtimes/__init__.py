@@ -11,6 +11,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.settings import DockerSettings
 from backpropagate.runtimes.base import Runtime, StageExit
 from backpropagate.runtimes.local import LocalRuntime
+from backpropagate.runtimes.stopping import STOP_GRACE_S
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class RuntimeChoice:
 
 
 def choose_runtime(name: str, docker: DockerSettings | None = None, note: Callable[[str], None] | None = None,
-                   local: LocalRuntime | None = None, stop_grace_s: float = 30.0) -> RuntimeChoice:
+                   local: LocalRuntime | None = None, stop_grace_s: float = STOP_GRACE_S) -> RuntimeChoice:
     from backpropagate.runtimes.docker import DockerRuntime
 
     local = local or LocalRuntime(stop_grace_s=stop_grace_s)

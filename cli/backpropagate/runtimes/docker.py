@@ -27,7 +27,7 @@ from backpropagate.contract.stages import HOST_WATCH_VARIABLE, stage_named
 from backpropagate.runtimes.base import StageExit
 from backpropagate.runtimes.gpus import device_requests, parse_gpus, probe, resolve
 from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts
-from backpropagate.runtimes.stopping import Stopper
+from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -44,7 +44,7 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(self, settings: DockerSettings | None = None, note: Callable[[str], None] = log.info,
-                 client=None, stop_grace_s: float = 30.0):
+                 client=None, stop_grace_s: float = STOP_GRACE_S):
         self.settings = settings or DockerSettings()
         self.note = note
         self._client = client

@@ -19,7 +19,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope, EventParseError, parse_line
 from backpropagate.contract.stages import HOST_WATCH_VARIABLE
 from backpropagate.runtimes.base import StageExit
-from backpropagate.runtimes.stopping import Stopper
+from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -30,7 +30,7 @@ STACK = ("torch", "transformers", "peft", "safetensors", "sentencepiece")
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, stack: tuple[str, ...] = STACK, stop_grace_s: float = 30.0) -> None:
+    def __init__(self, stack: tuple[str, ...] = STACK, stop_grace_s: float = STOP_GRACE_S) -> None:
         self.stack = stack
         self.stop_grace_s = stop_grace_s
 

@@ -17,6 +17,10 @@ from backpropagate.contract.events import HOST, Envelope
 
 log = logging.getLogger("backpropagate.runtime")
 
+# Long enough for a step of a large model on a slow GPU and its checkpoint; a stage that ignores the
+# request is still ended, and a second Ctrl-C stops it at once.
+STOP_GRACE_S = 300.0
+
 
 class Stopper:
     def __init__(self, send: Callable[[str], None], grace_s: float) -> None:
