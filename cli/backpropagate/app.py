@@ -4,6 +4,7 @@ Known errors print as ``[CODE]: message`` plus a fix, with the code's exit statu
 ``--verbose`` adds the traceback.
 """
 
+import signal
 import sys
 import traceback
 from typing import Annotated
@@ -84,7 +85,22 @@ def _global_options(
     _verbose["on"] = _verbose["on"] or verbose
 
 
+def _stop_like_ctrl_c(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _treat_stop_signals_as_ctrl_c() -> None:
+    """SIGTERM (a service manager, `kill`) and SIGHUP (a closed terminal) end a command as Ctrl-C does:
+    the stage is stopped, the run marked interrupted, the resume line printed, exit 130. A signal the
+    caller set to be ignored (SIGHUP under nohup) stays ignored."""
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _stop_like_ctrl_c)
+
+
 def main() -> None:
+    _treat_stop_signals_as_ctrl_c()
     # Not standalone: a flag value click or pydantic refuses becomes a coded error too; other usage
     # errors (an unknown command or flag) are printed as click prints them, and exit 2.
     try:
@@ -107,6 +123,8 @@ def main() -> None:
     except ClickException as usage:
         usage.show()
         sys.exit(usage.exit_code)
+    if code == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt it meets into exit 130, without a word
+        print("interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.schema import allowed_text, at_least, check_all, field, parse_text
+from backpropagate.contract.schema import allowed_text, at_least, check_all, field, parse_text, positive
 from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
 from backpropagate.runtimes.registry import RUNTIME_NAMES
 from backpropagate.tracker_registry import TRACKER_NAMES  # the trackers `--report-to` may name
+from backpropagate.runtimes.stopping import STOP_GRACE_S
 
 ENV_PREFIX = "BACKPROPAGATE_"
 
@@ -83,6 +84,9 @@ class Settings:
     workers: int = field(1, check=at_least(1), allowed="an integer of at least 1",
                          help="Data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
                               "stays the global batch of a step.", flag="--workers", group="Runtime")
+    stop_grace_s: float = field(STOP_GRACE_S, check=positive, allowed="seconds greater than 0",
+                                help="After Ctrl-C, SIGTERM or SIGHUP, how long a stage may take to stop before it is "
+                                "killed (a run resumes from its last checkpoint).")
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())

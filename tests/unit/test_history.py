@@ -4,9 +4,12 @@ import json
 import multiprocessing
 
 import pytest
+from backpropagate import __version__
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import HistoryRow, RunHistory
 from backpropagate.contract.ids import new_run_id
+
+from tests.conftest import run_cli
 
 
 def _append_many(output, worker: int, count: int) -> None:
@@ -143,3 +146,36 @@ def test_a_history_nested_100000_deep_is_corrupt_not_a_recursion_error(tmp_path)
         RunHistory(tmp_path).rows()
     assert caught.value.code == "STATE_HISTORY_CORRUPT"
     assert caught.value.message.endswith("is not readable: nested 100,001 levels deep, over the limit of 64")
+
+
+@pytest.mark.parametrize("document, reason", [
+    ({"version": 99, "runs": [{"run_id": "x", "status": "completed"}]}, "format version 99"),
+    ({"version": 1, "runs": [{"run_id": "x", "status": "completed"}], "campaigns": []},
+     "it has field 'campaigns', unknown to format version 1"),
+])
+def test_a_history_from_a_newer_version_is_refused_and_left_byte_identical(tmp_path, document, reason):
+    path = tmp_path / "run_history.json"
+    path.write_text(json.dumps(document, indent=3))
+    before = path.read_bytes()
+    for command in (["list-runs"], ["export-runs"], ["show-run", "x"]):
+        result = run_cli(*command, "--output", str(tmp_path))
+        assert result.returncode == 6 and "Traceback" not in result.stderr
+        assert result.stderr.splitlines() == [
+            f"[STATE_HISTORY_NEWER]: run history {path} was written by a newer backpropagate ({reason}); this one "
+            f"({__version__}) reads format version 1",
+            f"  fix: upgrade backpropagate (pip install -U backpropagate), or move {path} aside to start a new "
+            "history here"]
+    with pytest.raises(BackpropError) as caught:
+        RunHistory(tmp_path).update("x", final_loss=0.5)
+    assert caught.value.code == "STATE_HISTORY_NEWER"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_history.json", "run_history.json.lock"]
+
+
+@pytest.mark.parametrize("version", [0, "1", True, None])
+def test_a_history_whose_version_is_not_a_format_version_is_corrupt(tmp_path, version):
+    (tmp_path / "run_history.json").write_text(json.dumps({"version": version, "runs": []}))
+    with pytest.raises(BackpropError) as caught:
+        RunHistory(tmp_path).rows()
+    assert caught.value.code == "STATE_HISTORY_CORRUPT"
+    assert f"'version' is {version!r}, not a format version" in caught.value.message

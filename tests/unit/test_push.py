@@ -5,7 +5,9 @@ import ast
 import hashlib
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -250,3 +252,22 @@ def test_a_push_lands_on_the_runs_history_row_and_a_second_push_to_the_same_bran
     shown = run_cli("show-run", run_id[:8], "--output", str(tmp_path / "out"))
     assert f"hub: repo me/row-adapter  revision v2  commit {commits[2]}" in shown.stdout
 
+
+def test_sigterm_during_a_push_stops_it_like_ctrl_c_and_leaves_no_staging_folder(tmp_path, trained):
+    silent = socket.create_server(("127.0.0.1", 0))  # an endpoint that accepts and never answers
+    env = {**os.environ, "BACKPROPAGATE_RUNTIME": "local", "HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}",
+           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN}
+    host = subprocess.Popen([sys.executable, "-m", "backpropagate", "push", trained.spec.run_id[:8], "--repo",
+                             "me/tiny-adapter", "--output", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        silent.settimeout(60)
+        connection, _ = silent.accept()  # the push staged its files and asks the Hub
+        host.send_signal(signal.SIGTERM)
+        _, stderr = host.communicate(timeout=30)
+    finally:
+        host.kill()
+        silent.close()
+    assert host.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted", stderr
+    assert [p.name for p in trained.folder.root.iterdir() if p.name.startswith(".push-")] == []

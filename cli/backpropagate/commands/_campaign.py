@@ -3,7 +3,8 @@ merged adapter kept of every earlier run's held-out data."""
 
 from pathlib import Path
 
-from backpropagate.charts import text_curve, write_png
+from backpropagate.charts import png_writer, text_curve
+from backpropagate.contract.outputs import write_named_output
 from backpropagate.contract.records import RunRecord, load_record
 
 
@@ -30,7 +31,8 @@ def campaign_view(output: Path, record: RunRecord, plot: Path | None) -> tuple[s
         lines.append(f"after run {figures['after_run']}, on run {figures['on_run']}'s held-out data: {shown}")
     lines += ["loss (the runs one after another):", text_curve(losses)]
     if plot is not None:
-        data["plot"] = str(write_png(plot, list(range(1, len(losses) + 1)), losses, learning_rates,
-                                     f"campaign {row.run_id[:8]} ({len(runs)} runs)"))
+        draw = png_writer(list(range(1, len(losses) + 1)), losses, learning_rates,
+                          f"campaign {row.run_id[:8]} ({len(runs)} runs)")
+        data["plot"] = str(write_named_output(plot, "--plot", draw))
         lines.append(f"plot: {data['plot']}")
     return "\n".join(lines), data

@@ -10,8 +10,8 @@ import typer
 
 from backpropagate.commands._options import OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.contract.files import atomic_write_text
 from backpropagate.contract.history import RunHistory
+from backpropagate.contract.outputs import named_output, write_named_output
 
 EXAMPLES = """
 Examples:
@@ -29,12 +29,14 @@ def export_runs(
 ) -> None:
     """Export every recorded run, oldest first."""
     settings = load_settings(overrides={"output": str(output) if output else None})
+    if out is not None:
+        named_output(out, "--out")  # refused before the history is read
     rows = [row.to_dict() for row in RunHistory(output_dir(settings)).rows()]
     text = _jsonl(rows) if export_format == "jsonl" else _csv(rows)
     if out is None:
         print(text, end="")
     else:
-        atomic_write_text(out, text)
+        write_named_output(out, "--out", lambda path: path.write_text(text, encoding="utf-8"))
         print(f"{len(rows)} runs written to {out}")
 
 

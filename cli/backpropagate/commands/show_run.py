@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.charts import text_curve, write_png
+from backpropagate.charts import png_writer, text_curve
 from backpropagate.commands._campaign import campaign_view
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.commands._quality import quality_lines
 from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.printable import one_line
+from backpropagate.contract.outputs import named_output, write_named_output
 from backpropagate.contract.records import RunRecord, flatten, load_record
 from backpropagate.output import Output
 from backpropagate.publishers import PUBLISHERS
@@ -35,17 +36,19 @@ def show_run(
 ) -> None:
     """Show a run's settings, data, versions, status, incidents, checkpoints, artifacts and loss curve."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
+    if plot is not None:
+        named_output(plot, "--plot")  # refused before anything is read or drawn
     record = load_record(output_dir(settings), run)
+    record.row = as_shown(record.row, output_dir(settings))
     if record.row.stage == "campaign":
         Output(json_mode=settings.log_json).result(*campaign_view(output_dir(settings), record, plot))
         return
-    record.row = as_shown(record.row, output_dir(settings))
     data = record.to_dict()
     if plot is not None:
         steps = sorted(record.losses)
-        data["plot"] = str(write_png(plot, steps, [record.losses[s] for s in steps],
-                                     [record.learning_rates[s] for s in steps], f"run {record.row.run_id[:8]}",
-                                     record.quality.eval_loss if record.quality else None))
+        draw = png_writer(steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
+                          f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)
+        data["plot"] = str(write_named_output(plot, "--plot", draw))
     Output(json_mode=settings.log_json).result(_text(record, data.get("plot")), data)
 
 

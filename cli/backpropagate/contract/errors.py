@@ -445,6 +445,29 @@ CATALOG: dict[str, ErrorKind] = dict(
             "mount read-write)",
         ),
         _kind(
+            "CONFIG_OUTPUT_NOT_A_FILE",
+            "{flag} {path} is not written: {reason}",
+            "name a regular file with {flag} (a new name, or a file to replace); devices, pipes, sockets and "
+            "folders are never written over",
+        ),
+        _kind(
+            "CONFIG_OUTPUT_FOLDER_MISSING",
+            "{flag} {path} is not written: its folder {folder} does not exist",
+            "create {folder} first, or name a file in a folder that exists with {flag}",
+        ),
+        _kind(
+            "STATE_PATH_NOT_A_FILE",
+            "{path} is in the workspace but is not written over: {reason}",
+            "move {path} out of the way (the workspace holds only regular files there), then run the command again",
+        ),
+        _kind(
+            "STATE_HISTORY_NEWER",
+            "run history {path} was written by a newer backpropagate ({reason}); this one ({version}) reads "
+            "format version {known}",
+            "upgrade backpropagate (pip install -U backpropagate), or move {path} aside to start a new history "
+            "here",
+        ),
+        _kind(
             "INPUT_DATASET_UNREADABLE",
             "dataset {path} cannot be read: {reason}",
             "{remedy}",

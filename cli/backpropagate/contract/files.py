@@ -3,23 +3,23 @@
 import errno
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """A workspace file, written whole (its folder is created: it lies in the workspace or a run folder)."""
+    from backpropagate.contract.outputs import replace_with
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+
+    def write(scratch: Path) -> None:
+        with open(scratch, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    replace_with(path, write)
     fsync_dir(path.parent)
 
 

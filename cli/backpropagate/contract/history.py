@@ -3,7 +3,9 @@
 Every change is read-modify-write under a file lock, and the file is replaced
 atomically, so concurrent writers lose nothing and a crash never leaves half a
 file. A history that cannot be read is never overwritten: commands stop with
-``STATE_HISTORY_CORRUPT`` and a copy of the bad file is kept beside it.
+``STATE_HISTORY_CORRUPT`` and a copy of the bad file is kept beside it. One written by a newer
+version (a higher format version, or a top-level field this one does not know) is refused with
+``STATE_HISTORY_NEWER`` and left as it is: rewriting it here would drop what this version cannot read.
 """
 
 import dataclasses
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from backpropagate.contract import bounded_json
+from backpropagate import __version__
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text, sha256_file
 from backpropagate.contract.ids import match_run
@@ -26,6 +29,7 @@ from backpropagate.contract.workspace import check_readable, check_writable
 
 HISTORY_FILE = "run_history.json"
 FORMAT_VERSION = 1
+DOCUMENT_KEYS = ("version", "runs")
 STATUSES = ("running", "completed", "failed", "interrupted")
 
 
@@ -149,6 +153,7 @@ class RunHistory:
             return []
         try:
             document = bounded_json.loads(text)
+            self._check_format(document)
             rows = document["runs"]
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "run_id" in r for r in rows):
                 raise ValueError("'runs' is not a list of runs")
@@ -160,6 +165,20 @@ class RunHistory:
             reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise BackpropError("STATE_HISTORY_CORRUPT", path=self.path, reason=reason,
                                 backup=self._backup()) from None
+
+    def _check_format(self, document: Any) -> None:
+        """Refuse a history this version would misread; a newer one is named so, and left untouched."""
+        if not isinstance(document, dict):
+            raise ValueError("it is not a JSON object")
+        version = document["version"]
+        if type(version) is not int or version < 1:
+            raise ValueError(f"'version' is {version!r}, not a format version")
+        unknown = [key for key in document if key not in DOCUMENT_KEYS]
+        if version > FORMAT_VERSION or unknown:
+            reason = (f"format version {version}" if version > FORMAT_VERSION
+                      else f"it has field {unknown[0]!r}, unknown to format version {version}")
+            raise BackpropError("STATE_HISTORY_NEWER", path=self.path, reason=reason, version=__version__,
+                                known=FORMAT_VERSION)
 
     def _backup(self) -> Path:
         # Named by content: every command meets the same bad file, and one copy of it is enough.

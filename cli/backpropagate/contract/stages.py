@@ -26,6 +26,11 @@ from backpropagate.contract.specs import (
 )
 
 
+# Set by a runtime that gives the stage a standard input it keeps open while it lives: the stage
+# ends with its host (stages/backpropagate_stages/host_watch.py).
+HOST_WATCH_VARIABLE = "BACKPROP_HOST_WATCH"
+
+
 @dataclass(frozen=True)
 class Needs:
     gpu: bool = False  # may use a GPU (the runtime gives one when it can, see runtimes/gpus.py)

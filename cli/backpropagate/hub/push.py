@@ -96,11 +96,12 @@ def _upload(output: Path, source: PushSource, request: PushRequest,
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or False)
     record = load_record(output, source.run_id) if source.run_id else None
     campaign = _campaign(output, record) if source.campaign else None
-    staging = _stage(source, request.repo, record, campaign)
     revision = request.revision or "main"
     message = request.commit_message or f"backpropagate: {source.what}" + (
         f" of {'campaign' if campaign else 'run'} {source.run_id}" if source.run_id else "")
-    try:
+    staging = _staging(source)
+    try:  # the staging folder goes however the push ends (Ctrl-C, SIGTERM); one a kill left, the next push removes
+        _stage(staging, source, request.repo, record, campaign)
         url = _attempt(request, api, "create_repo", on_wait,
                        lambda: api.create_repo(request.repo, private=request.private, exist_ok=True))
         if revision != "main":
@@ -120,8 +121,12 @@ def _campaign(output: Path, record: RunRecord) -> CampaignCard:
     return CampaignCard(plan=plan, runs=[load_record(output, run_id) for run_id in record.row.campaign_runs])
 
 
-def _stage(source: PushSource, repo: str, record: RunRecord | None, campaign: CampaignCard | None) -> Path:
-    staging = source.folder.parent / f".push-{source.folder.name}"
+def _staging(source: PushSource) -> Path:
+    return source.folder.parent / f".push-{source.folder.name}"
+
+
+def _stage(staging: Path, source: PushSource, repo: str, record: RunRecord | None,
+           campaign: CampaignCard | None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     names = []
     for path in sorted(source.folder.rglob("*")):
@@ -140,17 +145,16 @@ def _stage(source: PushSource, repo: str, record: RunRecord | None, campaign: Ca
         plot = bool(record and record.losses) and _plot(record, staging / PLOT_FILE)
     (staging / "README.md").write_text(model_card(repo, source.what, record, plot, names, campaign),
                                        encoding="utf-8")
-    return staging
 
 
 def _plot(record: RunRecord, path: Path) -> bool:
     """The loss plot, when matplotlib is installed; the card goes without it otherwise."""
-    from backpropagate.charts import write_png
+    from backpropagate.charts import png_writer
 
     steps = sorted(record.losses)
     try:
-        write_png(path, steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
-                  f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)
+        png_writer(steps, [record.losses[s] for s in steps], [record.learning_rates[s] for s in steps],
+                   f"run {record.row.run_id[:8]}", record.quality.eval_loss if record.quality else None)(path)
     except BackpropError:
         return False
     return True
@@ -158,15 +162,15 @@ def _plot(record: RunRecord, path: Path) -> bool:
 
 def _plot_campaign(record: RunRecord, campaign: CampaignCard, path: Path) -> bool:
     """The campaign's runs one after another on one step axis, as `show-run CAMPAIGN --plot` draws them."""
-    from backpropagate.charts import write_png
+    from backpropagate.charts import png_writer
 
     losses, learning_rates = [], []
     for run in campaign.runs:
         losses += [run.losses[s] for s in sorted(run.losses)]
         learning_rates += [run.learning_rates[s] for s in sorted(run.learning_rates)]
     try:
-        write_png(path, list(range(1, len(losses) + 1)), losses, learning_rates,
-                  f"campaign {record.row.run_id[:8]} ({len(campaign.runs)} runs)")
+        png_writer(list(range(1, len(losses) + 1)), losses, learning_rates,
+                   f"campaign {record.row.run_id[:8]} ({len(campaign.runs)} runs)")(path)
     except BackpropError:
         return False
     return True

@@ -5,7 +5,8 @@ the kernel drops the moment its process dies, however it dies: ``kill -9``, the 
 power cut (after the reboot, no lock is held). So "is the owner alive?" needs no pid, clock or
 heartbeat, which a reused pid, a host renamed after a reboot or a stopped laptop would fool:
 whoever can take the lock knows the last owner is gone. ``owner.json`` beside it only says who
-took it, for the message a second claimant gets.
+took it, for the message a second claimant gets. A campaign is held the same way, through its
+``campaign.lock``, by the process that runs it (`multi-run`, or `resume` of the campaign).
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from backpropagate.contract.campaign import CampaignFolder
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text
 from backpropagate.contract.history import HistoryRow
@@ -43,11 +45,11 @@ def owning(run_dir: Path, run_id: str):
         lock.release()
 
 
-def owner_alive(run_dir: Path) -> bool:
-    """Whether a live process holds the run. A folder that never had a lock has no live owner."""
+def owner_alive(run_dir: Path, lock: Path | None = None) -> bool:
+    """Whether a live process holds the run (or ``lock``). A folder that never had a lock has no live owner."""
     from filelock import FileLock, Timeout
 
-    path = Path(run_dir) / LOCK_FILE
+    path = Path(lock) if lock is not None else Path(run_dir) / LOCK_FILE
     if not path.exists():
         return False
     try:
@@ -59,14 +61,16 @@ def owner_alive(run_dir: Path) -> bool:
         return True
 
 
-def shown_status(status: str, run_dir: Path) -> str:
+def shown_status(status: str, run_dir: Path, lock: Path | None = None) -> str:
     """The status to show a user: a ``running`` row whose owner is gone is ``dead``."""
-    return "dead" if status == "running" and not owner_alive(run_dir) else status
+    return "dead" if status == "running" and not owner_alive(run_dir, lock) else status
 
 
 def as_shown(row: HistoryRow, output: Path) -> HistoryRow:
     """The row as list-runs and show-run present it: with its shown status."""
-    status = shown_status(row.status, Path(output) / row.run_id)
+    run_dir = Path(output) / row.run_id
+    lock = CampaignFolder.of(output, row.run_id).lock if row.stage == "campaign" else None
+    status = shown_status(row.status, run_dir, lock)
     return row if status == row.status else dataclasses.replace(row, status=status)
 
 

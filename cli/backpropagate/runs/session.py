@@ -60,7 +60,7 @@ class Session:
         """The runtime the settings ask for, and the house sinks: terminal, history, events file; with
         ``trackers`` (a training run), the experiment trackers ``settings.report_to`` turns on."""
         choice = choose_runtime(settings.runtime, settings.docker, note=None if quiet else out.note,
-                                workers=settings.workers)
+                                workers=settings.workers, stop_grace_s=settings.stop_grace_s)
         sinks = [TerminalSink(out, quiet), HistorySink(), EventsFileSink(), *extra_sinks]
         announce: tuple[events.Metric, ...] = ()
         if trackers:

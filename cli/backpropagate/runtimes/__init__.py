@@ -13,6 +13,7 @@ from backpropagate.contract.settings import DockerSettings
 from backpropagate.runtimes.base import Runtime, StageExit
 from backpropagate.runtimes.local import LocalRuntime
 from backpropagate.runtimes.registry import RUNTIME_NAMES, runtime_class
+from backpropagate.runtimes.stopping import STOP_GRACE_S
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,15 @@ class RuntimeChoice:
 
 
 def choose_runtime(name: str, docker: DockerSettings | None = None, note: Callable[[str], None] | None = None,
-                   local: LocalRuntime | None = None, workers: int = 1) -> RuntimeChoice:
-    """``workers``: processes for a data-parallel stage (train); other stages run as one."""
+                   local: LocalRuntime | None = None, workers: int = 1,
+                   stop_grace_s: float = STOP_GRACE_S) -> RuntimeChoice:
+    """``workers``: processes for a data-parallel stage (train); other stages run as one. ``stop_grace_s``: how
+    long a stage may take to stop after Ctrl-C, SIGTERM or SIGHUP before it is killed."""
     made: dict[str, Runtime] = {"local": local} if local else {}
 
     def runtime(candidate: str) -> Runtime:
         if candidate not in made:
-            made[candidate] = runtime_class(candidate).from_settings(docker, note, workers)
+            made[candidate] = runtime_class(candidate).from_settings(docker, note, workers, stop_grace_s)
         return made[candidate]
 
     if name != "auto":

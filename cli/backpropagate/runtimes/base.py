@@ -20,9 +20,10 @@ class Runtime(Protocol):
     absent: str  # why `auto` passes it over ("no Docker engine")
 
     @classmethod
-    def from_settings(cls, docker, note, workers: int = 1) -> "Runtime":
+    def from_settings(cls, docker, note, workers: int = 1, stop_grace_s: float = 300.0) -> "Runtime":
         """Made from the Docker settings and a way to tell people what it does (either may be None), running a
-        data-parallel stage (train) as ``workers`` processes."""
+        data-parallel stage (train) as ``workers`` processes, and giving a stage ``stop_grace_s`` to stop after
+        Ctrl-C, SIGTERM or SIGHUP before it is killed."""
 
     def check(self) -> None:
         """Raise a DEP_ error when this runtime cannot run stages here."""

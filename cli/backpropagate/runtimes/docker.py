@@ -4,7 +4,10 @@ The container gets the run folder read-write and the other paths its spec names 
 named volume for the Hugging Face cache, the host's uid:gid (so what it writes is the user's),
 GPUs only where the train stage wants and can have them, no network for merge and gguf, and
 secrets only by environment. Its stdout (the events) streams live; it is removed however the
-run ends, Ctrl-C included.
+run ends, Ctrl-C included. Its stdin is attached and held open by this process and never written:
+when the host dies, however it dies, the engine closes it (``stdin_once``) and the stage ends
+(backpropagate_stages/host_watch.py), so the container stops; what is left of it is removed by the
+next run of the same run's stages, which holds the run then.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import HOST, Envelope, EventParseError, parse_line
 from backpropagate.contract.settings import DockerSettings
 from backpropagate.contract.specs import read_spec, spec_data, write_spec_data
-from backpropagate.contract.stages import stage_named
+from backpropagate.contract.stages import HOST_WATCH_VARIABLE, stage_named
 from backpropagate.runtimes.base import StageExit
 from backpropagate.runtimes.gpus import device_requests, parse_gpus, probe, resolve
 from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts
+from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -32,6 +36,7 @@ HF_CACHE_TARGET = "/cache/huggingface"  # HF_HOME in every image
 SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # passed through by environment, never written
 PASSED_VARIABLES = ("BACKPROP_FAULTS",)  # test-only fault injection (stages/backpropagate_stages/train/faults.py)
 LABEL = "backpropagate.stage"
+RUN_LABEL = "backpropagate.run_id"
 NOT_STARTED = (126, 127)  # the container's command could not be executed, or was not found
 
 
@@ -42,15 +47,16 @@ class DockerRuntime:
 
     @classmethod
     def from_settings(cls, settings: DockerSettings | None, note: Callable[[str], None] | None,
-                      workers: int = 1) -> DockerRuntime:
-        return cls(settings, workers=workers, **({"note": note} if note else {}))
+                      workers: int = 1, stop_grace_s: float = STOP_GRACE_S) -> DockerRuntime:
+        return cls(settings, workers=workers, stop_grace_s=stop_grace_s, **({"note": note} if note else {}))
 
     def __init__(self, settings: DockerSettings | None = None, note: Callable[[str], None] = log.info,
-                 client=None, workers: int = 1):
+                 client=None, workers: int = 1, stop_grace_s: float = STOP_GRACE_S):
         self.settings = settings or DockerSettings()
         self.workers = workers  # processes in the one container of a data-parallel stage (train)
         self.note = note
         self._client = client
+        self.stop_grace_s = stop_grace_s
 
     def check(self) -> None:
         self.client()
@@ -78,7 +84,8 @@ class DockerRuntime:
         mounts = plan_mounts(spec_path, spec["run_dir"])
         paths = PathMap([mount.host for mount in mounts])
         inner_spec = self._container_spec(spec_path, spec, paths)
-        container = None
+        _remove_leftovers(client, str(spec.get("run_id", "")))
+        container = watch = None
         try:
             container = client.containers.create(
                 image,
@@ -86,27 +93,37 @@ class DockerRuntime:
                 command=["--spec", inner_spec],
                 user=_host_user(),
                 mounts=_sdk_mounts(mounts),
-                environment=_environment(needs.network),
+                environment={**_environment(needs.network), HOST_WATCH_VARIABLE: "stdin"},
                 network_mode=None if needs.network else "none",
                 device_requests=device_requests(gpus),
-                labels={LABEL: stage, "backpropagate.run_id": str(spec.get("run_id", ""))},
+                labels={LABEL: stage, RUN_LABEL: str(spec.get("run_id", ""))},
                 init=True,  # signals reach the stage, and the converters' child processes are reaped
                 working_dir="/workspace",
                 # Workers on one GPU box share tensors through /dev/shm; Docker's default 64 MB is too small.
                 shm_size="2g" if self.workers > 1 else None,
+                # Not detached, the SDK sets StdinOnce with it: the engine closes the stage's stdin when
+                # this process's attachment ends.
+                stdin_open=True,
             )
+            watch = container.attach_socket(params={"stdin": 1, "stream": 1})
             container.start()
         except Exception as exc:  # the SDK raises APIError and friends; all mean the same to the user
+            _close(watch)
             if container is not None:
                 container.remove(force=True)
             raise BackpropError("RUNTIME_CONTAINER_FAILED", stage=stage,
                                 reason=str(getattr(exc, "explanation", None) or exc)) from None
+        stopper = Stopper(lambda name: _signal(container, name), self.stop_grace_s)
         try:
             heard: list[Envelope] = []
-            code = self._follow(container, lambda envelope: (heard.append(envelope), on_event(envelope)), paths)
+            code = self._follow(container, lambda envelope: (heard.append(envelope), on_event(envelope)), paths,
+                                stopper)
             stderr_tail = container.logs(stdout=False, stderr=True, tail=40).decode("utf-8", "replace")
         finally:
+            stopper.close()
+            _close(watch)
             container.remove(force=True)
+        stopper.end_if_overdue(stage, spec_path, on_event)
         if code in NOT_STARTED and not heard:
             # The image could not start the stage program at all (no python, a broken image): the image's
             # fault, not the stage's, so the fix is about the image.
@@ -130,9 +147,8 @@ class DockerRuntime:
         write_spec_data(mapped, copy)
         return container_path(str(copy))
 
-    def _follow(self, container, on_event: Callable[[Envelope], None], paths: PathMap) -> int:
-        """Hand each event over as it arrives; Ctrl-C is passed on as SIGINT (twice), then kills."""
-        interrupts = 0
+    def _follow(self, container, on_event: Callable[[Envelope], None], paths: PathMap, stopper: Stopper) -> int:
+        """Hand each event over as it arrives; a stop request is passed on as the Stopper says."""
         while True:
             try:
                 pending = ""
@@ -146,8 +162,7 @@ class DockerRuntime:
                     self._hand_over(pending, on_event, paths)
                 break
             except KeyboardInterrupt:
-                interrupts += 1
-                _interrupt(container, interrupts)
+                stopper.request()
         return int(container.wait().get("StatusCode", 1))
 
     @staticmethod
@@ -161,12 +176,31 @@ class DockerRuntime:
         on_event(envelope if mapped == json.loads(line) else parse_line(json.dumps(mapped)))
 
 
-def _interrupt(container, count: int) -> None:
-    """Like the local runtime: SIGINT lets the stage finish its step; a second stops it; a third kills."""
+def _signal(container, name: str) -> None:
     try:
-        container.kill(signal="SIGINT" if count <= 2 else "SIGKILL")
+        container.kill(signal=name)
     except Exception as exc:  # already gone
         log.debug("could not signal the container: %s", exc)
+
+
+def _close(watch) -> None:
+    if watch is not None:
+        try:
+            watch.close()
+        except OSError:
+            pass
+
+
+def _remove_leftovers(client, run_id: str) -> None:
+    """Containers of this run that a dead host left (stopped by their stage's watch): the caller holds the
+    run now, so none of them is anyone's live stage."""
+    if not run_id:
+        return
+    for container in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}):
+        try:
+            container.remove(force=True)
+        except Exception as exc:  # removed meanwhile
+            log.debug("could not remove a leftover container: %s", exc)
 
 
 def _host_user() -> str | None:

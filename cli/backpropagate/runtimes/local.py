@@ -1,4 +1,8 @@
-"""The local runtime: the stage program as a subprocess of this Python, on this machine."""
+"""The local runtime: the stage program as a subprocess of this Python, on this machine.
+
+The stage gets a pipe as its standard input that this process holds open and never writes: when the
+host dies, however it dies, the stage sees the pipe end and goes too (backpropagate_stages/host_watch.py).
+"""
 
 import importlib.util
 import logging
@@ -13,8 +17,10 @@ from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope, EventParseError, parse_line
+from backpropagate.contract.stages import HOST_WATCH_VARIABLE
 from backpropagate.runtimes.base import StageExit
 from backpropagate.runtimes.launch import stage_command, stage_environment
+from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
 log = logging.getLogger("backpropagate.runtime")
 
@@ -28,12 +34,15 @@ class LocalRuntime:
     absent = "no local ML stack"
 
     @classmethod
-    def from_settings(cls, settings=None, note=None, workers: int = 1) -> "LocalRuntime":
-        return cls(workers=workers)  # the same program as a subprocess: no Docker settings apply
+    def from_settings(cls, settings=None, note=None, workers: int = 1,
+                      stop_grace_s: float = STOP_GRACE_S) -> "LocalRuntime":
+        # The same program as a subprocess: no Docker settings apply.
+        return cls(workers=workers, stop_grace_s=stop_grace_s)
 
-    def __init__(self, stack: tuple[str, ...] = STACK, workers: int = 1) -> None:
+    def __init__(self, stack: tuple[str, ...] = STACK, workers: int = 1, stop_grace_s: float = STOP_GRACE_S) -> None:
         self.stack = stack
         self.workers = workers  # processes for a data-parallel stage (train), started by torchrun
+        self.stop_grace_s = stop_grace_s
 
     def check(self) -> None:
         for package in self.stack:
@@ -46,35 +55,43 @@ class LocalRuntime:
         command = [*stage_command(stage, self.workers, sys.executable), "--spec", str(spec_path)]
         # Its own session: a terminal's Ctrl-C reaches only this process, which forwards it
         # once, so the stage can finish its step instead of seeing two signals at once.
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
-                                   env={**stage_environment(dict(os.environ)), "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
+                                   env={**stage_environment(dict(os.environ)), "PYTHONUNBUFFERED": "1",
+                                        HOST_WATCH_VARIABLE: "stdin"})
         stderr_tail: deque[str] = deque(maxlen=40)
         reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
         reader.start()
-        interrupts = 0
-        while True:
-            try:
-                for line in process.stdout:
-                    try:
-                        on_event(parse_line(line))
-                    except EventParseError as exc:
-                        log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
-                break
-            except KeyboardInterrupt:
-                # Keep reading: the stage reports how it stopped (checkpoint, error, finished).
-                interrupts += 1
-                _interrupt(process, interrupts)
-        code = process.wait()
+        stopper = Stopper(lambda name: _signal(process, name), self.stop_grace_s)
+        try:
+            while True:
+                try:
+                    for line in process.stdout:
+                        try:
+                            on_event(parse_line(line))
+                        except EventParseError as exc:
+                            log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
+                    break
+                except KeyboardInterrupt:
+                    # Keep reading: the stage reports how it stopped (checkpoint, error, finished).
+                    stopper.request()
+            code = process.wait()
+        finally:
+            stopper.close()
+            process.stdin.close()  # the stage's watch ends with it, if it is still there
         reader.join(timeout=5)
+        stopper.end_if_overdue(stage, spec_path, on_event)
         return StageExit(code=code, stderr_tail="".join(stderr_tail))
 
 
-def _interrupt(process: subprocess.Popen, count: int) -> None:
-    """First Ctrl-C: the stage finishes its step and stops; second: it stops now; third: kill."""
+def _signal(process: subprocess.Popen, name: str) -> None:
+    """SIGINT to the stage; SIGKILL to its whole session (what it started, llama.cpp's converter, too)."""
     if process.poll() is not None:
         return
-    if count <= 2:
-        process.send_signal(signal.SIGINT)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)  # its session: torchrun's workers go with it
+    try:
+        if name == "SIGKILL" and hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.send_signal(getattr(signal, name))
+    except ProcessLookupError:  # it ended meanwhile
+        pass

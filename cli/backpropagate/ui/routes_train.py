@@ -1,6 +1,5 @@
 """New run: upload a dataset into the sandbox (checked row by row), pick one, and start training."""
 
-import os
 import secrets
 
 import anyio
@@ -46,7 +45,9 @@ async def upload_dataset(request: Request) -> Response:
         if problems:
             return _form(request, {"upload_error": f"{target.name} was not kept: fix the rows below and upload "
                                                    "it again.", "problems": problems}, status_code=400)
-        os.replace(scratch, target)
+        sandbox.keep_upload(scratch, target)
+    except BackpropError as error:
+        return _form(request, {"upload_error": _shown(error)}, status_code=400)
     finally:
         scratch.unlink(missing_ok=True)
     return RedirectResponse(f"/runs/new?dataset={target.name}&checked={summary}", status_code=303)
@@ -57,7 +58,7 @@ async def start_run(request: Request) -> Response:
     form = await request.form()
     values = {key: str(value).strip() for key, value in form.items() if key != "csrf"}
     try:
-        data = config.sandbox.dataset(values.get("dataset", ""))
+        data = config.sandbox.stored_copy(values.get("dataset", ""))
         model = config.sandbox.model(values.get("model", ""))
     except BackpropError as error:
         return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)

@@ -1,17 +1,26 @@
 """The one folder the UI reads and writes, and the check that keeps every path inside it.
 
 The folder is the UI's workspace (run folders, run_history.json) with uploads in ``datasets/``.
+Each upload is stored by content, as ``datasets/by-sha256/<sha256><suffix>`` (read-only, never
+replaced), and its name in ``datasets/`` is a link to that copy; a run is given the stored copy, so a
+later upload under the same name changes what the name shows, never what an earlier run trained on,
+and `backprop replay` finds its exact data.
 A user-supplied path is resolved (symlinks followed) before it is compared, so ``..``, an
 absolute path or a link pointing out of the folder are all refused the same way.
 """
 
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.workspace import file_in_the_way
+from backpropagate.contract.files import sha256_file
+from backpropagate.contract.outputs import not_a_regular_file
 
 DATASETS = "datasets"
+STORE = "by-sha256"
 
 # Folders the UI never uses as its own, whatever the environment says: system and credential places.
 _DENIED = ("/etc", "/bin", "/sbin", "/usr", "/boot", "/dev", "/proc", "/sys", "/var/lib", "/lib",
@@ -99,3 +108,48 @@ class Sandbox:
             raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=filename, root=self.root,
                                 reason="uploads are .jsonl or .json files with a plain name")
         return self.resolve(name, self.datasets)
+
+    def keep_upload(self, scratch: Path, target: Path) -> Path:
+        """Store a checked upload by its content and point its name at it; returns the stored copy."""
+        stored = self._store(scratch)
+        reason = not_a_regular_file(target)
+        if reason:
+            raise BackpropError("INPUT_UI_PATH_OUTSIDE", path=target.name, root=self.root,
+                                reason=f"{target.name}: {reason}")
+        entry = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            _link_or_copy(stored, entry)
+            os.replace(entry, target)  # the name now shows this content; the earlier content stays stored
+        finally:
+            entry.unlink(missing_ok=True)
+        return stored
+
+    def stored_copy(self, name: str) -> Path:
+        """The stored copy of the dataset a name shows: what a run trains on and its spec names.
+        A file put into ``datasets/`` by hand is stored on first use."""
+        return self._store(self.dataset(name), keep_source=True)
+
+    def _store(self, source: Path, keep_source: bool = False) -> Path:
+        folder = self.datasets / STORE
+        folder.mkdir(exist_ok=True)
+        stored = folder / f"{sha256_file(source)}{source.suffix}"
+        if stored.exists():
+            if not keep_source:
+                source.unlink()
+            return stored
+        entry = folder / f".{stored.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            shutil.copyfile(source, entry) if keep_source else os.replace(source, entry)
+            os.chmod(entry, 0o444)  # a stored copy is never written again
+            os.replace(entry, stored)
+        finally:
+            entry.unlink(missing_ok=True)
+        return stored
+
+
+def _link_or_copy(stored: Path, entry: Path) -> None:
+    """The name as a hard link to the stored copy (no second copy of the bytes); a copy where links fail."""
+    try:
+        os.link(stored, entry)
+    except OSError:
+        shutil.copyfile(stored, entry)

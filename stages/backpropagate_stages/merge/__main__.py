@@ -3,7 +3,10 @@
 import sys
 
 from backpropagate_stages.harness import stage_main
-from backpropagate_stages.merge.run import run
+from backpropagate_stages.host_watch import watch_host
+
+watch_host()  # before the stage's imports (the ML stack takes seconds): a host that dies meanwhile ends it
+from backpropagate_stages.merge.run import run  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(stage_main("merge", run))

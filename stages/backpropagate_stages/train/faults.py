@@ -15,6 +15,9 @@ it says so in a ``fault_injection`` warning event):
                                       "convert" (while llama.cpp's converter runs, once its
                                       output file has its first bytes) or "gguf" (after the
                                       conversion, before quantizing)
+    {"hang": "step:N"}                at step N's second micro-batch, ignore SIGINT and SIGTERM and never
+                                      return: a stage stuck where its signals are not heard (a chat template
+                                      that loops, a C call)
 
 A power cut kills the host's process group and the stage's own (the local runtime starts the
 stage in a session of its own), so the host must lead its process group: start it with
@@ -49,6 +52,7 @@ class Faults:
         self._micro_batches[step] = self._micro_batches.get(step, 0) + 1
         if self._micro_batches[step] == 2:
             self.power_cut(f"step:{step}")
+            self.hang(f"step:{step}")
         if step in self._oom_left:
             self._oom_left.discard(step)
             import torch
@@ -74,6 +78,14 @@ class Faults:
         if host_group != os.getpgid(0):
             os.killpg(host_group, signal.SIGKILL)
         os.killpg(0, signal.SIGKILL)
+
+    def hang(self, point: str) -> None:
+        if self.plan.get("hang") != point:
+            return
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(3600)
 
     def power_cut_once_written(self, point: str, path) -> None:
         """Cut the power from a watcher thread once ``path`` has its first bytes: mid-write of another process."""
