@@ -23,9 +23,11 @@ from backpropagate_stages.gguf import parity
 # limits rejected. For those three the limit is now twice the measured loss (agreement
 # 1 - 2 x disagreement, perplexity 2 x |change|, never tighter than before). SmolLM2's hidden size
 # (576) is no multiple of 256, so its q4_k_m is mostly q5_0 (180 of 272 tensors fall back).
-# f16, bf16, q5 and q4_0 are unmeasured on real weights and kept.
+# f16, bf16, q5 and q4_0 are unmeasured on real weights and kept. A four-run SLAO campaign of SmolLM2 (2 steps
+# a run) on its runs' rows (1661 predictions) gave q8_0 92.9% / +4.0%, q4_k_m 86.8% / +11.3%: the limit of q8_0's
+# perplexity is twice that +4.0%, the largest change measured on its family.
 THRESHOLDS = {
-    "f16": (0.98, 0.02), "bf16": (0.97, 0.03), "q8_0": (0.89, 0.04), "q6_k": (0.86, 0.05),
+    "f16": (0.98, 0.02), "bf16": (0.97, 0.03), "q8_0": (0.89, 0.08), "q6_k": (0.86, 0.05),
     "q5_k_m": (0.90, 0.08), "q5_0": (0.90, 0.08), "q4_k_m": (0.81, 0.35), "q4_0": (0.85, 0.12),
 }
 # From the fewest bits per weight to the most; bf16 and f16 are the same size.
