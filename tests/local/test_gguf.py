@@ -12,6 +12,8 @@ from backpropagate.contract.events import parse_line
 from backpropagate.contract.history import RunHistory
 
 from tests.conftest import ROOT, run_cli
+from tests.local.test_multi_run import campaign  # noqa: F401  (the fixture: a 3-run campaign on the tiny model)
+from tests.local.test_resilience import chat_data  # noqa: F401  (the fixture: 40 short conversations)
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
 
@@ -95,7 +97,26 @@ def test_a_gguf_of_another_model_fails_verification(tiny_model, trained, tmp_pat
     error = caught.value
     assert (error.code, error.exit_code) == ("RUNTIME_GGUF_VERIFY_FAILED", 5)
     assert error.message.startswith("the q4_k_m GGUF disagrees with the merged model: top-1 agreement ")
-    assert error.fix == "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway"
+    assert error.fix == "try a larger type (q5_0, q5_k_m, q6_k, q8_0, f16), or pass --no-verify to keep it anyway"
+    # The fix names only types larger than the one that failed, or says that none is.
+    fixes = {}
+    for quantization in ("q8_0", "f16"):
+        with pytest.raises(BackpropError) as caught:
+            check_result(predictions, quantization, lambda event: None)
+        fixes[quantization] = caught.value.fix
+    assert fixes["q8_0"] == "try a larger type (f16), or pass --no-verify to keep it anyway"
+    assert fixes["f16"].startswith("no type is larger than f16 (f16 and bf16 are the same size)")
+
+
+def test_a_campaigns_gguf_verifies_on_rows_of_every_run(campaign):  # noqa: F811
+    output, row, _ = campaign
+    result = run_cli("export", row.run_id, "--format", "gguf", "--quantization", "f16", "--output", str(output),
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    spec = json.loads((output / row.run_id / "gguf.spec.json").read_text())
+    assert spec["data"] == str(output / row.run_id / "data")
+    check = json.loads((output / row.run_id / "gguf" / "verify.json").read_text())["model-f16.gguf"]
+    assert check["passed"] and check["sequences"] == 30  # 10 of each run's 12 rows, not the two built-in texts
 
 
 def test_a_corrupted_tokenizer_fails_with_the_tokenizer_fix_and_leaves_no_gguf(trained, tmp_path):

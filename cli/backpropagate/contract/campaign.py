@@ -36,8 +36,12 @@ class CampaignFolder:
     def holds_campaign(self) -> bool:
         return self.plan.exists()
 
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
     def run_data(self, index: int) -> Path:
-        return self.root / "data" / f"run-{index}.jsonl"
+        return self.data / f"run-{index}.jsonl"
 
     @property
     def adapter(self) -> Path:

@@ -327,7 +327,7 @@ CATALOG: dict[str, ErrorKind] = dict(
         _kind(
             "RUNTIME_GGUF_VERIFY_FAILED",
             "the {quantization} GGUF disagrees with the merged model: {details}",
-            "try a larger type (q8_0, q6_k), or pass --no-verify to keep it anyway",
+            "{larger}, or pass --no-verify to keep it anyway",
         ),
         _kind(
             "RUNTIME_GGUF_TOKENIZER_MISMATCH",

@@ -106,7 +106,8 @@ class GgufSpec:
     base_model: str = field("", help="hub id or folder of the adapter's base (kind lora)")
     quantization: Literal[QUANTIZATIONS] = field("q4_k_m")
     verify: bool = field(True)
-    data: str = field("", help="dataset whose rows give the verification sequences; built-in text when empty")
+    data: str = field("", help="dataset whose rows give the verification sequences, or a campaign's data folder "
+                                "(every run's); built-in text when empty")
     prompts: str = field("", help="eval prompts the exported GGUF answers too, into quality.json")
     max_new_tokens: int = field(48, help="answer length for those prompts")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO")

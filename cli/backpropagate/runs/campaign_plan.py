@@ -67,7 +67,7 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
 
     campaign_id = new_run_id()
     folder = CampaignFolder.of(output, campaign_id)
-    (folder.root / "data").mkdir(parents=True)
+    folder.data.mkdir(parents=True)
     planned = []
     for index, rows in enumerate(parts, start=1):
         path = folder.run_data(index)

@@ -49,7 +49,9 @@ def plan_export(output: Path, target: str, export_format: str = "merged", dtype:
     folder, base_model, adapter, new_row, trained_with = _source(output, target)
     check_writable(folder.root.parent)
     train = read_run_spec(folder.spec, folder.root, folder.root.name) if folder.holds_run else None
-    data = train.data.path if train else ""
+    campaign = CampaignFolder(folder.root)
+    # A campaign verifies on every run's rows (its data/ folder), as a run does on its own.
+    data = train.data.path if train else str(campaign.data) if campaign.holds_campaign else ""
     log_level = train.log_level if train else "INFO"
     # The GGUF answers the run's eval prompts too, so the quality report holds them beside the fine-tune's.
     answering = {"prompts": train.eval_prompts.path, "max_new_tokens": train.training.eval_max_tokens} \

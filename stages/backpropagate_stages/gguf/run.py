@@ -11,6 +11,7 @@ conversion or verification leaves nothing behind and earlier exports stay.
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def check_result(result: dict, quantization: str, emit) -> None:
         raise BackpropError("RUNTIME_GGUF_TOKENIZER_MISMATCH", quantization=quantization,
                             details="; ".join(result["problems"]))
     raise BackpropError("RUNTIME_GGUF_VERIFY_FAILED", quantization=quantization,
-                        details="; ".join(result["problems"]))
+                        details="; ".join(result["problems"]), larger=verify.larger_types(quantization))
 
 
 def _build_lora(spec: GgufSpec, partial: Path, emit) -> tuple[str, dict]:
@@ -166,8 +167,18 @@ def _cases(spec: GgufSpec, merged: Path) -> list:
     from backpropagate_stages import model_tokenizer
 
     tokenizer = model_tokenizer.load(merged)
-    examples = list(load_dataset(spec.data, skip_invalid=True).examples) if spec.data else []
-    return verify.verification_cases(tokenizer, examples)
+    return verify.verification_cases(tokenizer, read_datasets([Path(spec.data)] if spec.data else []))
+
+
+def read_datasets(paths: list[Path]) -> list[list]:
+    """The examples of each data file; a folder (a campaign's data/) gives its files in run order."""
+    files = [file for path in paths for file in (sorted(path.glob("*.jsonl"), key=_run_order) if path.is_dir()
+                                                 else [path])]
+    return [list(load_dataset(file, skip_invalid=True).examples) for file in files]
+
+
+def _run_order(file: Path) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", file.stem))
 
 
 def _versions() -> dict:
