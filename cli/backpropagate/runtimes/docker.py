@@ -26,6 +26,7 @@ from backpropagate.contract.specs import read_spec, spec_data, write_spec_data
 from backpropagate.contract.stages import HOST_WATCH_VARIABLE, stage_named
 from backpropagate.runtimes.base import StageExit
 from backpropagate.runtimes.gpus import device_requests, parse_gpus, probe, resolve
+from backpropagate.runtimes.launch import stage_command
 from backpropagate.runtimes.mounts import PathMap, container_path, plan_mounts
 from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
