@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"date": date.today().isoformat(), "machine": platform.platform(), "rows": rows}, indent=1))
     else:
-        print(f"| model | batch x length | measured peak RSS | plan | error |\n| --- | --- | --- | --- | --- |")
+        print("| model | batch x length | measured peak RSS | plan | error |\n| --- | --- | --- | --- | --- |")
         for row in rows:
             print(f"| {row['model']} | 2 x {row['max_seq_length']} | {row['measured_rss_bytes'] / 2**20:,.0f} MiB | "
                   f"{row['plan_bytes'] / 2**20:,.0f} MiB | {row['error']:+.1%} |")

@@ -1,7 +1,6 @@
 """A token given inside a flag's value or a model id reaches the stage and no file in the workspace."""
 
 import json
-import os
 import shutil
 import stat
 
