@@ -30,7 +30,32 @@ EXTRA = {"test_gguf.py": ("llama_cpp",), "test_quality.py": ("llama_cpp",),
          "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf")}
 
 
+# The slowest files, and why each needs its time. Under `pytest -n 2` (scripts/test.sh) they start first,
+# so the two workers end together instead of one waiting on a long file started last.
+SLOW = {
+    "tests/docker": "builds nothing, but every stage starts a container and the tier shares one engine: one worker",
+    "tests/local/test_families.py": "trains and exports a tiny model around each family's real tokenizer",
+    "tests/local/test_real_model.py": "fine-tunes the real SmolLM2-135M and asks its weights and its GGUF",
+    "tests/local/test_multi_run.py": "campaigns of several runs, killed and resumed",
+    "tests/local/test_gguf.py": "real llama.cpp conversions and quantizations",
+    "tests/local/test_gpu_check.py": "every section of the GPU check, dry-run on the CPU",
+    "tests/local/test_ui_browser.py": "a real headless Chromium through a whole run",
+    "tests/local/test_train.py": "the train stage's contract on the tiny model",
+}
+
+
+def _group(item) -> str:
+    """The unit one xdist worker runs whole: a file (its module fixtures are built once), or the docker tier
+    (its tests count the engine's containers, so they never run beside each other)."""
+    path = Path(item.path).resolve().relative_to(ROOT).as_posix()
+    return "tests/docker" if path.startswith("tests/docker/") else path
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    slow = list(SLOW)
+    items.sort(key=lambda item: slow.index(_group(item)) if _group(item) in slow else len(slow))  # stable
     for item in items:
         if "tests/local" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.local)
