@@ -64,7 +64,7 @@ fi
 # more threads than cores make each tiny-model step slower.
 export OMP_NUM_THREADS=1
 set +e
-python -m pytest "${tiers[@]}" -n auto --dist loadgroup --durations=25 "$@"
+python -m pytest "${tiers[@]}" -n auto --durations=25 "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

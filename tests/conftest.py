@@ -30,8 +30,8 @@ EXTRA = {"test_gguf.py": ("llama_cpp",), "test_quality.py": ("llama_cpp",),
          "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf")}
 
 
-# The slowest files, and why each needs its time. Under `pytest -n 2` (scripts/test.sh) they start first,
-# so the two workers end together instead of one waiting on a long file started last.
+# The slowest files, and why each needs its time. Under `pytest -n auto` (scripts/test.sh) they start first,
+# so the workers end together instead of one waiting on a long file started last.
 SLOW = {
     "tests/docker": "builds nothing, but every stage starts a container and the tier shares one engine: one worker",
     "tests/local/test_families.py": "trains and exports a tiny model around each family's real tokenizer",
@@ -44,18 +44,28 @@ SLOW = {
 }
 
 
-def _group(item) -> str:
-    """The unit one xdist worker runs whole: a file (its module fixtures are built once), or the docker tier
+def _unit(nodeid: str) -> str:
+    """What one xdist worker runs whole: a file (its module fixtures are built once), or the docker tier
     (its tests count the engine's containers, so they never run beside each other)."""
-    path = Path(item.path).resolve().relative_to(ROOT).as_posix()
+    path = nodeid.split("::", 1)[0]
     return "tests/docker" if path.startswith("tests/docker/") else path
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which a plain `pytest` may run without
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order below: the slowest units first
+    return ByUnit(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     slow = list(SLOW)
-    items.sort(key=lambda item: slow.index(_group(item)) if _group(item) in slow else len(slow))  # stable
+    items.sort(key=lambda item: slow.index(_unit(item.nodeid)) if _unit(item.nodeid) in slow else len(slow))
     for item in items:
         if "tests/local" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.local)
