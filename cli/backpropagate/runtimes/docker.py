@@ -150,21 +150,17 @@ class DockerRuntime:
 
     def _follow(self, container, on_event: Callable[[Envelope], None], paths: PathMap, stopper: Stopper) -> int:
         """Hand each event over as it arrives; a stop request is passed on as the Stopper says."""
-        while True:
-            try:
-                pending = ""
-                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
-                    # Chunks are not line-aligned: re-split them.
-                    pending += chunk.decode("utf-8", "replace")
-                    *lines, pending = pending.split("\n")
-                    for line in lines:
-                        self._hand_over(line, on_event, paths)
-                if pending.strip():
-                    self._hand_over(pending, on_event, paths)
-                break
-            except KeyboardInterrupt:
-                stopper.request()
-        return int(container.wait().get("StatusCode", 1))
+        with stopper.listening():
+            pending = ""
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
+                # Chunks are not line-aligned: re-split them.
+                pending += chunk.decode("utf-8", "replace")
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    self._hand_over(line, on_event, paths)
+            if pending.strip():
+                self._hand_over(pending, on_event, paths)
+            return int(container.wait().get("StatusCode", 1))
 
     @staticmethod
     def _hand_over(line: str, on_event: Callable[[Envelope], None], paths: PathMap) -> None:

@@ -64,18 +64,15 @@ class LocalRuntime:
         reader.start()
         stopper = Stopper(lambda name: _signal(process, name), self.stop_grace_s)
         try:
-            while True:
-                try:
-                    for line in process.stdout:
-                        try:
-                            on_event(parse_line(line))
-                        except EventParseError as exc:
-                            log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
-                    break
-                except KeyboardInterrupt:
-                    # Keep reading: the stage reports how it stopped (checkpoint, error, finished).
-                    stopper.request()
-            code = process.wait()
+            # A stop request goes to the stage, and reading goes on: the stage reports how it stopped
+            # (checkpoint, error, finished).
+            with stopper.listening():
+                for line in process.stdout:
+                    try:
+                        on_event(parse_line(line))
+                    except EventParseError as exc:
+                        log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
+                code = process.wait()
         finally:
             stopper.close()
             process.stdin.close()  # the stage's watch ends with it, if it is still there

@@ -4,11 +4,19 @@ The first request lets a training stage finish its step (and save a checkpoint w
 stops it now; a third, or a stage still running ``grace_s`` after the first (one stuck in a chat
 template or a C call that never looks at its signals), is killed. Both runtimes stop their stage
 through this, each with its own way to send a signal.
+
+While a stage runs, the stop signals are counted by a handler that only queues the request: a
+``KeyboardInterrupt`` raised at an arbitrary point of the host would leave whatever it was doing half
+done (a sink holding its lock, an HTTP stream to the engine cut mid-chunk), and the host hung on it.
+A thread sends the stage its signal, so the handler never waits on anything.
 """
 
 import json
 import logging
+import queue
+import signal
 import threading
+from contextlib import contextmanager
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +30,11 @@ log = logging.getLogger("backpropagate.runtime")
 STOP_GRACE_S = 300.0
 
 
+# What a user, a service manager or a closed terminal sends to stop a command (app.py makes the last two
+# act as Ctrl-C outside a stage).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 class Stopper:
     def __init__(self, send: Callable[[str], None], grace_s: float) -> None:
         self.send = send  # delivers "SIGINT" or "SIGKILL" to the stage (and, for SIGKILL, what it started)
@@ -29,6 +42,35 @@ class Stopper:
         self.requests = 0
         self.overdue = False  # the stage was killed because it did not stop in time
         self._timer: threading.Timer | None = None
+        # SimpleQueue.put is reentrant: safe from a signal handler that interrupted anything.
+        self._asked: queue.SimpleQueue = queue.SimpleQueue()
+
+    @contextmanager
+    def listening(self):
+        """While the stage runs, a stop signal to this process is a stop request for the stage (not a
+        ``KeyboardInterrupt``). Signals the caller ignores stay ignored; off the main thread (the web UI's
+        jobs) Python cannot take signals, and nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+        sender = threading.Thread(target=self._send_requests, name="stage-stopper", daemon=True)
+        sender.start()
+        for number, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(number, lambda signum, frame: self._asked.put(True))
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                if handler is not signal.SIG_IGN:
+                    signal.signal(number, handler)
+            self._asked.put(False)
+            sender.join(timeout=5)
+
+    def _send_requests(self) -> None:
+        while self._asked.get():
+            self.request()
 
     def request(self) -> None:
         self.requests += 1
