@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STACK = ("torch", "transformers", "peft")
 # Files that need more than the ML stack: the pinned llama.cpp (bash scripts/setup_llama_cpp.sh).
 EXTRA = {"test_gguf.py": ("llama_cpp",), "test_quality.py": ("llama_cpp",),
-         "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf")}
+         "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf"),
+         "test_ray_runtime.py": ("ray",)}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -75,8 +75,9 @@ class Settings:
     output: str = field("./output", help="Workspace folder holding run folders and run_history.json.",
                         flag="--output", short="-o", group="Basics")
     runtime: Literal[("auto", *RUNTIME_NAMES)] = field(
-        "auto", help="Where stages run: docker (the pinned stage images), local (this Python's ML stack), or auto: "
-        "the first of them that can run here.", flag="--runtime", group="Runtime")
+        "auto", help="Where stages run: docker (the pinned stage images), local (this Python's ML stack), ray (the "
+        "workers of a Ray cluster, pip install 'backpropagate[ray]'), or auto: the first of docker and local that "
+        "can run here.", flag="--runtime", group="Runtime")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
                            help="Experiment trackers that receive the run: auto (each one installed and configured), "
                            "none, or names such as " + ",".join(TRACKER_NAMES) + ".", flag="--report-to",
@@ -84,6 +85,13 @@ class Settings:
     workers: int = field(1, check=at_least(1), allowed="an integer of at least 1",
                          help="Data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
                               "stays the global batch of a step.", flag="--workers", group="Runtime")
+    ray_address: str = field("", help="The Ray cluster --runtime ray runs on (HOST:6379 as `ray status` shows it, "
+                             "or ray://HOST:10001); none: RAY_ADDRESS, else a Ray cluster started here for the run.",
+                             flag="--ray-address", group="Runtime")
+    ray_max_failures: int = field(1, check=at_least(0), allowed="an integer of at least 0",
+                                  help="Under --runtime ray, how many times Ray restarts the workers after one is "
+                                  "lost; each restart resumes from the newest checkpoint.", flag="--ray-max-failures",
+                                  group="Runtime")
     stop_grace_s: float = field(STOP_GRACE_S, check=positive, allowed="seconds greater than 0",
                                 help="After Ctrl-C, SIGTERM or SIGHUP, how long a stage may take to stop before it is "
                                 "killed (a run resumes from its last checkpoint).")
