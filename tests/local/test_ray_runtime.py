@@ -18,7 +18,7 @@ import torch
 from backpropagate.contract.events import parse_line
 from backpropagate.contract.history import RunHistory
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, ctrl_c_as_in_a_terminal, run_cli
 from tests.local import test_resilience as resilience
 from tests.local.test_data_parallel import LONG, LONG_STEPS, trained
 from tests.local.test_resilience import chat_data  # noqa: F401  (fixture)
@@ -156,3 +156,25 @@ def test_a_ray_cluster_that_refuses_the_driver_is_runtime_ray_unreachable(tiny_m
     assert error["fix"] == ("pass --ray-address the address `ray status` shows on the cluster's head (HOST:6379), "
                             "with RAY_AUTH_MODE and the token the cluster uses if it has token authentication; leave "
                             "it out to start a cluster here")
+
+
+def test_ctrl_c_stops_every_ray_worker_after_the_same_step_and_rank_0_saves_it(tiny_model, chat_data, tmp_path,
+                                                                               ray_address):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backpropagate", "train", "--data", str(chat_data), "--model", str(tiny_model),
+         "--output", str(tmp_path), "--json", "--steps", "200", *resilience.COMMON, "--checkpoint-every", "0",
+         "--checkpoint-on-interrupt", *on_ray(ray_address)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal)
+    for line in process.stdout:
+        if '"progress"' in line:
+            break
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the host's group
+    rest, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    run_id = parse_line(line).run_id
+    saved = [parse_line(x).event.step for x in rest.splitlines() if '"checkpoint"' in x]
+    last_step = max(parse_line(x).event.step for x in [line, *rest.splitlines()] if '"progress"' in x)
+    assert last_step < 200 and saved == [last_step]  # one checkpoint, of the step both workers finished
+    assert sorted(p.name for p in (tmp_path / run_id / "checkpoints").iterdir()) == [f"step-{last_step}"]
+    assert RunHistory(tmp_path).find(run_id).status == "interrupted"

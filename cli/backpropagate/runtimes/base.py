@@ -1,5 +1,6 @@
 """The runtime protocol: run a stage from its spec file, hand each event over, return how it ended."""
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,3 +32,8 @@ class Runtime(Protocol):
 
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         """Run ``python -m backpropagate_stages.<stage> --spec spec_path`` to its end."""
+
+
+def first_missing(packages: tuple[str, ...]) -> str | None:
+    """The first of ``packages`` this Python cannot import, looked up without importing any (the host stays fast)."""
+    return next((package for package in packages if importlib.util.find_spec(package) is None), None)

@@ -4,7 +4,6 @@ The stage gets a pipe as its standard input that this process holds open and nev
 host dies, however it dies, the stage sees the pipe end and goes too (backpropagate_stages/host_watch.py).
 """
 
-import importlib.util
 import logging
 import os
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope, EventParseError, parse_line
 from backpropagate.contract.stages import HOST_WATCH_VARIABLE
-from backpropagate.runtimes.base import StageExit
+from backpropagate.runtimes.base import StageExit, first_missing
 from backpropagate.runtimes.launch import Ending, stage_command, stage_environment
 from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
@@ -44,10 +43,9 @@ class LocalRuntime:
         self.stop_grace_s = stop_grace_s
 
     def check(self) -> None:
-        for package in self.stack:
-            if importlib.util.find_spec(package) is None:
-                raise BackpropError("DEP_LOCAL_STACK_MISSING", package=package,
-                                    reason=f"not installed for {sys.executable}")
+        missing = first_missing(self.stack)
+        if missing:
+            raise BackpropError("DEP_LOCAL_STACK_MISSING", package=missing, reason=f"not installed for {sys.executable}")
 
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         self.check()

@@ -14,7 +14,6 @@ every node reaches at the same place (a shared file system). Ray is an optional 
 imports it until a run starts.
 """
 
-import importlib.util
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from backpropagate.contract.events import HOST, Envelope, EventParseError, parse
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.specs import spec_data, write_spec_data
 from backpropagate.contract.stages import HOST_WATCH_VARIABLE, WORKERS_RESTARTED, stage_named
-from backpropagate.runtimes.base import StageExit
+from backpropagate.runtimes.base import StageExit, first_missing
 from backpropagate.runtimes.launch import stage_environment
 from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
@@ -47,6 +46,8 @@ ENDING = ("error", "finished")  # rank 0 holds these until it knows whether Ray 
 
 
 class RayRuntime:
+    """Asked for by name only (`auto` never picks it): a cluster is the user's choice."""
+
     name = "ray"
     answers = "Ray Train imports here"
     absent = "Ray is not installed"
@@ -67,9 +68,9 @@ class RayRuntime:
         self.stop_grace_s = stop_grace_s
 
     def check(self) -> None:
-        for package in self.stack:
-            if importlib.util.find_spec(package) is None:
-                raise BackpropError("DEP_RAY_MISSING", package=package, reason=f"not installed for {sys.executable}")
+        missing = first_missing(self.stack)
+        if missing:
+            raise BackpropError("DEP_RAY_MISSING", package=missing, reason=f"not installed for {sys.executable}")
 
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         self.check()
@@ -116,8 +117,8 @@ class RayRuntime:
 
 
 def _connect(ray, address: str) -> None:
-    # The workers' own output goes to their log.txt, never to this terminal (whose stdout, with --json,
-    # carries events only).
+    # What the workers print stays in Ray's logs and the stage's log.txt, never on this terminal (whose stdout,
+    # with --json, carries events only).
     options = {"log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
