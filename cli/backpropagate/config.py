@@ -85,8 +85,8 @@ class Settings:
     workers: int = field(1, check=at_least(1), allowed="an integer of at least 1",
                          help="Data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
                               "stays the global batch of a step.", flag="--workers", group="Runtime")
-    ray_address: str = field("", help="The Ray cluster --runtime ray runs on (HOST:6379 as `ray status` shows it, "
-                             "or ray://HOST:10001); none: RAY_ADDRESS, else a Ray cluster started here for the run.",
+    ray_address: str = field("", help="The Ray cluster --runtime ray runs on: its head's HOST:6379, as `ray status` "
+                             "shows it; none: RAY_ADDRESS, else a Ray cluster started here for the run.",
                              flag="--ray-address", group="Runtime")
     ray_max_failures: int = field(1, check=at_least(0), allowed="an integer of at least 0",
                                   help="Under --runtime ray, how many times Ray restarts the workers after one is "
@@ -206,9 +206,12 @@ def output_dir(settings: Settings) -> Path:
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,
-                     gpus: str | None = None, report_to: str | None = None, workers: int | None = None) -> Settings:
+                     gpus: str | None = None, report_to: str | None = None, workers: int | None = None,
+                     ray_address: str | None = None, ray_max_failures: int | None = None) -> Settings:
     """The settings of a command that takes the shared --output, --json, --runtime and --gpus options."""
     return load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
                                     "runtime": runtime, "docker.gpus": gpus, "report_to": report_to,
-                                    "workers": workers},
-                         names={"report_to": "--report-to", "workers": "--workers"})
+                                    "workers": workers, "ray_address": ray_address,
+                                    "ray_max_failures": ray_max_failures},
+                         names={"report_to": "--report-to", "workers": "--workers",
+                                "ray_max_failures": "--ray-max-failures"})

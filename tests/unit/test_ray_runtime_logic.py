@@ -5,7 +5,7 @@ import importlib.util
 import sys
 
 import pytest
-from backpropagate.config import load_settings
+from backpropagate.config import command_settings, load_settings
 from backpropagate.contract.errors import BackpropError
 from backpropagate.runtimes import choose_runtime
 from backpropagate.runtimes.local import LocalRuntime
@@ -34,6 +34,9 @@ def test_the_ray_settings_reach_the_runtime():
                                                    "BACKPROPAGATE_WORKERS": "4"})).runtime
     assert isinstance(runtime, RayRuntime)
     assert (runtime.address, runtime.max_failures, runtime.workers) == ("10.0.0.5:6379", 3, 4)
+    resumed = choose_runtime("ray", command_settings(runtime="ray", workers=2, ray_address="head:6379",
+                                                     ray_max_failures=0)).runtime  # `backprop resume`'s options
+    assert (resumed.address, resumed.max_failures, resumed.workers) == ("head:6379", 0, 2)
 
 
 @ray_installed
