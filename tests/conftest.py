@@ -31,7 +31,43 @@ EXTRA = {"test_gguf.py": ("llama_cpp",), "test_quality.py": ("llama_cpp",),
          "test_ray_runtime.py": ("ray",)}
 
 
+# The slowest files, and why each needs its time. Under `pytest -n auto` (scripts/test.sh) they start first,
+# so the workers end together instead of one waiting on a long file started last.
+SLOW = {
+    "tests/docker": "builds nothing, but every stage starts a container and the tier shares one engine: one worker",
+    "tests/local/test_families.py": "trains and exports a tiny model around each family's real tokenizer",
+    "tests/local/test_real_model.py": "fine-tunes the real SmolLM2-135M and asks its weights and its GGUF",
+    "tests/local/test_multi_run.py": "campaigns of several runs, killed and resumed",
+    "tests/local/test_gguf.py": "real llama.cpp conversions and quantizations",
+    "tests/local/test_gpu_check.py": "every section of the GPU check, dry-run on the CPU",
+    "tests/local/test_ui_browser.py": "a real headless Chromium through a whole run",
+    "tests/local/test_train.py": "the train stage's contract on the tiny model",
+    "tests/local/test_ray_runtime.py": "a real Ray cluster: two-worker runs, a worker killed and restarted, Ctrl-C",
+}
+
+
+def _unit(nodeid: str) -> str:
+    """What one xdist worker runs whole: a file (its module fixtures are built once), or the docker tier
+    (its tests count the engine's containers, so they never run beside each other)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/docker" if path.startswith("tests/docker/") else path
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which a plain `pytest` may run without
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order below: the slowest units first
+    return ByUnit(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
+    slow = list(SLOW)
+    items.sort(key=lambda item: slow.index(_unit(item.nodeid)) if _unit(item.nodeid) in slow else len(slow))
     for item in items:
         if "tests/local" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.local)
