@@ -44,7 +44,7 @@ def main() -> None:
                                         "training.steps": 1, "training.device": "cpu",
                                         "training.max_seq_length": 128, "training.checkpoint_every": 0})
     local = choose_runtime("local").runtime
-    docker = choose_runtime("docker", settings.docker, note=print).runtime
+    docker = choose_runtime("docker", settings, note=print).runtime
     ensure_image(docker.client(), "train", "cpu", settings.docker, print)
     times: dict[str, list[float]] = {"local": [], "docker": []}
     for _ in range(args.repeats):

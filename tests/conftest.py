@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STACK = ("torch", "transformers", "peft")
 # Files that need more than the ML stack: the pinned llama.cpp (bash scripts/setup_llama_cpp.sh).
 EXTRA = {"test_gguf.py": ("llama_cpp",), "test_quality.py": ("llama_cpp",),
-         "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf")}
+         "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf"),
+         "test_ray_runtime.py": ("ray",)}
 
 
 # The slowest files, and why each needs its time. Under `pytest -n auto` (scripts/test.sh) they start first,
@@ -41,6 +42,7 @@ SLOW = {
     "tests/local/test_gpu_check.py": "every section of the GPU check, dry-run on the CPU",
     "tests/local/test_ui_browser.py": "a real headless Chromium through a whole run",
     "tests/local/test_train.py": "the train stage's contract on the tiny model",
+    "tests/local/test_ray_runtime.py": "a real Ray cluster: two-worker runs, a worker killed and restarted, Ctrl-C",
 }
 
 

@@ -75,8 +75,9 @@ class Settings:
     output: str = field("./output", help="Workspace folder holding run folders and run_history.json.",
                         flag="--output", short="-o", group="Basics")
     runtime: Literal[("auto", *RUNTIME_NAMES)] = field(
-        "auto", help="Where stages run: docker (the pinned stage images), local (this Python's ML stack), or auto: "
-        "the first of them that can run here.", flag="--runtime", group="Runtime")
+        "auto", help="Where stages run: docker (the pinned stage images), local (this Python's ML stack), ray (the "
+        "workers of a Ray cluster, pip install 'backpropagate[ray]'), or auto: the first of docker and local that "
+        "can run here.", flag="--runtime", group="Runtime")
     report_to: str = field("auto", check=_report_to_problem, allowed=REPORT_TO_ALLOWED,
                            help="Experiment trackers that receive the run: auto (each one installed and configured), "
                            "none, or names such as " + ",".join(TRACKER_NAMES) + ".", flag="--report-to",
@@ -84,6 +85,13 @@ class Settings:
     workers: int = field(1, check=at_least(1), allowed="an integer of at least 1",
                          help="Data-parallel training processes (torchrun); --batch-size x --gradient-accumulation "
                               "stays the global batch of a step.", flag="--workers", group="Runtime")
+    ray_address: str = field("", help="The Ray cluster --runtime ray runs on: its head's HOST:6379, as `ray status` "
+                             "shows it; none: RAY_ADDRESS, else a Ray cluster started here for the run.",
+                             flag="--ray-address", group="Runtime")
+    ray_max_failures: int = field(1, check=at_least(0), allowed="an integer of at least 0",
+                                  help="Under --runtime ray, how many times Ray restarts the workers after one is "
+                                  "lost; each restart resumes from the newest checkpoint.", flag="--ray-max-failures",
+                                  group="Runtime")
     stop_grace_s: float = field(STOP_GRACE_S, check=positive, allowed="seconds greater than 0",
                                 help="After Ctrl-C, SIGTERM or SIGHUP, how long a stage may take to stop before it is "
                                 "killed (a run resumes from its last checkpoint).")
@@ -198,9 +206,12 @@ def output_dir(settings: Settings) -> Path:
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,
-                     gpus: str | None = None, report_to: str | None = None, workers: int | None = None) -> Settings:
+                     gpus: str | None = None, report_to: str | None = None, workers: int | None = None,
+                     ray_address: str | None = None, ray_max_failures: int | None = None) -> Settings:
     """The settings of a command that takes the shared --output, --json, --runtime and --gpus options."""
     return load_settings(overrides={"output": str(output) if output else None, "log_json": json_output,
                                     "runtime": runtime, "docker.gpus": gpus, "report_to": report_to,
-                                    "workers": workers},
-                         names={"report_to": "--report-to", "workers": "--workers"})
+                                    "workers": workers, "ray_address": ray_address,
+                                    "ray_max_failures": ray_max_failures},
+                         names={"report_to": "--report-to", "workers": "--workers",
+                                "ray_max_failures": "--ray-max-failures"})

@@ -81,6 +81,10 @@ def stage_main(name: str, run: Callable[[Any, Emitter], Any], argv: list[str] | 
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, STOP.handle)
     signal.signal(signal.SIGTERM, STOP.handle)
+    # A child inherits its parent's blocked signals: a Ray worker's thread has them blocked, and its stage would
+    # never hear a stop request.
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
     try:
         spec = read_spec(STAGES[name].spec, args.spec)

@@ -106,3 +106,25 @@ def test_ctrl_c_stops_every_worker_after_the_same_step_and_rank_0_saves_it(tiny_
     assert [checkpoint.step for checkpoint in saved] == [last_step]  # one checkpoint, of the step both finished
     assert sorted(p.name for p in (tmp_path / run_id / "checkpoints").iterdir()) == [f"step-{last_step}"]
     assert RunHistory(tmp_path).find(run_id).status == "interrupted"
+
+
+def test_a_worker_killed_under_torchrun_ends_the_run_with_runtime_worker_lost(tiny_model, chat_data, tmp_path):
+    host = subprocess.Popen([sys.executable, "-m", "backpropagate", "train", "--data", str(chat_data), "--model",
+                             str(tiny_model), "--output", str(tmp_path), "--json", "--steps", str(resilience.STEPS),
+                             *resilience.COMMON, "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    for line in host.stdout:
+        if '"checkpoint"' in line:
+            break
+    [rank_1] = [p for p in psutil.Process(host.pid).children(recursive=True)
+                if "torch.distributed.run" not in p.cmdline() and p.environ().get("RANK") == "1"]
+    rank_1.kill()
+    rest, stderr = host.communicate(timeout=120)
+    assert host.returncode == 5, stderr
+    run_id = parse_line(line).run_id
+    error = [parse_line(x).event for x in rest.splitlines() if '"event":"error"' in x]
+    assert [e.code for e in error] == ["RUNTIME_WORKER_LOST"]  # not the gloo error rank 0 saw
+    assert "rank 1 was ended by SIGKILL" in error[0].message
+    assert f"backprop resume {run_id}" in error[0].fix
+    row = RunHistory(tmp_path).find(run_id)
+    assert (row.status, row.error_code, row.workers) == ("failed", "RUNTIME_WORKER_LOST", 2)

@@ -132,14 +132,14 @@ def test_log_json_in_the_environment_makes_json_the_default(tmp_path):
     assert flag_wins.stdout.startswith("no runs recorded")
 
 
-def test_info_reports_versions_and_both_runtimes(tmp_path):
+def test_info_reports_versions_and_every_runtime(tmp_path):
     result = run_cli("info", "--json", "--output", str(tmp_path))
     assert result.returncode == 0
     report = json.loads(result.stdout)["result"]
     from backpropagate import __version__
 
     assert report["backpropagate"] == __version__
-    assert set(report["runtimes"]) == {"docker", "local"}
+    assert set(report["runtimes"]) == {"docker", "local", "ray"}
     assert report["runtime_auto"]["choice"] in ("docker", "local", None)
     assert report["devices"]["cpu"] is True
 

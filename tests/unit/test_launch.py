@@ -21,7 +21,7 @@ def test_one_worker_or_a_stage_that_is_not_data_parallel_runs_alone(stage, worke
 
 def test_the_workers_setting_reaches_the_runtime_and_refuses_zero():
     assert load_settings({"BACKPROPAGATE_WORKERS": "3"}).workers == 3
-    assert choose_runtime("local", workers=3).runtime.workers == 3
+    assert choose_runtime("local", load_settings({"BACKPROPAGATE_WORKERS": "3"})).runtime.workers == 3
     with pytest.raises(BackpropError) as refused:
         load_settings({}, overrides={"workers": 0}, names={"workers": "--workers"})
     assert refused.value.code == "CONFIG_VALUE_INVALID"

@@ -1,6 +1,6 @@
 """Runtimes, trackers and publishers are each one registry: a new one is its module and one entry there.
 
-The tests add an entry to a copy of the package (a `ray` runtime, a `neptune` tracker) and find it
+The tests add an entry to a copy of the package (a `slurm` runtime, a `neptune` tracker) and find it
 wherever the names are offered: the settings' choices, `--help`, the settings reference, the UI's form.
 """
 
@@ -23,7 +23,7 @@ from backpropagate.settings_reference import settings_markdown
 help_text = subprocess.run([sys.executable, "-m", "backpropagate", "train", "--help"], capture_output=True,
                            text=True).stdout
 print(json.dumps({"runtimes": list(option_for("runtime").choices), "trackers": list(TRACKER_NAMES),
-                  "ray": load_settings({"BACKPROPAGATE_RUNTIME": "ray"}).runtime if "ray" in sys.argv else None,
+                  "slurm": load_settings({"BACKPROPAGATE_RUNTIME": "slurm"}).runtime if "slurm" in sys.argv else None,
                   "neptune": load_settings({}, {"report_to": "neptune"}).report_to if "neptune" in sys.argv else None,
                   "help": " ".join(help_text.split()), "docs": settings_markdown()}))
 '''
@@ -37,16 +37,16 @@ def names_with_an_entry(tmp_path, registry: str, anchor: str, entry: str, name: 
 
 def test_the_runtime_choices_are_the_registry_and_auto():
     choices = dataclasses.fields(Settings)[[f.name for f in dataclasses.fields(Settings)].index("runtime")].type
-    assert choices.__args__ == ("auto", *RUNTIME_NAMES) and RUNTIME_NAMES == ("docker", "local")
+    assert choices.__args__ == ("auto", *RUNTIME_NAMES) and RUNTIME_NAMES == ("docker", "local", "ray")
     assert [runtime_class(name).name for name in RUNTIME_NAMES] == list(RUNTIME_NAMES)
 
 
 def test_a_runtime_added_to_the_registry_is_a_choice_everywhere(tmp_path):
     found = names_with_an_entry(tmp_path, "runtimes/registry.py", "}\nRUNTIME_NAMES",
-                                '    "ray": "backpropagate.runtimes.local:LocalRuntime",\n', "ray")
-    assert found["runtimes"] == ["auto", "docker", "local", "ray"] and found["ray"] == "ray"
-    assert "One of: auto, docker, local, ray." in found["help"]
-    assert "| one of auto, docker, local, ray |" in found["docs"]
+                                '    "slurm": "backpropagate.runtimes.local:LocalRuntime",\n', "slurm")
+    assert found["runtimes"] == ["auto", "docker", "local", "ray", "slurm"] and found["slurm"] == "slurm"
+    assert "One of: auto, docker, local, ray, slurm." in found["help"]
+    assert "| one of auto, docker, local, ray, slurm |" in found["docs"]
 
 
 def test_the_tracker_names_are_the_registry():

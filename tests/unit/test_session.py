@@ -26,6 +26,7 @@ class ReplayRuntime:
     """A stand-in runtime: replays the events a stage would print, then exits with ``code``."""
 
     name = "replay"
+    workers = 1
 
     def __init__(self, script: list, code: int = 0) -> None:
         self.script, self.code = script, code

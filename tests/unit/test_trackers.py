@@ -36,6 +36,7 @@ class ReplayedTrainStage:
     """A stand-in runtime: replays what the train stage prints for a 3-step run with held-out loss."""
 
     name = "replay"
+    workers = 1
 
     def check(self) -> None:
         pass

@@ -61,3 +61,5 @@ FormatOpt = Annotated[str, typer.Option("--format", help="Dataset format: auto, 
 SkipInvalidOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows and report how many, "
                                                                      "instead of stopping at the first.")]
 WorkersOpt = setting_option(option_for("workers"))
+RayAddressOpt = setting_option(option_for("ray_address"))
+RayMaxFailuresOpt = setting_option(option_for("ray_max_failures"))

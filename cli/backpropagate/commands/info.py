@@ -41,7 +41,7 @@ def info(output: OutputOpt = None, json_output: JsonOpt = None) -> None:
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
     from backpropagate.runtimes.registry import RUNTIME_NAMES, runtime_class
 
-    runtimes = {name: _runtime_status(runtime_class(name).from_settings(settings.docker, None))
+    runtimes = {name: _runtime_status(runtime_class(name).from_settings(settings, None))
                 for name in RUNTIME_NAMES}
     report = {
         "backpropagate": __version__,
@@ -73,9 +73,11 @@ def _runtime_status(runtime) -> str:
 
 
 def _auto_choice(runtimes: dict) -> dict:
-    usable = [name for name, status in runtimes.items() if status == "available"]
+    from backpropagate.runtimes.registry import AUTO
+
+    usable = [name for name in AUTO if runtimes[name] == "available"]
     if usable:
-        return {"choice": usable[0], "why": "the first that can run here, in this order: " + ", ".join(runtimes)}
+        return {"choice": usable[0], "why": "the first that can run here, in this order: " + ", ".join(AUTO)}
     return {"choice": None, "why": "no runtime is available: start Docker, or pip install 'backpropagate[local]'"}
 
 

@@ -56,12 +56,14 @@ def multi_run(
     out = Output(json_mode=bool(command_settings(options["output"], json_output).log_json))
     if resume:
         settings = command_settings(options["output"], json_output, options["runtime"], options["gpus"],
-                                    workers=options["workers"])
+                                    workers=options["workers"], ray_address=options["ray_address"],
+                                    ray_max_failures=options["ray_max_failures"])
         campaign_flags = {"--data": data, "--runs": runs, "--samples": samples, "--merge": merge != "slao" or None,
                           "--format": data_format != "auto" or None, "--skip-invalid": skip_invalid or None,
                           "--eval-data": eval_data, "--eval-prompts": eval_prompts}
         given = sorted([run_options()[name].flag for name, value in options.items()
-                        if value is not None and name not in ("output", "runtime", "gpus", "workers")]
+                        if value is not None and name not in ("output", "runtime", "gpus", "workers", "ray_address",
+                                                              "ray_max_failures")]
                        + [flag for flag, value in campaign_flags.items() if value])
         if given:
             out.warn(f"resuming uses the campaign's own settings and data; ignored: {', '.join(given)}")

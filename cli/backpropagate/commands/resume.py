@@ -5,7 +5,8 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.commands._options import GpusOpt, JsonOpt, OutputOpt, ReportToOpt, RuntimeOpt, WorkersOpt
+from backpropagate.commands._options import (GpusOpt, JsonOpt, OutputOpt, RayAddressOpt, RayMaxFailuresOpt, ReportToOpt,
+                                             RuntimeOpt, WorkersOpt)
 from backpropagate.commands._run import run_and_report
 from backpropagate.commands.multi_run import report
 from backpropagate.config import command_settings, output_dir
@@ -24,6 +25,8 @@ Examples:
 
   backprop resume 3f2a --workers 2   (the same result on two workers: the global batch is the run's)
 
+  backprop resume 3f2a --runtime ray --ray-address HEAD:6379 --workers 4
+
   backprop resume 7c1d   (a campaign: its finished runs are kept, the cut-off one resumes, the rest follow)
 """
 
@@ -36,9 +39,11 @@ def resume(
     gpus: GpusOpt = None,
     report_to: ReportToOpt = None,
     workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
+    ray_max_failures: RayMaxFailuresOpt = None,
 ) -> None:
     """Continue a failed or interrupted run with the same settings and data order."""
-    settings = command_settings(output, json_output, runtime, gpus, report_to, workers)
+    settings = command_settings(output, json_output, runtime, gpus, report_to, workers, ray_address, ray_max_failures)
     out = Output(json_mode=settings.log_json)
     if RunHistory(output_dir(settings)).find(run).stage == "campaign":
         plan, folder = campaign_of(output_dir(settings), run)

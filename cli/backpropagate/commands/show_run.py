@@ -58,7 +58,7 @@ def _text(record: RunRecord, plot: str | None) -> str:
     if row["status"] == "dead":
         lines.append(f"  its host died while it ran: `backprop resume {row['run_id']}` continues it from its "
                      "newest valid checkpoint")
-    for key in ("model", "dataset", "dataset_sha256", "runtime", "device", "started_at", "finished_at",
+    for key in ("model", "dataset", "dataset_sha256", "runtime", "workers", "device", "started_at", "finished_at",
                 "duration_s", "steps", "steps_done", "final_loss", "adapter", "replay_of", "resumed_at"):
         if row.get(key) is not None:
             lines.append(f"  {key:<16}{one_line(str(row[key]))}")
@@ -70,7 +70,7 @@ def _text(record: RunRecord, plot: str | None) -> str:
     versions = {**spec.get("versions", {}), **record.manifest.get("versions", {})}
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    for key in ("oom_adjustments", "thermal_pauses"):
+    for key in ("oom_adjustments", "thermal_pauses", "restarts"):
         for item in row.get(key) or []:
             lines.append(f"{key[:-1].replace('_', ' ')}: {item}")
     for publisher in PUBLISHERS:  # where the run went: Ollama models, Hub commits

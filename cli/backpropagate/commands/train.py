@@ -34,6 +34,8 @@ Examples:
 
   backprop train --data my.jsonl --model ./base --workers 2   (two GPUs, or two CPU processes)
 
+  backprop train --data my.jsonl --model ./base --runtime ray --ray-address HEAD:6379 --workers 4
+
   backprop train --resume 3f2a   (or: backprop resume 3f2a)
 """
 
@@ -61,7 +63,8 @@ def train(
     out = Output(json_mode=settings.log_json)
     if resume:
         given = sorted(run_options()[name].flag for name, value in options.items()
-                       if value is not None and name not in ("output", "runtime", "gpus", "report_to", "workers"))
+                       if value is not None and name not in ("output", "runtime", "gpus", "report_to", "workers",
+                                                             "ray_address", "ray_max_failures"))
         given += [flag for flag, value in (("--data", data), ("--eval-data", eval_data),
                                            ("--eval-prompts", eval_prompts)) if value is not None]
         if given:

@@ -223,6 +223,12 @@ CATALOG: dict[str, ErrorKind] = dict(
             "pip install 'backpropagate[local]' (torch==2.13.0 for the CPU build)",
         ),
         _kind(
+            "DEP_RAY_MISSING",
+            "the ray runtime needs {package}, which is not importable: {reason}",
+            "pip install 'backpropagate[ray]' (ray[train]==2.60.0, with the ML stack of 'backpropagate[local]'), "
+            "here and on every node of the cluster",
+        ),
+        _kind(
             "DEP_DOCKER_UNAVAILABLE",
             "no Docker engine answers ({reason})",
             "start Docker (Docker Desktop, or `sudo systemctl start docker`), check DOCKER_HOST or "
@@ -359,6 +365,18 @@ CATALOG: dict[str, ErrorKind] = dict(
             "RUNTIME_STAGE_FAILED",
             "stage {stage} failed: {reason}",
             "see {log} for the traceback and the full log",
+        ),
+        _kind(
+            "RUNTIME_WORKER_LOST",
+            "a {stage} worker was lost and no restart is left ({restarts} allowed under --runtime {runtime}): {reason}",
+            "`backprop resume {run_id}` goes on from the newest checkpoint once every worker can run (see {log}; a "
+            "kill for lack of memory shows in `dmesg`); under --runtime ray, --ray-max-failures allows more restarts",
+        ),
+        _kind(
+            "RUNTIME_RAY_UNREACHABLE",
+            "no Ray cluster answers at {address}: {reason}",
+            "pass --ray-address the address `ray status` shows on the cluster's head (HOST:6379), with RAY_AUTH_MODE "
+            "and the token the cluster uses if it has token authentication; leave it out to start a cluster here",
         ),
         _kind(
             "RUNTIME_INTERRUPTED",

@@ -41,6 +41,7 @@ class HistoryRow:
     status: str  # one of STATUSES
     stage: str = "train"  # train, or export for an adapter folder exported on its own
     runtime: str | None = None
+    workers: int | None = None  # a training run's data-parallel processes
     model: str | None = None
     dataset: str | None = None  # the user's path, redacted
     dataset_sha256: str | None = None
@@ -58,6 +59,7 @@ class HistoryRow:
     error_code: str | None = None
     oom_adjustments: list = field(default_factory=list)
     thermal_pauses: list = field(default_factory=list)
+    restarts: list = field(default_factory=list)  # why the runtime restarted lost workers (Ray), in order
     warnings: list = field(default_factory=list)  # what the host chose for the user, and why
     trackers: list = field(default_factory=list)  # experiment trackers that received the run, and where
     merged: str | None = None

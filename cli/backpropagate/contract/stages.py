@@ -29,6 +29,8 @@ from backpropagate.contract.specs import (
 # Set by a runtime that gives the stage a standard input it keeps open while it lives: the stage
 # ends with its host (stages/backpropagate_stages/host_watch.py).
 HOST_WATCH_VARIABLE = "BACKPROP_HOST_WATCH"
+# The host's warning when a runtime restarted a data-parallel stage's lost workers (Ray); the history keeps each.
+WORKERS_RESTARTED = "workers_restarted"
 
 
 @dataclass(frozen=True)

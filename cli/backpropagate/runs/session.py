@@ -59,8 +59,7 @@ class Session:
                      extra_sinks: tuple[Sink, ...] = (), trackers: bool = False) -> "Session":
         """The runtime the settings ask for, and the house sinks: terminal, history, events file; with
         ``trackers`` (a training run), the experiment trackers ``settings.report_to`` turns on."""
-        choice = choose_runtime(settings.runtime, settings.docker, note=None if quiet else out.note,
-                                workers=settings.workers, stop_grace_s=settings.stop_grace_s)
+        choice = choose_runtime(settings.runtime, settings, note=None if quiet else out.note)
         sinks = [TerminalSink(out, quiet), HistorySink(), EventsFileSink(), *extra_sinks]
         announce: tuple[events.Metric, ...] = ()
         if trackers:
@@ -72,7 +71,7 @@ class Session:
     def run(self, pipeline: Pipeline) -> dict[str, Any]:
         """Run every step in order; returns each stage's typed result, or raises the coded error."""
         self.runtime.check()  # before the history row exists: a missing runtime costs nothing
-        start = replace(pipeline.start, runtime=self.runtime.name)
+        start = replace(pipeline.start, runtime=self.runtime.name, workers=self.runtime.workers)
         # Held until the run ends, and dropped by the kernel if this process dies: that is how
         # list-runs tells a live run from one whose host died, and why two hosts never run it at once.
         try:

@@ -1,4 +1,5 @@
-"""Runtimes: where a stage program runs. ``local``: a subprocess here; ``docker``: the stage's image.
+"""Runtimes: where a stage program runs. ``local``: a subprocess here; ``docker``: the stage's image;
+``ray``: the workers of a Ray cluster (asked for by name only).
 
 ``auto`` picks the first runtime of the registry that can run here: Docker when an engine answers,
 else local when the ML stack imports (a fallback the caller announces), else stops with
@@ -9,11 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backpropagate.contract.errors import BackpropError
-from backpropagate.contract.settings import DockerSettings
 from backpropagate.runtimes.base import Runtime, StageExit
 from backpropagate.runtimes.local import LocalRuntime
-from backpropagate.runtimes.registry import RUNTIME_NAMES, runtime_class
-from backpropagate.runtimes.stopping import STOP_GRACE_S
+from backpropagate.runtimes.registry import AUTO, runtime_class
 
 
 @dataclass(frozen=True)
@@ -23,22 +22,25 @@ class RuntimeChoice:
     why: str  # for people: why this runtime
 
 
-def choose_runtime(name: str, docker: DockerSettings | None = None, note: Callable[[str], None] | None = None,
-                   local: LocalRuntime | None = None, workers: int = 1,
-                   stop_grace_s: float = STOP_GRACE_S) -> RuntimeChoice:
-    """``workers``: processes for a data-parallel stage (train); other stages run as one. ``stop_grace_s``: how
-    long a stage may take to stop after Ctrl-C, SIGTERM or SIGHUP before it is killed."""
+def choose_runtime(name: str, settings=None, note: Callable[[str], None] | None = None,
+                   local: LocalRuntime | None = None) -> RuntimeChoice:
+    """The runtime ``name`` made from ``settings`` (config.Settings; None: the defaults): its section of them, and
+    the workers of a data-parallel stage and the stop grace, which every runtime reads."""
     made: dict[str, Runtime] = {"local": local} if local else {}
+    if settings is None:
+        from backpropagate.config import Settings
+
+        settings = Settings()
 
     def runtime(candidate: str) -> Runtime:
         if candidate not in made:
-            made[candidate] = runtime_class(candidate).from_settings(docker, note, workers, stop_grace_s)
+            made[candidate] = runtime_class(candidate).from_settings(settings, note)
         return made[candidate]
 
     if name != "auto":
         return RuntimeChoice(runtime(name), name, f"--runtime {name}")
     refused: dict[str, BackpropError] = {}
-    for candidate in RUNTIME_NAMES:
+    for candidate in AUTO:
         try:
             runtime(candidate).check()
         except BackpropError as refusal:

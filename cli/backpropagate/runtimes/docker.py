@@ -47,9 +47,12 @@ class DockerRuntime:
     absent = "no Docker engine"  # why `auto` passes it over
 
     @classmethod
-    def from_settings(cls, settings: DockerSettings | None, note: Callable[[str], None] | None,
-                      workers: int = 1, stop_grace_s: float = STOP_GRACE_S) -> DockerRuntime:
-        return cls(settings, workers=workers, stop_grace_s=stop_grace_s, **({"note": note} if note else {}))
+    def from_settings(cls, settings, note: Callable[[str], None] | None) -> DockerRuntime:
+        """From config.Settings (None: the defaults): its Docker section, workers and stop grace."""
+        if settings is None:
+            return cls(**({"note": note} if note else {}))
+        return cls(settings.docker, workers=settings.workers, stop_grace_s=settings.stop_grace_s,
+                   **({"note": note} if note else {}))
 
     def __init__(self, settings: DockerSettings | None = None, note: Callable[[str], None] = log.info,
                  client=None, workers: int = 1, stop_grace_s: float = STOP_GRACE_S):

@@ -4,7 +4,6 @@ The stage gets a pipe as its standard input that this process holds open and nev
 host dies, however it dies, the stage sees the pipe end and goes too (backpropagate_stages/host_watch.py).
 """
 
-import importlib.util
 import logging
 import os
 import signal
@@ -18,8 +17,8 @@ from pathlib import Path
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.events import Envelope, EventParseError, parse_line
 from backpropagate.contract.stages import HOST_WATCH_VARIABLE
-from backpropagate.runtimes.base import StageExit
-from backpropagate.runtimes.launch import stage_command, stage_environment
+from backpropagate.runtimes.base import StageExit, first_missing
+from backpropagate.runtimes.launch import Ending, stage_command, stage_environment
 from backpropagate.runtimes.stopping import STOP_GRACE_S, Stopper
 
 log = logging.getLogger("backpropagate.runtime")
@@ -34,10 +33,9 @@ class LocalRuntime:
     absent = "no local ML stack"
 
     @classmethod
-    def from_settings(cls, settings=None, note=None, workers: int = 1,
-                      stop_grace_s: float = STOP_GRACE_S) -> "LocalRuntime":
+    def from_settings(cls, settings=None, note=None) -> "LocalRuntime":
         # The same program as a subprocess: no Docker settings apply.
-        return cls(workers=workers, stop_grace_s=stop_grace_s)
+        return cls(workers=settings.workers, stop_grace_s=settings.stop_grace_s) if settings else cls()
 
     def __init__(self, stack: tuple[str, ...] = STACK, workers: int = 1, stop_grace_s: float = STOP_GRACE_S) -> None:
         self.stack = stack
@@ -45,10 +43,9 @@ class LocalRuntime:
         self.stop_grace_s = stop_grace_s
 
     def check(self) -> None:
-        for package in self.stack:
-            if importlib.util.find_spec(package) is None:
-                raise BackpropError("DEP_LOCAL_STACK_MISSING", package=package,
-                                    reason=f"not installed for {sys.executable}")
+        missing = first_missing(self.stack)
+        if missing:
+            raise BackpropError("DEP_LOCAL_STACK_MISSING", package=missing, reason=f"not installed for {sys.executable}")
 
     def run(self, stage: str, spec_path: Path, on_event: Callable[[Envelope], None]) -> StageExit:
         self.check()
@@ -63,20 +60,26 @@ class LocalRuntime:
         reader = threading.Thread(target=lambda: stderr_tail.extend(process.stderr), daemon=True)
         reader.start()
         stopper = Stopper(lambda name: _signal(process, name), self.stop_grace_s)
+        ending = Ending(stage, self.workers)
         try:
             # A stop request goes to the stage, and reading goes on: the stage reports how it stopped
             # (checkpoint, error, finished).
             with stopper.listening():
                 for line in process.stdout:
                     try:
-                        on_event(parse_line(line))
+                        envelope = parse_line(line)
                     except EventParseError as exc:
                         log.debug("stage printed a non-event line (%s): %s", exc, line.rstrip())
+                        continue
+                    if not ending.hold(envelope):
+                        on_event(envelope)
                 code = process.wait()
         finally:
             stopper.close()
             process.stdin.close()  # the stage's watch ends with it, if it is still there
         reader.join(timeout=5)
+        for envelope in ending.settle("".join(stderr_tail), spec_path, stopped=stopper.requests > 0):
+            on_event(envelope)
         stopper.end_if_overdue(stage, spec_path, on_event)
         return StageExit(code=code, stderr_tail="".join(stderr_tail))
 

@@ -1,7 +1,7 @@
-"""Every runtime, by name, in the order `--runtime auto` tries them: a new runtime is its module and one line here.
+"""Every runtime, by name: a new runtime is its module and one line here (and in AUTO, if `auto` may pick it).
 
 Each entry names its class as ``module:Class`` so nothing is imported until a run asks for it;
-a class takes ``(docker settings, note)`` through its ``from_settings``.
+a class takes ``(settings, note)`` through its ``from_settings``.
 """
 
 from importlib import import_module
@@ -9,8 +9,11 @@ from importlib import import_module
 RUNTIMES: dict[str, str] = {
     "docker": "backpropagate.runtimes.docker:DockerRuntime",
     "local": "backpropagate.runtimes.local:LocalRuntime",
+    "ray": "backpropagate.runtimes.ray:RayRuntime",
 }
 RUNTIME_NAMES = tuple(RUNTIMES)
+# What `--runtime auto` tries, in order. Never Ray: a cluster is a choice the user makes (--runtime ray).
+AUTO = ("docker", "local")
 
 
 def runtime_class(name: str) -> type:

@@ -17,6 +17,7 @@ class RunStart:
     spec: Any = None  # the train spec (the run's resolved settings); None for an export
     resume: bool = False
     new_row: HistoryRow | None = None  # the history row a new run starts with; None when the row exists
+    workers: int = 1  # processes of a data-parallel stage (train)
 
 
 @dataclass(frozen=True)

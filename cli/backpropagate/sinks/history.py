@@ -11,6 +11,7 @@ from pathlib import Path
 from backpropagate.contract import events
 from backpropagate.contract.events import HOST, Envelope
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
+from backpropagate.contract.stages import WORKERS_RESTARTED
 from backpropagate.contract.specs import GgufResult, MergeResult, TrainResult
 from backpropagate.sinks.base import RunEnd, RunStart
 
@@ -25,19 +26,21 @@ class HistorySink:
         self.row: HistoryRow | None = None
         self.oom_adjustments: list = []
         self.thermal_pauses: list = []
+        self.restarts: list = []
         self.warnings: list = []
 
     def open(self, start: RunStart) -> None:
         self.start = start
         self.history = RunHistory(Path(start.run_dir).parent)  # the workspace the run folder is in
+        trained_on = {"runtime": start.runtime, "workers": start.workers} if start.kind == "train" else {}
         if start.new_row is not None:
-            self.row = dataclasses.replace(start.new_row, runtime=start.runtime)
+            self.row = dataclasses.replace(start.new_row, **({"runtime": start.runtime} | trained_on))
             self.history.append(self.row)
             return
         self.row = self.history.get(start.run_id)
-        if start.resume:
+        if start.resume:  # where and on how many workers it goes on
             self.row = self.history.update(start.run_id, status="running", resumed_at=iso_time(time.time()),
-                                           error_code=None)
+                                           error_code=None, **trained_on)
 
     def event(self, envelope: Envelope) -> None:
         event = envelope.event
@@ -45,6 +48,8 @@ class HistorySink:
             self.oom_adjustments.append(event.message)
         elif isinstance(event, events.Paused):
             self.thermal_pauses.append(event.reading)
+        elif isinstance(event, events.Warning) and event.code == WORKERS_RESTARTED:
+            self.restarts.append(event.message)
         elif isinstance(event, events.Warning) and envelope.stage == HOST:
             self.warnings.append({"code": event.code, "message": event.message})
 
@@ -58,7 +63,8 @@ class HistorySink:
         if self.start.kind == "train":
             fields |= {"duration_s": round(end.duration_s, 2),
                        "oom_adjustments": self.row.oom_adjustments + self.oom_adjustments,
-                       "thermal_pauses": self.row.thermal_pauses + self.thermal_pauses}
+                       "thermal_pauses": self.row.thermal_pauses + self.thermal_pauses,
+                       "restarts": self.row.restarts + self.restarts}
         if self.warnings:
             fields["warnings"] = self.row.warnings + self.warnings
         if end.trackers:
