@@ -45,7 +45,7 @@ def test_a_runtime_added_to_the_registry_is_a_choice_everywhere(tmp_path):
     found = names_with_an_entry(tmp_path, "runtimes/registry.py", "}\nRUNTIME_NAMES",
                                 '    "ray": "backpropagate.runtimes.local:LocalRuntime",\n', "ray")
     assert found["runtimes"] == ["auto", "docker", "local", "ray"] and found["ray"] == "ray"
-    assert "One of: auto, docker, local, ray." in found["help"]
+    assert "--runtime auto|docker|local|ray Where stages run" in found["help"]
     assert "| one of auto, docker, local, ray |" in found["docs"]
 
 

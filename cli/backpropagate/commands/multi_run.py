@@ -23,9 +23,9 @@ Examples:
 
   backprop multi-run --data week1.jsonl --data week2.jsonl --eval-data week1_eval.jsonl --eval-data week2_eval.jsonl
 
-  backprop multi-run --data my_data.jsonl --runs 3 --merge none   (sequential LoRA, the baseline)
+  backprop multi-run --data my_data.jsonl --runs 3 --merge none   # sequential LoRA, the baseline
 
-  backprop multi-run --resume 7c1d   (or: backprop resume 7c1d)
+  backprop multi-run --resume 7c1d   # or: backprop resume 7c1d
 """
 
 @takes_run_options
@@ -33,9 +33,9 @@ def multi_run(
     data: Annotated[list[Path] | None, typer.Option(
         "--data", "-d", readable=False, help="One dataset to split into --runs runs of --samples rows, or one per run "
                                              "(--data A.jsonl --data B.jsonl).")] = None,
-    runs: Annotated[int | None, typer.Option(help="Runs in the campaign [default: one per --data file, or 2].")] = None,
+    runs: Annotated[int | None, typer.Option(help="Runs in the campaign [default one per --data file, or 2].")] = None,
     samples: Annotated[int | None, typer.Option(help="Rows per run, drawn from the one --data file with --seed, "
-                                                     "without replacement [default: all rows, shared evenly].")] = None,
+                                                     "without replacement [default all rows, shared evenly].")] = None,
     merge: Annotated[str, typer.Option(help="slao: orthogonal start and time-aware merge after every run; none: "
                                             "the same adapter trained on (sequential LoRA) [default slao].")] = "slao",
     json_output: JsonOpt = None,

@@ -22,9 +22,9 @@ Examples:
 
   backprop resume 3f2a9c1e --output runs --json
 
-  backprop resume 3f2a --workers 2   (the same result on two workers: the global batch is the run's)
+  backprop resume 3f2a --workers 2   # the same result on two workers: the global batch is the run's
 
-  backprop resume 7c1d   (a campaign: its finished runs are kept, the cut-off one resumes, the rest follow)
+  backprop resume 7c1d   # a campaign: its finished runs are kept, the cut-off one resumes, the rest follow
 """
 
 
