@@ -56,9 +56,9 @@ def table(rows: list[tuple[str, ...]]) -> str:
 
 # A run's one-off figures, in words; any other key is shown as "key: value".
 _METRIC_WORDS = {
-    "examples": "{value} examples after tokenizing",
-    "rows": "{value} training rows per pass over the data",
-    "workers": "{value} training processes",
+    "examples": "{value} example{s} after tokenizing",
+    "rows": "{value} training row{s} per pass over the data",
+    "workers": "{value} training process{es}",
 }
 
 
@@ -91,7 +91,9 @@ class Output:
         elif isinstance(event, events.Artifact):
             self.note(f"saved {event.kind} ({event.bytes:,} bytes, sha256 {event.sha256[:12]})")
         elif isinstance(event, events.Metric) and event.step is None:
-            self.note(_METRIC_WORDS.get(event.key, event.key.replace("_", " ") + ": {value}").format(value=event.value))
+            words = _METRIC_WORDS.get(event.key, event.key.replace("_", " ") + ": {value}")
+            one = event.value == 1
+            self.note(words.format(value=event.value, s="" if one else "s", es="" if one else "es"))
         elif isinstance(event, events.Finished):
             self.stop_progress()
 

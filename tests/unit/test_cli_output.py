@@ -67,3 +67,14 @@ def test_info_says_what_is_wrong_with_the_docker_engine_once_in_a_sentence(tmp_p
     assert result.stdout.count("its socket does not exist: no engine is started there") == 1
     assert "FileNotFoundError" not in result.stdout and "Connection aborted" not in result.stdout
     assert "  docker        unavailable: no Docker engine answers (see docker below)\n" in result.stdout
+
+
+def test_a_campaign_ends_with_the_export_to_run_next(capsys, tmp_path):
+    from backpropagate.commands.multi_run import report
+    from backpropagate.output import Output
+    from backpropagate.runs.campaign import CampaignResult
+
+    result = CampaignResult(campaign_id="7c1d0000-aaaa", campaign_dir=tmp_path, adapter_path=tmp_path / "adapter",
+                            runs=[{"index": 1, "run_id": "r1", "final_loss": 1.234567, "merge_lambda": 1.0}])
+    report(Output(), result, " --output ws")
+    assert capsys.readouterr().out.splitlines()[-1] == "next: backprop export 7c1d0000 --output ws --format gguf"

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from backpropagate.commands._options import FormatOpt, JsonOpt, SkipInvalidOpt, takes_run_options
-from backpropagate.config import command_settings, output_dir
+from backpropagate.config import command_settings, output_dir, output_flag
 from backpropagate.options import run_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
@@ -66,21 +66,23 @@ def multi_run(
         if given:
             out.warn(f"resuming uses the campaign's own settings and data; ignored: {', '.join(given)}")
         plan, folder = campaign_of(output_dir(settings), resume)
-        out.note(f"campaign_resumed campaign_id={plan.campaign_id}")
+        out.note(f"resuming campaign {plan.campaign_id}")
     else:
         settings = settings_from_arguments(options, call="backprop multi-run", log_json=json_output)
         plan, folder, continued = plan_campaign(settings, data or [], runs, samples, merge, data_format, skip_invalid,
                                                 eval_data or [], eval_prompts or [])
-        out.note(("campaign_continued" if continued else "campaign_started")
-                 + f" campaign_id={plan.campaign_id} runs={len(plan.runs)} merge={plan.merge}")
+        out.note(f"{'continuing' if continued else 'starting'} campaign {plan.campaign_id}: {len(plan.runs)} runs, "
+                 f"merge {plan.merge}")
         if continued:
             out.warn(f"continuing the unfinished campaign {plan.campaign_id} in {folder.root.parent}: same model, "
                      "data and settings (pass another --output to start a new one)")
         out.note(f"data: {plan.drawing}")
-    report(out, run_campaign(plan, folder, settings, out))
+    report(out, run_campaign(plan, folder, settings, out), output_flag(settings))
 
 
-def report(out: Output, result: CampaignResult) -> None:
+def report(out: Output, result: CampaignResult, output: str = "") -> None:
+    """The campaign's adapter, each run's final loss and evaluations, then the next command (``output``: the
+    --output flag it needs, if any)."""
     lines = [f"campaign {result.campaign_id}: {len(result.runs)} runs", f"adapter: {result.adapter_path}"]
     for run in result.runs:
         weight = f"  lambda {run['merge_lambda']:.4f}" if run.get("merge_lambda") is not None else ""
@@ -88,5 +90,6 @@ def report(out: Output, result: CampaignResult) -> None:
     for figures in result.evals:
         shown = ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("after_run", "on_run"))
         lines.append(f"  after run {figures['after_run']}, on run {figures['on_run']}: {shown}")
+    lines.append(f"next: backprop export {result.campaign_id[:8]}{output} --format gguf")
     out.result("\n".join(lines), {"campaign_id": result.campaign_id, "campaign_dir": str(result.campaign_dir),
                                   "adapter": str(result.adapter_path), "runs": result.runs, "evals": result.evals})
