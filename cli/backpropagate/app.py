@@ -36,6 +36,7 @@ from backpropagate.commands import (
 )
 from backpropagate.commands import eval as eval_command  # not to shadow the builtin
 from backpropagate.contract.errors import EXIT_INTERRUPTED, BackpropError
+from backpropagate.help_format import use_panels
 from backpropagate.output import Output, json_asked
 
 app = typer.Typer(
@@ -46,26 +47,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.command("train", epilog=train.EXAMPLES)(train.train)
-app.command("resume", epilog=resume.EXAMPLES)(resume.resume)
-app.command("multi-run", epilog=multi_run.EXAMPLES)(multi_run.multi_run)
-app.command("export", epilog=export.EXAMPLES)(export.export)
-app.command("chat", epilog=chat.EXAMPLES)(chat.chat)
-app.command("eval", epilog=eval_command.EXAMPLES)(eval_command.eval_run)
-app.command("validate", epilog=validate.EXAMPLES)(validate.validate)
-app.command("plan", epilog=plan.EXAMPLES)(plan.plan)
-app.command("presets", epilog=presets.EXAMPLES)(presets.presets_command)
-app.command("list-runs", epilog=list_runs.EXAMPLES)(list_runs.list_runs)
-app.command("show-run", epilog=show_run.EXAMPLES)(show_run.show_run)
-app.command("diff-runs", epilog=diff_runs.EXAMPLES)(diff_runs.diff_runs)
-app.command("replay", epilog=replay.EXAMPLES)(replay.replay)
-app.command("export-runs", epilog=export_runs.EXAMPLES)(export_runs.export_runs)
-app.command("info")(info.info)
-app.command("ui", epilog=ui.EXAMPLES)(ui.ui)
-app.command("push", epilog=push.EXAMPLES)(push.push_command)
-app.add_typer(ollama.app, name="ollama")
-app.add_typer(images.app, name="images")
-app.add_typer(k8s.app, name="k8s")
+# The commands under the panels `backprop --help` lists them in: (name, function, examples).
+PANELS = {
+    "Train": [("train", train.train, train.EXAMPLES), ("resume", resume.resume, resume.EXAMPLES),
+              ("multi-run", multi_run.multi_run, multi_run.EXAMPLES),
+              ("validate", validate.validate, validate.EXAMPLES), ("plan", plan.plan, plan.EXAMPLES),
+              ("presets", presets.presets_command, presets.EXAMPLES)],
+    "Export and share": [("export", export.export, export.EXAMPLES), ("chat", chat.chat, chat.EXAMPLES),
+                         ("eval", eval_command.eval_run, eval_command.EXAMPLES),
+                         ("push", push.push_command, push.EXAMPLES), ("ollama", ollama.app, None)],
+    "Runs": [("list-runs", list_runs.list_runs, list_runs.EXAMPLES), ("show-run", show_run.show_run, show_run.EXAMPLES),
+             ("diff-runs", diff_runs.diff_runs, diff_runs.EXAMPLES), ("replay", replay.replay, replay.EXAMPLES),
+             ("export-runs", export_runs.export_runs, export_runs.EXAMPLES), ("ui", ui.ui, ui.EXAMPLES)],
+    "Set-up": [("info", info.info, None), ("images", images.app, None), ("k8s", k8s.app, None)],
+}
+for panel, commands in PANELS.items():
+    for name, command, examples in commands:
+        if isinstance(command, typer.Typer):  # a command group keeps its own examples
+            app.add_typer(command, name=name, rich_help_panel=panel)
+        else:
+            app.command(name, epilog=examples, rich_help_panel=panel)(command)
+use_panels(app)
 
 _verbose = {"on": False}
 

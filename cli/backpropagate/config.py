@@ -56,8 +56,8 @@ def _report_to_problem(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class UiSettings:
-    output_dir: str = field("~/.backpropagate/ui-outputs", help="the one folder `backprop ui` reads and writes: "
-                            "uploaded datasets and its runs")
+    output_dir: str = field("~/.backpropagate/ui-outputs", help="The one folder `backprop ui` reads and writes: "
+                            "uploaded datasets and its runs.", flag="--output", short="-o")
     published_on_loopback: bool = field(False, help="the operator's word that `--host 0.0.0.0` is reachable only "
                                         "through a port published on 127.0.0.1 (a container's); lets it start "
                                         "without --auth")
@@ -203,6 +203,11 @@ def setting_value(settings: Settings, key: str) -> Any:
 
 def output_dir(settings: Settings) -> Path:
     return Path(settings.output).expanduser()
+
+
+def output_flag(settings: Settings) -> str:
+    """`` --output DIR`` for a next command to print when the workspace is not the default one, else ""."""
+    return "" if settings.output == Settings().output else f" --output {settings.output}"
 
 
 def command_settings(output: Path | str | None = None, json_output: bool | None = None, runtime: str | None = None,

@@ -123,12 +123,16 @@ def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop 
 
 def _preset_method(arguments: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """A model preset's method (QLoRA or LoRA) where neither --qlora/--no-qlora nor its variable chose one.
-    On the CPU a QLoRA preset trains with LoRA: 4-bit bases need CUDA, and --device cpu asked for the CPU."""
+    On the CPU (asked for, or `auto` on a machine with no GPU) a QLoRA preset trains with LoRA: 4-bit bases
+    need CUDA."""
+    from backpropagate.planning.device import training_device
     from backpropagate.planning.presets import find_preset
 
     model = arguments.get("model") or environ.get(f"{ENV_PREFIX}MODEL__NAME")
     preset = find_preset(str(model)) if model else None
     device = arguments.get("device") or environ.get(f"{ENV_PREFIX}TRAINING__DEVICE", "auto")
-    if preset is None or arguments.get("qlora") is not None or f"{ENV_PREFIX}LORA__QLORA" in environ or device == "cpu":
+    if preset is None or arguments.get("qlora") is not None or f"{ENV_PREFIX}LORA__QLORA" in environ:
+        return {}
+    if training_device(device) == "cpu":
         return {}
     return {"lora.qlora": preset.method == "qlora"}

@@ -39,11 +39,27 @@ def shown(text: str) -> str:
     return printable(redact(text))
 
 
+def for_people(value: Any) -> str:
+    """A recorded value as human output shows it: a float rounded to what a person reads (11.0704, 0.0002,
+    2.5e-05), anything else as JSON writes it (null, true, "cosine"). JSON output keeps full precision."""
+    if isinstance(value, float):
+        return f"{round(value, 4):g}" if value == 0 or 1e-3 <= abs(value) < 1e7 else f"{value:.3g}"
+    return json.dumps(value)
+
+
 def table(rows: list[tuple[str, ...]]) -> str:
     """Rows as aligned columns; each cell on one line, whatever a file name in it holds."""
     cells = [[one_line(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)
+
+
+# A run's one-off figures, in words; any other key is shown as "key: value".
+_METRIC_WORDS = {
+    "examples": "{value} example{s} after tokenizing",
+    "rows": "{value} training row{s} per pass over the data",
+    "workers": "{value} training process{es}",
+}
 
 
 class Output:
@@ -75,7 +91,9 @@ class Output:
         elif isinstance(event, events.Artifact):
             self.note(f"saved {event.kind} ({event.bytes:,} bytes, sha256 {event.sha256[:12]})")
         elif isinstance(event, events.Metric) and event.step is None:
-            self.note(f"{event.key.replace('_', ' ')}: {event.value}")
+            words = _METRIC_WORDS.get(event.key, event.key.replace("_", " ") + ": {value}")
+            one = event.value == 1
+            self.note(words.format(value=event.value, s="" if one else "s", es="" if one else "es"))
         elif isinstance(event, events.Finished):
             self.stop_progress()
 

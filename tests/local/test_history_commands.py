@@ -26,8 +26,9 @@ def workspace(tiny_model, tmp_path_factory):
     first = train(tiny_model, output, "--learning-rate", "1e-3")
     second = train(tiny_model, output, "--learning-rate", "5e-4", "--lora-r", "8")
     failed = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--output", str(output),
-                     "--steps", "1")  # no --device cpu and no GPU: fails with DEP_GPU_NOT_AVAILABLE
-    assert failed.returncode == 4
+                     "--device", "cpu", "--steps", "4", "--learning-rate", "1e20", "--warmup-steps", "0",
+                     "--lr-scheduler", "constant")  # the loss becomes nan at step 2: RUNTIME_TRAINING_DIVERGED
+    assert failed.returncode == 5
     return output, first, second
 
 

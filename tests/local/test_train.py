@@ -107,13 +107,43 @@ def test_seeded_runs_repeat_exactly_and_another_seed_differs(tiny_model, tmp_pat
     assert first != other
 
 
-def test_without_a_gpu_and_without_device_cpu_training_stops_with_dep_gpu_not_available(tiny_model, tmp_path):
-    result = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--steps", "1",
+def no_gpu_here() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not no_gpu_here(), reason="this machine has a GPU: --device auto trains on it")
+def test_without_a_gpu_train_without_device_trains_on_the_cpu_and_says_what_that_means(tiny_model, tmp_path):
+    # The README's first example, as typed on a laptop: no --device.
+    result = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--steps", "2",
                      "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "warning no CUDA GPU here (this torch build has no CUDA): --device auto trains on the CPU, tens of " \
+           "times slower than on a GPU" in result.stderr
+    assert "plan: peak memory about" in result.stderr and " on cpu" in result.stderr
+    [row] = RunHistory(tmp_path).rows()
+    assert row.status == "completed"
+    # The first lines read as words, and the result ends with the next command.
+    assert result.stderr.startswith(f"training run {row.run_id} on the local runtime\n")
+    assert "dataset quickstart.jsonl: 48 examples in the openai format" in result.stderr
+    assert "48 examples after tokenizing" in result.stderr and "run_started" not in result.stderr
+    assert result.stdout.splitlines()[-1] == f"next: backprop export {row.run_id[:8]} --output {tmp_path} --format gguf"
+
+
+@pytest.mark.skipif(not no_gpu_here(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_refused_before_a_run_folder_or_history_row_exists(tiny_model, tmp_path):
+    trained, _ = train(tiny_model, tmp_path, "--steps", "1")
+    assert trained.returncode == 0, trained.stderr
+    history = (tmp_path / "run_history.json").read_bytes()
+    folders = sorted(tmp_path.iterdir())
+    result = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--steps", "1",
+                     "--device", "cuda", "--output", str(tmp_path))
     assert result.returncode == 4
-    assert coded_error(result.stderr)[0].startswith("[DEP_GPU_NOT_AVAILABLE]: no CUDA GPU is usable here")
+    assert coded_error(result.stderr)[0].startswith("[DEP_GPU_NOT_AVAILABLE]: no CUDA GPU is usable here (NVML")
     assert "--device cpu" in result.stderr
-    assert [row.status for row in RunHistory(tmp_path).rows()] == ["failed"]
+    assert (tmp_path / "run_history.json").read_bytes() == history
+    assert sorted(tmp_path.iterdir()) == folders
 
 
 def test_a_learning_rate_that_blows_up_the_loss_stops_with_training_diverged(tiny_model, tmp_path):

@@ -99,6 +99,13 @@ def test_upload_is_skipped_when_the_server_has_the_blob(server, tmp_path):
     assert set(server.models) == {"bees:latest", "bees:v2"}
 
 
+def test_register_ends_with_the_command_that_runs_the_model(server, tmp_path):
+    make_run(tmp_path)
+    result = cli(server, "ollama", "register", "3f2a", "--name", "bees", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "next: ollama run bees"
+
+
 def test_system_message_goes_into_the_create_request(server, tmp_path):
     gguf = write_gguf(tmp_path / "m.gguf", tiny_chatml())
     result = cli(server, "ollama", "register", str(gguf), "--name", "terse", "--system", "Answer briefly.",

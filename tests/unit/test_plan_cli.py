@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from backpropagate.app import app
 from backpropagate.options import settings_from_arguments
+from backpropagate.planning.device import gpu_absent
 from backpropagate.planning.memory import RUNTIME_CPU_BYTES, RunShape, estimate
 from backpropagate.planning.presets import presets
 from backpropagate.runs.plan import plan_train
@@ -58,7 +59,7 @@ def test_presets_lists_every_preset_with_its_hub_id_license_method_and_planned_m
 
 
 def test_plan_of_a_preset_ends_with_its_peak_as_json_and_uses_the_presets_method(no_network):
-    out = CliRunner().invoke(app, ["plan", "--model", "qwen2.5-7b", "--json"])
+    out = CliRunner().invoke(app, ["plan", "--model", "qwen2.5-7b", "--device", "cuda", "--json"])
     assert out.exit_code == 0, out.output
     result = result_of(out.output)
     defaults = RunShape(batch_size=2, seq_len=1024, lora_r=16, targets=("all-linear",), qlora=True, device="cuda")
@@ -66,6 +67,14 @@ def test_plan_of_a_preset_ends_with_its_peak_as_json_and_uses_the_presets_method
     assert result["qlora"] is True and result["gradient_checkpointing"] is True
     assert result["fits"] is None  # no GPU here, and no limit given: not checked, and said so
     assert result["limit"].startswith("no GPU found here")
+
+
+@pytest.mark.skipif(gpu_absent() is None, reason="NVML finds a GPU here, or is not installed")
+def test_plan_with_device_auto_and_no_gpu_here_plans_the_cpu_run_it_will_be(no_network):
+    out = CliRunner().invoke(app, ["plan", "--model", "qwen2.5-7b", "--json"])
+    result = result_of(out.output)
+    assert result["device"] == "cpu" and result["qlora"] is False  # a QLoRA preset trains with LoRA on the CPU
+    assert result["limit"] == "the RAM available now (MemAvailable)"
 
 
 def test_plan_of_a_local_folder_is_the_hand_computed_sum(no_network, hand_model):
@@ -137,7 +146,8 @@ def test_the_memory_limit_is_a_setting_with_an_environment_variable(hand_model, 
 
 
 @pytest.mark.parametrize("arguments, env, qlora", [
-    ({"model": "qwen2.5-7b"}, {}, True),
+    ({"model": "qwen2.5-7b", "device": "cuda"}, {}, True),
+    ({"model": "qwen2.5-7b"}, {}, gpu_absent() is None),  # --device auto: the CPU where there is certainly no GPU
     ({"model": "llama3.2-1b"}, {}, False),
     ({"model": "qwen2.5-7b", "qlora": False}, {}, False),
     ({"model": "qwen2.5-7b"}, {"BACKPROPAGATE_LORA__QLORA": "false"}, False),
@@ -153,7 +163,7 @@ def test_train_with_a_preset_trains_its_hub_id(tmp_path):
                                        environ={})
     plan = plan_train(settings, QUICKSTART)
     assert plan.spec.model == "mistralai/Mistral-7B-Instruct-v0.3"
-    assert plan.spec.lora.qlora is True
+    assert plan.spec.lora.qlora is (gpu_absent() is None)  # the preset's QLoRA, but LoRA where it trains on the CPU
     assert plan.memory.fits is True
 
 

@@ -45,7 +45,7 @@ def test_a_runtime_added_to_the_registry_is_a_choice_everywhere(tmp_path):
     found = names_with_an_entry(tmp_path, "runtimes/registry.py", "}\nRUNTIME_NAMES",
                                 '    "slurm": "backpropagate.runtimes.local:LocalRuntime",\n', "slurm")
     assert found["runtimes"] == ["auto", "docker", "local", "ray", "slurm"] and found["slurm"] == "slurm"
-    assert "One of: auto, docker, local, ray, slurm." in found["help"]
+    assert "--runtime auto|docker|local|ray|slurm Where stages run" in found["help"]
     assert "| one of auto, docker, local, ray, slurm |" in found["docs"]
 
 

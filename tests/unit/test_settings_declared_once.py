@@ -63,8 +63,9 @@ def test_a_setting_added_in_one_place_is_a_flag_an_argument_a_variable_a_form_fi
     found = json.loads(probe.stdout)
 
     for help_text in (found["train_help"], found["multi_run_help"]):
-        assert re.search(r"--probe-width <int>\s+Width of the probe\. \[default 7; env\s+"
-                         r"BACKPROPAGATE_TRAINING__PROBE_WIDTH\]", help_text), help_text
+        optimisation = help_text.split("\nOptimisation:\n")[1].split("\n\n")[0]  # under its group's panel
+        assert re.search(r"--probe-width INTEGER\s+Width of the probe\. \[default 7; env\s+"
+                         r"BACKPROPAGATE_TRAINING__PROBE_WIDTH\]", optimisation), help_text
     code, stderr = found["train_refusal"]
     assert code == 2 and "[CONFIG_VALUE_INVALID]: --probe-width" in stderr and "at least 3" in stderr
     assert found["api_options"] == "Width of the probe. [default 7; env BACKPROPAGATE_TRAINING__PROBE_WIDTH]"

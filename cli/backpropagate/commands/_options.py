@@ -15,9 +15,9 @@ from backpropagate.output import remember_json_flag
 
 
 def option_help(option: RunOption) -> str:
-    """The option's help, with what it takes, its default and its variable written one way for all."""
-    choices = f" One of: {', '.join(str(c) for c in option.choices)}." if option.choices else ""
-    return f"{option.help}{choices} [default {option.shown_default()}; env {option.env}]"
+    """The option's help, with its default and its variable written one way for all (its choices are its
+    value's name: ``--device auto|cpu|cuda``)."""
+    return f"{option.help} [default {option.shown_default()}; env {option.env}]"
 
 
 def setting_option(option: RunOption, **extra) -> type:
@@ -25,10 +25,11 @@ def setting_option(option: RunOption, **extra) -> type:
     names = [f"{option.flag}/{option.off_flag}" if option.off_flag else option.flag] + (
         [option.short] if option.short else [])
     python_type = {bool: bool, int: int, float: float}.get(option.kind, str)
-    if option.key == "output":
+    if option.flag == "--output":  # a folder: shown as PATH, and typed so
         python_type = Path
+    choices = {"metavar": "|".join(str(c) for c in option.choices)} if option.choices else {}
     return Annotated[python_type | None, typer.Option(*names, help=option_help(option),
-                                                      rich_help_panel=option.group or None, **extra)]
+                                                      rich_help_panel=option.group or None, **choices, **extra)]
 
 
 def takes_run_options(command=None, *, only: tuple[str, ...] | None = None):

@@ -6,6 +6,7 @@ says what a right answer contains.
 """
 
 from backpropagate.contract.quality import QualityReport, hit
+from backpropagate.output import for_people, table
 
 
 def quality_lines(report: QualityReport, width: int = 100) -> list[str]:
@@ -31,6 +32,22 @@ def quality_lines(report: QualityReport, width: int = 100) -> list[str]:
                    *(f"{name} {hits[f'gguf:{name}']}" for name in ggufs)]
         lines.append(f"hits (answer contains the expected text), of {hits['expected']}: " + ", ".join(counted))
     return lines
+
+
+def quality_table(report: QualityReport) -> list[str]:
+    """The report in a few lines, one per model: held-out loss and hits where the run measured them."""
+    hits = report.hits() if report.answers else {}
+    ggufs = sorted(key[len("gguf:"):] for key in hits if key.startswith("gguf:"))
+    losses = {"base": report.eval_loss[0][1], "fine-tune": report.eval_loss[-1][1]} if report.eval_loss else {}
+    header = ("model", *(("held-out loss",) if losses else ()), *((f"hits of {hits['expected']}",) if hits.get(
+        "expected") else ()))
+    if len(header) == 1:
+        return []
+    rows = [header]
+    for name, key in (("base", "base"), ("fine-tune", "fine_tune"), *((f"gguf {g}", f"gguf:{g}") for g in ggufs)):
+        loss = (for_people(losses[name]) if name in losses else "-",) if losses else ()
+        rows.append((name, *loss, *((str(hits[key]),) if hits.get("expected") else ())))
+    return table(rows).splitlines()
 
 
 def _cut(text: str, width: int) -> str:

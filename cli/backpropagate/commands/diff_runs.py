@@ -7,7 +7,7 @@ import typer
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.records import differences, load_record
-from backpropagate.output import Output, table
+from backpropagate.output import Output, for_people, table
 
 EXAMPLES = """
 Examples:
@@ -30,7 +30,8 @@ def diff_runs(
 
 
 def _text(data: dict) -> str:
+    """The fields that differ, then both final losses (always shown, so not repeated among the fields)."""
     rows = [("field", data["a"][:8], data["b"][:8])]
-    rows += [(key, str(a), str(b)) for key, (a, b) in data["differences"].items()]
-    rows.append(("final loss", *(f"{x:.4f}" if isinstance(x, float) else "-" for x in data["final_loss"])))
+    rows += [(key, for_people(a), for_people(b)) for key, (a, b) in data["differences"].items() if key != "final_loss"]
+    rows.append(("final loss", *(for_people(x) if isinstance(x, float) else "-" for x in data["final_loss"])))
     return table(rows)

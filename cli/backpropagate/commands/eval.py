@@ -24,11 +24,11 @@ Examples:
 
 def eval_run(
     run: Annotated[str, typer.Argument(help="Run id, or any unique prefix of it.")],
-    eval_data: Annotated[Path | None, typer.Option(help="Held-out rows (default: the run's own, if it had "
-                                                        "--eval-data or --eval-split).")] = None,
-    eval_prompts: Annotated[Path | None, typer.Option(help="JSONL of {\"prompt\", \"expect\"} (default: the "
-                                                           "run's own --eval-prompts).")] = None,
-    eval_max_tokens: Annotated[int | None, typer.Option(min=1, help="Answer length in tokens [default: the "
+    eval_data: Annotated[Path | None, typer.Option(help="Held-out rows [default the run's own, if it had "
+                                                        "--eval-data or --eval-split].")] = None,
+    eval_prompts: Annotated[Path | None, typer.Option(help="JSONL of {\"prompt\", \"expect\"} [default the "
+                                                           "run's own --eval-prompts].")] = None,
+    eval_max_tokens: Annotated[int | None, typer.Option(min=1, help="Answer length in tokens [default the "
                                                                     "run's].")] = None,
     output: OutputOpt = None,
     json_output: JsonOpt = None,

@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt, RuntimeOpt
-from backpropagate.commands._quality import quality_lines
-from backpropagate.config import command_settings, output_dir
+from backpropagate.commands._quality import quality_table
+from backpropagate.config import command_settings, output_dir, output_flag
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import QUANTIZATIONS
 from backpropagate.hub.target import check_repo
-from backpropagate.output import Output
+from backpropagate.output import Output, for_people
 from backpropagate.runs.export import plan_export
 from backpropagate.runs.exports import EXPORT_FORMATS, check_export
 from backpropagate.runs.session import Session
@@ -48,7 +48,7 @@ def export(
     ollama: Annotated[bool, typer.Option("--ollama", help="Register the GGUF with Ollama (OLLAMA_HOST) once it is "
                                                           "exported, with its tokenizer's template and stop tokens.")
                       ] = False,
-    ollama_name: Annotated[str | None, typer.Option(help="Name of the Ollama model (default: the run id).")] = None,
+    ollama_name: Annotated[str | None, typer.Option(help="Name of the Ollama model [default the run id].")] = None,
     ollama_container: Annotated[bool, typer.Option("--ollama-container", help="When no Ollama server answers, "
                                                    "start the pinned ollama/ollama image in Docker.")] = False,
     push_to_hub: Annotated[str | None, typer.Option(help="Then push what was exported to this Hub repository, "
@@ -71,7 +71,7 @@ def export(
         check_repo(push_to_hub)
     plan = plan_export(output_dir(settings), run, export_format, dtype or "float16", quantization or "q4_k_m",
                        verify)
-    out.note(f"export run_id={plan.run_id}: {export_format} of {plan.adapter} on {plan.base_model}")
+    out.note(f"exporting run {plan.run_id}: {export_format} of {plan.adapter} on {plan.base_model}")
     results = Session.for_settings(settings, out).run(plan.pipeline())
     outputs = {key: value for result in results.values() for key, value in to_dict(result).items()}
     lines = []
@@ -81,20 +81,33 @@ def export(
     if "gguf" in results:
         check = results["gguf"].verify
         lines.append(f"gguf: {results['gguf'].gguf} " + (
-            f"(verified: top-1 agreement {check['top1_agreement']:.1%}, perplexity {check['perplexity_gguf']} "
-            f"vs {check['perplexity_merged']})" if check.get("verified") else "(not verified)"))
+            f"(verified: top-1 agreement {check['top1_agreement']:.1%}, perplexity "
+            f"{for_people(check['perplexity_gguf'])} vs {for_people(check['perplexity_merged'])})"
+            if check.get("verified") else "(not verified)"))
         report = read_report(plan.folder.quality) if results["gguf"].quality else None
-        lines += quality_lines(report) if report else []
+        if report:
+            lines += quality_table(report) + [f"the whole report: backprop show-run {plan.run_id[:8]}"
+                                              f"{output_flag(settings)}"]
     if "--ollama" in given:
         registered = _register(results["gguf"].gguf, ollama_name or plan.run_id, ollama_container,
                                out, output_dir(settings))
         outputs["ollama"] = registered
-        lines.append(f"ollama: {registered['name']} (try: ollama run {registered['name']})")
+        lines.append(f"ollama: {registered['name']}")
     if push_to_hub is not None:
         pushed = _push(results, plan.run_id, push_to_hub, output_dir(settings), out)
         outputs["hub"] = {"repo": pushed.repo, "url": pushed.url, "commit": pushed.commit}
         lines.append(f"hub: {pushed.url} (commit {pushed.commit[:12]})")
+    lines.append("next: " + _next_command(plan.run_id[:8] + output_flag(settings), export_format, outputs))
     out.result("\n".join(lines), {"run_id": plan.run_id, "format": export_format, **outputs})
+
+
+def _next_command(run: str, export_format: str, outputs: dict) -> str:
+    """What to run after this export: the model in Ollama, or the step that gets it there."""
+    if "ollama" in outputs:
+        return f"ollama run {outputs['ollama']['name']}"
+    if export_format == "gguf":
+        return f"backprop ollama register {run} --name my-model   # or: backprop chat {run}"
+    return f"backprop export {run} --format gguf"
 
 
 def _push(results: dict, run_id: str, repo: str, output: Path, out: Output):

@@ -13,7 +13,7 @@ from backpropagate.output import Output
 EXAMPLES = """
 Examples:
 
-  backprop images build                         (every stage, CPU variant)
+  backprop images build   # every stage, CPU variant
 
   backprop images build train --variant cuda
 
@@ -29,7 +29,7 @@ app = typer.Typer(help="Build and list the stage images (train, merge, gguf-conv
 @app.command("build", epilog=EXAMPLES)
 def build(
     stages: Annotated[list[str] | None, typer.Argument(help="Stages to build: " + ", ".join(RECIPES) +
-                                                            " [default: all].")] = None,
+                                                            " [default all].")] = None,
     variant: Annotated[str, typer.Option(help="cpu or cuda (cuda exists for train; the others are CPU only).")
                        ] = "cpu",
     base_image: Annotated[str | None, typer.Option(help="Base image instead of the pinned python:3.11-slim "

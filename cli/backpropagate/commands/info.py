@@ -111,9 +111,13 @@ def _text(report: dict) -> str:
     lines = [f"backpropagate {report['backpropagate']}", f"python        {report['python']}",
              f"platform      {report['platform']}", f"output        {report['output']}", "", "packages:"]
     lines += [f"  {name:<14}{version or '-'}" for name, version in report["packages"].items()]
-    lines += ["", "runtimes:"] + [f"  {name:<14}{status}" for name, status in report["runtimes"].items()]
-    lines.append(f"  auto          {report['runtime_auto']['choice']}: {report['runtime_auto']['why']}")
     docker = report["docker"]
+    # The engine's problem is said once, under docker: below.
+    shown = {name: "unavailable: no Docker engine answers (see docker below)" if name == "docker" and
+             docker["engine"] is None and status.startswith("unavailable") else status
+             for name, status in report["runtimes"].items()}
+    lines += ["", "runtimes:"] + [f"  {name:<14}{status}" for name, status in shown.items()]
+    lines.append(f"  auto          {report['runtime_auto']['choice']}: {report['runtime_auto']['why']}")
     lines += ["", f"docker:         {docker['engine'] or '-'}" + (f" at {docker['host']}" if docker.get("host") else ""),
               f"  note          {docker['note']}"]
     lines += [f"  {name:<18}{status}" for name, status in docker["images"].items()]

@@ -18,7 +18,7 @@ Examples:
 
   backprop k8s manifest 3f2a --nodes 2 --gpus-per-node 4 --pvc my-workspace
 
-  backprop k8s manifest 3f2a --gpus-per-node 0 --processes-per-node 2   (CPU pods)
+  backprop k8s manifest 3f2a --gpus-per-node 0 --processes-per-node 2   # CPU pods
 
   kubectl apply -f output/<run_id>/trainjob.json
 """
@@ -38,10 +38,10 @@ def manifest(
                                                                 "--gpus-per-node 0).")] = 1,
     pvc: Annotated[str, typer.Option(help="PersistentVolumeClaim that holds the workspace, mounted at /workspace "
                                           "in every pod.")] = "backpropagate-workspace",
-    image: Annotated[str | None, typer.Option(help="Train image the cluster pulls [default: the pinned train "
+    image: Annotated[str | None, typer.Option(help="Train image the cluster pulls [default the pinned train "
                                                    "image, under BACKPROPAGATE_DOCKER__REGISTRY when set].")] = None,
-    namespace: Annotated[str, typer.Option(help="Namespace of the TrainJob [default: kubectl's].")] = "",
-    manifest_path: Annotated[Path | None, typer.Option("--out", help="Where to write the manifest [default: "
+    namespace: Annotated[str, typer.Option(help="Namespace of the TrainJob [default kubectl's].")] = "",
+    manifest_path: Annotated[Path | None, typer.Option("--out", help="Where to write the manifest [default "
                                                                      "trainjob.json in the run folder].")] = None,
     output: OutputOpt = None,
     json_output: JsonOpt = None,

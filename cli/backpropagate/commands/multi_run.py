@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from backpropagate.commands._options import FormatOpt, JsonOpt, SkipInvalidOpt, takes_run_options
-from backpropagate.config import command_settings, output_dir
+from backpropagate.config import command_settings, output_dir, output_flag
 from backpropagate.options import run_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
@@ -23,9 +23,9 @@ Examples:
 
   backprop multi-run --data week1.jsonl --data week2.jsonl --eval-data week1_eval.jsonl --eval-data week2_eval.jsonl
 
-  backprop multi-run --data my_data.jsonl --runs 3 --merge none   (sequential LoRA, the baseline)
+  backprop multi-run --data my_data.jsonl --runs 3 --merge none   # sequential LoRA, the baseline
 
-  backprop multi-run --resume 7c1d   (or: backprop resume 7c1d)
+  backprop multi-run --resume 7c1d   # or: backprop resume 7c1d
 """
 
 @takes_run_options
@@ -33,9 +33,9 @@ def multi_run(
     data: Annotated[list[Path] | None, typer.Option(
         "--data", "-d", readable=False, help="One dataset to split into --runs runs of --samples rows, or one per run "
                                              "(--data A.jsonl --data B.jsonl).")] = None,
-    runs: Annotated[int | None, typer.Option(help="Runs in the campaign [default: one per --data file, or 2].")] = None,
+    runs: Annotated[int | None, typer.Option(help="Runs in the campaign [default one per --data file, or 2].")] = None,
     samples: Annotated[int | None, typer.Option(help="Rows per run, drawn from the one --data file with --seed, "
-                                                     "without replacement [default: all rows, shared evenly].")] = None,
+                                                     "without replacement [default all rows, shared evenly].")] = None,
     merge: Annotated[str, typer.Option(help="slao: orthogonal start and time-aware merge after every run; none: "
                                             "the same adapter trained on (sequential LoRA) [default slao].")] = "slao",
     json_output: JsonOpt = None,
@@ -68,21 +68,23 @@ def multi_run(
         if given:
             out.warn(f"resuming uses the campaign's own settings and data; ignored: {', '.join(given)}")
         plan, folder = campaign_of(output_dir(settings), resume)
-        out.note(f"campaign_resumed campaign_id={plan.campaign_id}")
+        out.note(f"resuming campaign {plan.campaign_id}")
     else:
         settings = settings_from_arguments(options, call="backprop multi-run", log_json=json_output)
         plan, folder, continued = plan_campaign(settings, data or [], runs, samples, merge, data_format, skip_invalid,
                                                 eval_data or [], eval_prompts or [])
-        out.note(("campaign_continued" if continued else "campaign_started")
-                 + f" campaign_id={plan.campaign_id} runs={len(plan.runs)} merge={plan.merge}")
+        out.note(f"{'continuing' if continued else 'starting'} campaign {plan.campaign_id}: {len(plan.runs)} runs, "
+                 f"merge {plan.merge}")
         if continued:
             out.warn(f"continuing the unfinished campaign {plan.campaign_id} in {folder.root.parent}: same model, "
                      "data and settings (pass another --output to start a new one)")
         out.note(f"data: {plan.drawing}")
-    report(out, run_campaign(plan, folder, settings, out))
+    report(out, run_campaign(plan, folder, settings, out), output_flag(settings))
 
 
-def report(out: Output, result: CampaignResult) -> None:
+def report(out: Output, result: CampaignResult, output: str = "") -> None:
+    """The campaign's adapter, each run's final loss and evaluations, then the next command (``output``: the
+    --output flag it needs, if any)."""
     lines = [f"campaign {result.campaign_id}: {len(result.runs)} runs", f"adapter: {result.adapter_path}"]
     for run in result.runs:
         weight = f"  lambda {run['merge_lambda']:.4f}" if run.get("merge_lambda") is not None else ""
@@ -90,5 +92,6 @@ def report(out: Output, result: CampaignResult) -> None:
     for figures in result.evals:
         shown = ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("after_run", "on_run"))
         lines.append(f"  after run {figures['after_run']}, on run {figures['on_run']}: {shown}")
+    lines.append(f"next: backprop export {result.campaign_id[:8]}{output} --format gguf")
     out.result("\n".join(lines), {"campaign_id": result.campaign_id, "campaign_dir": str(result.campaign_dir),
                                   "adapter": str(result.adapter_path), "runs": result.runs, "evals": result.evals})

@@ -164,4 +164,4 @@ def remove(
 
 def _registered_text(result: dict) -> str:
     return (f"ollama: {result['name']} created at {result['host']} ({result['family']} template, "
-            f"stop {', '.join(result['stops'])}); try: ollama run {result['name']}")
+            f"stop {', '.join(result['stops'])})\nnext: ollama run {result['name']}")

@@ -22,7 +22,7 @@ Examples:
 
   backprop push ./output/3f2a/gguf --repo me/my-model-gguf --revision q4 --commit-message "q4_k_m GGUF"
 
-  HF_TOKEN=... backprop push 3f2a --repo me/my-adapter --json      (or --token-file FILE, or `hf auth login`)
+  HF_TOKEN=... backprop push 3f2a --repo me/my-adapter --json   # or --token-file FILE, or `hf auth login`
 """
 
 RepoOpt = Annotated[str, typer.Option("--repo", help="The Hub repository, OWNER/NAME (created when missing).")]
@@ -38,7 +38,7 @@ def push_command(
     revision: Annotated[str | None, typer.Option(help="Branch to commit to (created from main) [default main].")
                         ] = None,
     commit_message: Annotated[str | None, typer.Option(help="The commit's message.")] = None,
-    token_file: Annotated[Path | None, typer.Option(help="A file holding the token [default: HF_TOKEN, else "
+    token_file: Annotated[Path | None, typer.Option(help="A file holding the token [default HF_TOKEN, else "
                                                          "huggingface_hub's login].")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer from the Hub.", min=0.1)] = 60.0,
     output: OutputOpt = None,

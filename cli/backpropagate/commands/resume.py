@@ -9,7 +9,7 @@ from backpropagate.commands._options import (GpusOpt, JsonOpt, OutputOpt, RayAdd
                                              RuntimeOpt, WorkersOpt)
 from backpropagate.commands._run import run_and_report
 from backpropagate.commands.multi_run import report
-from backpropagate.config import command_settings, output_dir
+from backpropagate.config import command_settings, output_dir, output_flag
 from backpropagate.contract.history import RunHistory
 from backpropagate.output import Output
 from backpropagate.runs.campaign import run_campaign
@@ -23,11 +23,11 @@ Examples:
 
   backprop resume 3f2a9c1e --output runs --json
 
-  backprop resume 3f2a --workers 2   (the same result on two workers: the global batch is the run's)
+  backprop resume 3f2a --workers 2   # the same result on two workers: the global batch is the run's
 
   backprop resume 3f2a --runtime ray --ray-address HEAD:6379 --workers 4
 
-  backprop resume 7c1d   (a campaign: its finished runs are kept, the cut-off one resumes, the rest follow)
+  backprop resume 7c1d   # a campaign: its finished runs are kept, the cut-off one resumes, the rest follow
 """
 
 
@@ -47,7 +47,7 @@ def resume(
     out = Output(json_mode=settings.log_json)
     if RunHistory(output_dir(settings)).find(run).stage == "campaign":
         plan, folder = campaign_of(output_dir(settings), run)
-        out.note(f"campaign_resumed campaign_id={plan.campaign_id}")
-        report(out, run_campaign(plan, folder, settings, out))
+        out.note(f"resuming campaign {plan.campaign_id}")
+        report(out, run_campaign(plan, folder, settings, out), output_flag(settings))
         return
     run_and_report(out, plan_resume(output_dir(settings), run), settings)

@@ -1,6 +1,5 @@
 """`backprop show-run`: everything recorded about one run, with its loss curve; or a campaign and its runs."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from backpropagate.config import load_settings, output_dir
 from backpropagate.contract.printable import one_line
 from backpropagate.contract.outputs import named_output, write_named_output
 from backpropagate.contract.records import RunRecord, flatten, load_record
-from backpropagate.output import Output
+from backpropagate.output import Output, for_people
 from backpropagate.publishers import PUBLISHERS
 from backpropagate.runs.ownership import as_shown
 
@@ -61,12 +60,13 @@ def _text(record: RunRecord, plot: str | None) -> str:
     for key in ("model", "dataset", "dataset_sha256", "runtime", "workers", "device", "started_at", "finished_at",
                 "duration_s", "steps", "steps_done", "final_loss", "adapter", "replay_of", "resumed_at"):
         if row.get(key) is not None:
-            lines.append(f"  {key:<16}{one_line(str(row[key]))}")
+            value = row[key]
+            lines.append(f"  {key:<16}{for_people(value) if isinstance(value, float) else one_line(str(value))}")
     settings = {k: v for k, v in flatten({"training": spec.get("training", {}), "lora": spec.get("lora", {})}).items()}
     if settings:
         lines.append("settings:")
         width = max(len(key) for key in settings) + 2  # training.checkpoint_on_interrupt is 32 long
-        lines += [f"  {key:<{width}}{json.dumps(value)}" for key, value in settings.items()]
+        lines += [f"  {key:<{width}}{for_people(value)}" for key, value in settings.items()]
     versions = {**spec.get("versions", {}), **record.manifest.get("versions", {})}
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))

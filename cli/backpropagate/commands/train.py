@@ -22,7 +22,7 @@ Examples:
 
   backprop train --data my.jsonl --model Qwen/Qwen2.5-7B-Instruct --steps 100
 
-  backprop train --data my.jsonl --model qwen2.5-7b --steps 100   (a preset: QLoRA, `backprop presets`)
+  backprop train --data my.jsonl --model qwen2.5-7b --steps 100   # a preset: QLoRA, `backprop presets`
 
   backprop train --data examples/quickstart.jsonl --model models/tiny-llama --steps 30 --device cpu
 
@@ -32,11 +32,11 @@ Examples:
 
   MLFLOW_TRACKING_URI=sqlite:///mlflow.db backprop train --data my.jsonl --model ./base --report-to mlflow,tensorboard
 
-  backprop train --data my.jsonl --model ./base --workers 2   (two GPUs, or two CPU processes)
+  backprop train --data my.jsonl --model ./base --workers 2   # two GPUs, or two CPU processes
 
   backprop train --data my.jsonl --model ./base --runtime ray --ray-address HEAD:6379 --workers 4
 
-  backprop train --resume 3f2a   (or: backprop resume 3f2a)
+  backprop train --resume 3f2a   # or: backprop resume 3f2a
 """
 
 

@@ -1,5 +1,6 @@
 """`backprop ui`: the web UI, where runs are started, followed, stopped and exported in a browser."""
 
+import importlib.util
 import ipaddress
 import socket
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from backpropagate.commands._options import setting_option
 from backpropagate.config import load_settings
 from backpropagate.options import option_for
 from backpropagate.contract.errors import BackpropError
@@ -14,17 +16,29 @@ from backpropagate.contract.errors import BackpropError
 EXAMPLES = """
 Examples:
 
-  backprop ui                                   (http://127.0.0.1:7862, this machine only)
+  backprop ui   # http://127.0.0.1:7862, this machine only
 
-  backprop ui --port 7860 --runtime local
+  backprop ui --port 7860 --runtime local --output ~/ui-runs
 
-  backprop ui --host 0.0.0.0 --auth-file ~/.backpropagate/ui-auth   (other machines, with a login)
+  backprop ui --host 0.0.0.0 --auth-file ~/.backpropagate/ui-auth   # other machines, with a login
 
   backprop ui --share --auth me:a-long-password
 """
 
 
 RUNTIME = option_for("runtime")
+# The `ui` extra of pyproject.toml, package -> the module it installs (a unit test holds the two equal).
+UI_PACKAGES = {"starlette": "starlette", "uvicorn": "uvicorn", "python-multipart": "python_multipart"}
+
+
+def check_ui_extra() -> None:
+    """Refuse to start without the `ui` extra: a missing python-multipart would otherwise answer every upload
+    with a bare 500, long after the UI seemed to start."""
+    missing = [package for package, module in UI_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise BackpropError("DEP_UI_EXTRA_MISSING", packages=", ".join(missing),
+                            verb="is" if len(missing) == 1 else "are")
+
 
 def ui(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7862,
@@ -35,18 +49,21 @@ def ui(
     auth_file: Annotated[Path | None, typer.Option(help="A file holding one line USER:PASSWORD.")] = None,
     share: Annotated[bool, typer.Option("--share", help="Listen on every interface and print the addresses "
                                                         "(needs --auth; no public tunnel is made).")] = False,
-    runtime: Annotated[str | None, typer.Option(help=f"Runtime the new-run form starts with: one of "
-                                                     f"{', '.join(RUNTIME.choices)} [default {RUNTIME.default}; env "
-                                                     f"{RUNTIME.env}].")] = None,
+    runtime: Annotated[str | None, typer.Option(metavar="|".join(RUNTIME.choices),
+                                                help=f"Runtime the new-run form starts with [default "
+                                                     f"{RUNTIME.default}; env {RUNTIME.env}].")] = None,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest dataset upload, in MB.")] = 50,
+    output: setting_option(option_for("ui.output_dir")) = None,
 ) -> None:
     """Serve the web UI: start runs, follow their loss live, stop, export and register them."""
+    check_ui_extra()
     if auth and auth_file:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--auth-file", value=str(auth_file),
                             reason="--auth already gives the credentials", allowed="one of --auth or --auth-file")
     listen = "0.0.0.0" if share else host
     credentials = _credentials(auth, auth_file)
-    settings = load_settings(overrides={"runtime": runtime})
+    settings = load_settings(overrides={"runtime": runtime, "ui.output_dir": str(output) if output else None},
+                             names={"ui.output_dir": "--output"})
     # Inside a container the UI must listen on 0.0.0.0 for a published port to reach it, and it cannot
     # see whether that port is published on 127.0.0.1 only: the operator says so (compose.yaml does).
     behind_loopback = host == "0.0.0.0" and not share and settings.ui.published_on_loopback

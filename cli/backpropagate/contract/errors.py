@@ -260,6 +260,11 @@ CATALOG: dict[str, ErrorKind] = dict(
             "again with --verbose",
         ),
         _kind(
+            "DEP_UI_EXTRA_MISSING",
+            "the web UI needs {packages}, which {verb} not installed",
+            "pip install 'backpropagate[ui]'",
+        ),
+        _kind(
             "DEP_PLOT_UNAVAILABLE",
             "--plot needs matplotlib, which is not importable: {reason}",
             "pip install 'backpropagate[plot]'",

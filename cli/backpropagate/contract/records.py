@@ -78,7 +78,8 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def _fields(record: RunRecord) -> dict[str, Any]:
     spec = {key: value for key, value in record.spec.items() if key not in ("versions", "stage", "resume")}
-    row = {k: v for k, v in record.row.to_dict().items() if not isinstance(v, (list, dict))}
+    # The row's steps is the spec's training.steps: one field, not two.
+    row = {k: v for k, v in record.row.to_dict().items() if not isinstance(v, (list, dict)) and k != "steps"}
     return {**flatten(spec), **row, **{f"versions.{k}": v for k, v in record.manifest.get("versions", {}).items()}}
 
 

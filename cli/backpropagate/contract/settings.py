@@ -61,8 +61,9 @@ class TrainingSettings:
     # The range every seeded library takes (numpy's is the narrowest); a larger one fails inside torch.
     seed: int = field(42, check=between(0, SEED_MAX), allowed=f"an integer from 0 to {SEED_MAX}",
                       help="Seed for adapter init and data order.", flag="--seed", group="Optimisation")
-    device: Literal["auto", "cpu", "cuda"] = field("auto", help="Where training runs; auto needs a GPU.",
-                                                   flag="--device", group="Runtime")
+    device: Literal["auto", "cpu", "cuda"] = field(
+        "auto", help="Where training runs: auto is the GPU, or the CPU (with a warning) where there is none; cuda "
+        "never falls back.", flag="--device", group="Runtime")
     checkpoint_every: int = field(50, check=at_least(0), allowed="an integer of at least 0 (0 turns checkpoints off)",
                                   help="Steps between checkpoints, 0 for none.", flag="--checkpoint-every",
                                   group="Reliability")

@@ -36,6 +36,24 @@ def nvml_gpu(index: int = 0) -> tuple[Gpu | None, str]:
     return Gpu(name.decode() if isinstance(name, bytes) else name, total, temperature), ""
 
 
+def gpu_absent() -> str | None:
+    """Why this machine has no CUDA GPU, when NVML can tell; None when it finds one or cannot tell (the
+    host CLI alone, without nvidia-ml-py): then the train stage decides, and says so if it falls back."""
+    import importlib.util
+
+    if importlib.util.find_spec("pynvml") is None:
+        return None
+    gpu, why = nvml_gpu()
+    return None if gpu is not None else why
+
+
+def training_device(device: str) -> str:
+    """What ``--device`` trains on here: `auto` is the GPU, or the CPU where there is certainly none."""
+    if device == "auto":
+        return "cpu" if gpu_absent() else "cuda"
+    return device
+
+
 def available_ram(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """MemAvailable: what the kernel can give a new process without swapping; None off Linux."""
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from backpropagate.config import Settings
 from backpropagate.contract.errors import BackpropError
-from backpropagate.planning.device import Budget, budget
+from backpropagate.planning.device import Budget, budget, training_device
 from backpropagate.planning.memory import MemoryPlan, RunShape, estimate
 from backpropagate.planning.shape import ModelShape
 from backpropagate.planning.source import model_config
@@ -30,6 +30,7 @@ class RunPlan:
     change: str | None  # the flags that would make a run that does not fit fit
     tokens_per_s: float | None  # measured for this model and device, when known
     pace_source: str  # where that figure comes from, or why there is none
+    steps: int = 0  # the run's optimizer steps, for the time it takes in all
 
     @property
     def fits(self) -> bool | None:
@@ -56,6 +57,8 @@ class RunPlan:
         verdict = ("fit not checked: " + self.budget.source if self.fits is None
                    else f"fits {self.budget.source}" if self.fits else f"does not fit {self.budget.source}")
         pace = f", about {self.seconds_per_step:g} s per step" if self.seconds_per_step else ""
+        if self.seconds_per_step and self.steps:
+            pace += f" ({duration(self.seconds_per_step * self.steps)} for {self.steps} steps)"
         return f"plan: peak memory about {gib(self.memory.peak)} on {self.run.device}{pace}; {verdict}"
 
     def text(self) -> str:
@@ -89,13 +92,17 @@ class RunPlan:
         return "\n".join(rows)
 
 
+def duration(seconds: float) -> str:
+    """A stretch of time as people say it: about 40 s, about 12 min, about 3.5 h."""
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
 def gib(size: int | float) -> str:
     return f"{size / 2**30:.2f} GiB"
-
-
-def planned_device(device: str) -> str:
-    """`--device auto` trains on a GPU or not at all, so it is planned as CUDA."""
-    return "cpu" if device == "cpu" else "cuda"
 
 
 def run_shape(settings: Settings, shape: ModelShape, model: str) -> RunShape:
@@ -106,7 +113,7 @@ def run_shape(settings: Settings, shape: ModelShape, model: str) -> RunShape:
                             reason=f"{model} has no linear layer named {', '.join(unknown)}",
                             allowed="all-linear or some of " + ", ".join(shape.linear_names()))
     return RunShape(batch_size=training.batch_size, seq_len=training.max_seq_length, lora_r=lora.r,
-                    targets=lora.targets, qlora=lora.qlora, device=planned_device(training.device),
+                    targets=lora.targets, qlora=lora.qlora, device=training_device(training.device),
                     dropout=lora.dropout > 0, dora=lora.dora)
 
 
@@ -124,7 +131,7 @@ def plan_run(settings: Settings) -> RunPlan:
     tokens_per_s, pace = measured_pace(shape, run)
     return RunPlan(model=model, origin=source.origin, shape=shape, run=run,
                    accumulation=settings.training.gradient_accumulation, memory=memory, budget=room, change=change,
-                   tokens_per_s=tokens_per_s, pace_source=pace)
+                   tokens_per_s=tokens_per_s, pace_source=pace, steps=settings.training.steps)
 
 
 def what_fits(shape: ModelShape, run: RunShape, accumulation: int, limit: int) -> str:

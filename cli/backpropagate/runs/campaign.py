@@ -94,8 +94,7 @@ def _run(plan: CampaignPlan, index: int, previous: dict | None, output: Path, se
         train_plan = _plan_run(plan, index, previous, output, settings)
         history.update(plan.campaign_id, campaign_runs=list(listed[:index - 1]) + [train_plan.spec.run_id])
         if not quiet:
-            out.note(f"campaign {plan.campaign_id[:8]}: run {index} of {len(plan.runs)} "
-                     f"run_id={train_plan.spec.run_id}")
+            out.note(f"campaign {plan.campaign_id[:8]}: run {index} of {len(plan.runs)} is {train_plan.spec.run_id}")
     result = Session.for_settings(settings, out, quiet, trackers=True).run(train_plan.pipeline())["train"]
     row = history.update(train_plan.spec.run_id, merge_lambda=result.merge_lambda)
     return _summary(row, index) | {"losses": list(result.losses)}

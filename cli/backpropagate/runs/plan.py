@@ -25,6 +25,7 @@ from backpropagate.contract.settings import ModelSettings
 from backpropagate.contract.specs import DataSpec, PromptsSpec, TrainSpec, read_run_spec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.contract.workspace import check_writable
+from backpropagate.planning.device import gpu_absent
 from backpropagate.planning.presets import find_preset
 from backpropagate.planning.run_plan import RunPlan, plan_run, refuse_if_too_big
 from backpropagate.runs.ownership import owner_of, shown_status
@@ -62,6 +63,10 @@ def check_conflicts(settings: Settings) -> None:
     check_trackers(settings.report_to)
     if settings.lora.qlora and settings.training.device == "cpu":
         raise BackpropError("CONFIG_QLORA_NEEDS_CUDA")
+    if settings.training.device == "cuda":  # asked for explicitly: refused here rather than after the run starts
+        absent = gpu_absent()
+        if absent:
+            raise BackpropError("DEP_GPU_NOT_AVAILABLE", reason=f"NVML finds none: {absent}")
     if settings.training.thermal_resume_c >= settings.training.thermal_pause_c:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--thermal-resume-c",
                             value=settings.training.thermal_resume_c, reason="must be below --thermal-pause-c "

@@ -68,5 +68,30 @@ def connect(timeout: float = 60):
 
 
 def _short(exc: Exception) -> str:
+    """The engine's problem in words: the socket error underneath requests' wrapping when there is one
+    (("Connection aborted.", FileNotFoundError(2, ...)) reads as "no engine listens there"), else its first line."""
+    cause = _socket_error(exc)
+    if isinstance(cause, FileNotFoundError):
+        return "its socket does not exist: no engine is started there"
+    if isinstance(cause, ConnectionRefusedError):
+        return "the connection was refused: no engine is started there"
+    if isinstance(cause, PermissionError):
+        return "permission denied on its socket: add your user to the docker group, or run as root"
+    if isinstance(cause, TimeoutError):
+        return "it did not answer in time"
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _socket_error(exc: BaseException, depth: int = 0) -> OSError | None:
+    """The socket's own error among an exception's causes and arguments (requests and urllib3 wrap it in both)."""
+    if depth > 8:
+        return None
+    inner = [exc.__cause__, exc.__context__, *(arg for arg in exc.args if isinstance(arg, BaseException))]
+    for found in inner:
+        if isinstance(found, (FileNotFoundError, ConnectionRefusedError, PermissionError, TimeoutError)):
+            return found
+        deeper = None if found is None else _socket_error(found, depth + 1)
+        if deeper is not None:
+            return deeper
+    return None

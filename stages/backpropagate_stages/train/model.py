@@ -22,8 +22,9 @@ class Backend:
     reason: str
 
 
-def resolve_device(requested: str, lora: LoraSettings):
-    """The torch device to train on; refuses to fall back to the CPU unless asked."""
+def resolve_device(requested: str, lora: LoraSettings, warn=None):
+    """The torch device to train on. ``auto`` without a usable GPU trains on the CPU and says so through
+    ``warn`` (a message); ``cuda`` asked for explicitly never falls back."""
     import torch
 
     if lora.qlora and requested == "cpu":
@@ -34,7 +35,12 @@ def resolve_device(requested: str, lora: LoraSettings):
         reason = "this torch build has no CUDA" if torch.version.cuda is None else "torch sees no CUDA device"
         if lora.qlora:
             raise BackpropError("CONFIG_QLORA_NEEDS_CUDA")
-        raise BackpropError("DEP_GPU_NOT_AVAILABLE", reason=reason)
+        if requested == "cuda":
+            raise BackpropError("DEP_GPU_NOT_AVAILABLE", reason=reason)
+        if warn is not None:
+            warn(f"no CUDA GPU here ({reason}): --device auto trains on the CPU, tens of times slower than on a "
+                 "GPU: fine for a small model or a short test run (--device cpu chooses the CPU without this warning)")
+        return torch.device("cpu")
     return torch.device("cuda")
 
 

@@ -48,7 +48,8 @@ def run(spec: TrainSpec, emit) -> TrainResult:
         emit(events.Warning(code="fault_injection", message=f"test faults injected: {faults.plan}"))
     check_model_ref(spec.model)
     model.check_architecture(spec.model)
-    device = model.resolve_device(spec.training.device, spec.lora)
+    device = model.resolve_device(spec.training.device, spec.lora, warn=lambda message: emit(
+        events.Warning(code="cpu_fallback", message=message)))
     world = distributed.join(device.type)
     try:
         return _train(spec, emit, folder, faults, device, world)
