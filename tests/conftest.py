@@ -37,12 +37,12 @@ SLOW = {
     "tests/docker": "builds nothing, but every stage starts a container and the tier shares one engine: one worker",
     "tests/local/test_families.py": "trains and exports a tiny model around each family's real tokenizer",
     "tests/local/test_real_model.py": "fine-tunes the real SmolLM2-135M and asks its weights and its GGUF",
+    "tests/local/test_ray_runtime.py": "a real Ray cluster: two-worker runs, a worker killed and restarted, Ctrl-C",
     "tests/local/test_multi_run.py": "campaigns of several runs, killed and resumed",
     "tests/local/test_gguf.py": "real llama.cpp conversions and quantizations",
     "tests/local/test_gpu_check.py": "every section of the GPU check, dry-run on the CPU",
     "tests/local/test_ui_browser.py": "a real headless Chromium through a whole run",
     "tests/local/test_train.py": "the train stage's contract on the tiny model",
-    "tests/local/test_ray_runtime.py": "a real Ray cluster: two-worker runs, a worker killed and restarted, Ctrl-C",
 }
 
 
@@ -66,8 +66,15 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The slow files in their order, then the rest of the local tier (stages: seconds each), then the docker
+    # and unit tiers' many quick files, which fill in while the last long file ends.
     slow = list(SLOW)
-    items.sort(key=lambda item: slow.index(_unit(item.nodeid)) if _unit(item.nodeid) in slow else len(slow))
+
+    def start(item) -> tuple[int, int]:
+        unit = _unit(item.nodeid)
+        return (slow.index(unit), 0) if unit in slow else (len(slow), 0 if unit.startswith("tests/local/") else 1)
+
+    items.sort(key=start)  # stable: each file keeps its own order
     for item in items:
         if "tests/local" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.local)

@@ -34,9 +34,16 @@ def test_thirty_steps_on_the_cpu_lower_the_loss(trained):
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
 
 
+# q8_0 for every family; q4_k_m, whose quantizer is the same code for every family, on one of them (its
+# tokenizer checks are those of q8_0, and a gemma3 q4_k_m export alone takes about 40 s on 2 cores).
+REQUANTIZED = "llama3"
+
+
 @pytest.mark.parametrize("quantization", ["q8_0", "q4_k_m"])
 def test_the_export_verifies_and_keeps_the_family_tokenizer(trained, quantization):
     family, model, output, result = trained
+    if quantization != "q8_0" and family != REQUANTIZED:
+        pytest.skip(f"q4_k_m is exported for {REQUANTIZED} only: the quantizer does not depend on the family")
     exported = run_cli("export", result["run_id"], "--format", "gguf", "--quantization", quantization,
                        "--output", str(output), "--json")
     assert exported.returncode == 0, exported.stderr
@@ -78,10 +85,10 @@ def test_chat_answers_and_ends_its_turn(trained, request):
         # template text and messages apart, and Llama 2's legacy prefix space adds a "▁" at every cut that a
         # whole prompt never has. Strict, so the fix that makes it end its turn turns this test red until removed.
         request.applymarker(pytest.mark.xfail(strict=True, reason="Llama 2 fine-tune does not end its turn yet"))
-    for gguf in ("model-q8_0.gguf", "model-q4_k_m.gguf"):
-        path = output / result["run_id"] / "gguf" / gguf
-        if not path.exists():
-            pytest.skip("runs after the export tests")
+    exported = sorted((output / result["run_id"] / "gguf").glob("model-*.gguf"))
+    if not exported:
+        pytest.skip("runs after the export tests")
+    for path in exported:
         answer = run_cli("chat", str(path), "--prompt", "What do bees make?", "--max-tokens", "48")
         assert answer.returncode == 0, answer.stderr
         assert answer.stdout.strip()
