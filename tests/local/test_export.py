@@ -45,9 +45,11 @@ def test_export_accepts_a_bare_adapter_folder_and_makes_a_run_for_it(tiny_model,
 
 def test_exporting_a_run_without_an_adapter_is_refused(tiny_model, tmp_path):
     failed = run_cli("train", "--data", str(QUICKSTART), "--model", str(tiny_model), "--steps", "1",
-                     "--output", str(tmp_path))  # no GPU and no --device cpu: fails before training
+                     "--device", "cpu", "--output", str(tmp_path),
+                     env={"BACKPROP_FAULTS": json.dumps({"raise_at_step": [1, "a failure before any adapter"]})})
     run_id = RunHistory(tmp_path).rows()[0].run_id
-    assert failed.returncode == 4
+    assert failed.returncode != 0 and "a failure before any adapter" in failed.stderr
+    assert not (tmp_path / run_id / "adapter").exists()
     result = run_cli("export", run_id, "--output", str(tmp_path))
     assert result.returncode == 6
     assert result.stderr.splitlines() == [
