@@ -1,4 +1,5 @@
-"""The runs pages: the history, one run (settings, live chart, checkpoints, artifacts), its event stream, Stop."""
+"""The runs pages: the history, one run (settings, live chart, checkpoints, artifacts and their downloads),
+its event stream, Stop."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
+from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
 from backpropagate.ui.stream import follow, progress_points
 
@@ -44,7 +46,7 @@ def run_page(request: Request) -> Response:
         "row": row, "spec": _hidden(redact_data(_json(folder.spec) or {})),
         "points": progress_points(events), "after": events[-1][0] if events else 0,
         "training": jobs.active(row.run_id, "train") is not None,
-        "checkpoints": _listing(folder.checkpoints), "artifacts": _artifacts(folder),
+        "checkpoints": _listing(folder.checkpoints), "artifacts": artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
         "errors": [e.event for _, e in events if isinstance(e.event, event_types.Error)],
     }
@@ -72,6 +74,11 @@ async def stop_run(request: Request) -> Response:
     row, _ = _run(request)
     request.app.state.jobs.stop(row.run_id)
     return RedirectResponse(f"/runs/{row.run_id}", status_code=303)
+
+
+def run_file(request: Request) -> Response:
+    _, folder = _run(request)
+    return download(request, folder)
 
 
 def _run(request: Request):
@@ -109,13 +116,3 @@ def _listing(folder):
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
-
-
-def _artifacts(folder: RunFolder) -> list[dict]:
-    found = []
-    for kind, path in (("adapter", folder.adapter), ("merged", folder.merged), ("gguf", folder.gguf)):
-        if path.is_dir():
-            for file in sorted(path.iterdir()):
-                if file.is_file():
-                    found.append({"kind": kind, "name": file.name, "bytes": file.stat().st_size})
-    return found
