@@ -17,7 +17,7 @@ from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
 from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
-from backpropagate.ui.stream import follow, progress_points
+from backpropagate.ui.stream import eval_points, follow, progress_points
 
 
 def runs_page(request: Request) -> Response:
@@ -44,7 +44,7 @@ def run_page(request: Request) -> Response:
         pass
     context = {
         "row": row, "spec": _hidden(redact_data(_json(folder.spec) or {})),
-        "points": progress_points(events), "after": events[-1][0] if events else 0,
+        "points": progress_points(events), "evals": eval_points(events), "after": events[-1][0] if events else 0,
         "training": jobs.active(row.run_id, "train") is not None,
         "checkpoints": _listing(folder.checkpoints), "artifacts": artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,

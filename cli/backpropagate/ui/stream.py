@@ -16,11 +16,20 @@ from backpropagate.contract.event_log import read_events
 from backpropagate.contract.events import Envelope
 
 POLL_S = 0.25
+EVAL_LOSS = "eval_loss"  # the metric key the train stage gives the held-out loss
 
 
 def progress_points(found: list[tuple[int, Envelope]]) -> list[dict[str, Any]]:
-    return [{"step": e.event.step, "total": e.event.total, "loss": e.event.loss} for _, e in found
+    """The training curve so far: step, total, loss and learning rate of each train progress event."""
+    return [{"step": e.event.step, "total": e.event.total, "loss": e.event.loss, "lr": e.event.lr} for _, e in found
             if isinstance(e.event, events.Progress) and e.stage == "train"]
+
+
+def eval_points(found: list[tuple[int, Envelope]]) -> list[dict[str, Any]]:
+    """The held-out loss by step, from the train stage's ``eval_loss`` metric events."""
+    return [{"step": e.event.step, "loss": e.event.value} for _, e in found
+            if isinstance(e.event, events.Metric) and e.stage == "train" and e.event.key == EVAL_LOSS
+            and e.event.step is not None and isinstance(e.event.value, (int, float))]
 
 
 def sse(number: int, envelope: Envelope) -> str:
