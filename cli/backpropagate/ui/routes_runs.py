@@ -17,7 +17,7 @@ from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
 from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
-from backpropagate.ui.stream import eval_points, follow, progress_points
+from backpropagate.ui.stream import STOPPED, eval_points, follow, progress_points
 
 
 def runs_page(request: Request) -> Response:
@@ -48,8 +48,11 @@ def run_page(request: Request) -> Response:
         "training": jobs.active(row.run_id, "train") is not None,
         "checkpoints": _listing(folder.checkpoints), "artifacts": artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
-        "errors": [e.event for _, e in events if isinstance(e.event, event_types.Error)],
     }
+    failures = [e.event for _, e in events if isinstance(e.event, event_types.Error)]
+    context["errors"] = [e for e in failures if e.code != STOPPED]
+    context["stopped"] = row.status == "interrupted" or any(e.code == STOPPED for e in failures)
+    context["stopped_code"] = STOPPED
     return render(request, "run.html", context)
 
 

@@ -16,6 +16,7 @@ from backpropagate.contract.event_log import read_events
 from backpropagate.contract.events import Envelope
 
 POLL_S = 0.25
+STOPPED = "RUNTIME_INTERRUPTED"  # the code of a run stopped on request: shown as stopped, not as a failure
 EVAL_LOSS = "eval_loss"  # the metric key the train stage gives the held-out loss
 
 

@@ -102,7 +102,10 @@
       evals.push({step: event.step, loss: event.value});
       draw();
     } else if (event.event === "error") {
-      document.getElementById("status").textContent = "failed";
+      const stopped = event.code === section.dataset.stoppedCode;
+      const status = document.getElementById("status");
+      status.textContent = stopped ? "stopped" : "failed";
+      status.className = stopped ? "status-interrupted" : "status-failed";
     }
   });
   // Once nothing runs any more, render the page again for its final state (artifacts, verification).
