@@ -174,6 +174,7 @@ def test_browser_logs_in_uploads_trains_ten_steps_reloads_mid_run_and_exports_a_
     # The finished run's chart: the held-out loss before training, at step 5 and at the end; values on hover.
     assert page.eval_on_selector_all("#chart circle.eval", "els => els.map(e => +e.dataset.step)") == [0, 5, 10]
     assert _chart_line(page, "eval-line") == 3
+    assert page.inner_text("#log").strip(), "the log pane shows the run's log.txt"
     page.hover("#chart circle.point[data-step='5']")
     assert re.fullmatch(r"step 5: loss \d+\.\d{4}, learning rate \d\.\d\de-\d, held-out loss \d+\.\d{4}",
                         page.inner_text("#chart-tip")), page.inner_text("#chart-tip")

@@ -1,5 +1,5 @@
-"""The runs pages: the history, one run (settings, live chart, checkpoints, artifacts and their downloads),
-its event stream, Stop."""
+"""The runs pages: the history, one run (settings, live chart, log, checkpoints, artifacts and their
+downloads), its event and log streams, Stop."""
 
 import json
 import os
@@ -17,7 +17,8 @@ from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
 from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
-from backpropagate.ui.stream import STOPPED, eval_points, follow, progress_points
+from backpropagate.ui.stream import (STOPPED, eval_points, event_messages, follow, log_messages, log_tail,
+                                     progress_points)
 
 
 def runs_page(request: Request) -> Response:
@@ -53,11 +54,22 @@ def run_page(request: Request) -> Response:
     context["errors"] = [e for e in failures if e.code != STOPPED]
     context["stopped"] = row.status == "interrupted" or any(e.code == STOPPED for e in failures)
     context["stopped_code"] = STOPPED
+    context["log"], context["log_after"] = log_tail(folder.log)
     return render(request, "run.html", context)
 
 
 async def run_events(request: Request) -> Response:
     row, folder = _run(request)
+    return _stream(request, row, event_messages(folder.events))
+
+
+async def run_log(request: Request) -> Response:
+    row, folder = _run(request)
+    return _stream(request, row, log_messages(folder.log))
+
+
+def _stream(request: Request, row, read_after) -> Response:
+    """Server-sent messages from ``read_after``, from the id the client last had, until the run is over."""
     header = request.headers.get("last-event-id")
     text = header if header is not None else request.query_params.get("after", "0")
     after = int(text) if text.isdigit() else 0
@@ -69,7 +81,7 @@ async def run_events(request: Request) -> Response:
         current = RunHistory(workspace).get(row.run_id)
         return current is None or current.status != "running"
 
-    return StreamingResponse(follow(folder.events, after, is_over, request.is_disconnected),
+    return StreamingResponse(follow(read_after, after, is_over, request.is_disconnected),
                              media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 

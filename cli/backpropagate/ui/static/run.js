@@ -1,5 +1,5 @@
 // The run page: draw the chart (loss, learning rate, held-out loss by step), then follow the run's
-// events (server-sent events) from the last line the page was rendered with, so a reload or a
+// events and its log (server-sent events) from where the page was rendered, so a reload or a
 // dropped connection goes on where it was. Plain SVG: nothing is downloaded at run time.
 (function () {
   const section = document.getElementById("progress");
@@ -108,6 +108,16 @@
       status.className = stopped ? "status-interrupted" : "status-failed";
     }
   });
+  // The log pane: each new whole line of log.txt, the latest in view, the last LOG_LINES kept.
+  const pane = document.getElementById("log-pane"), log = document.getElementById("log"), LOG_LINES = 500;
+  const logSource = new EventSource(`/runs/${section.dataset.run}/log?after=${pane.dataset.after}`);
+  logSource.addEventListener("log", (message) => {
+    pane.dataset.after = message.lastEventId;
+    log.appendChild(document.createTextNode(JSON.parse(message.data) + "\n"));
+    while (log.childNodes.length > LOG_LINES) log.removeChild(log.firstChild);
+    log.scrollTop = log.scrollHeight;
+  });
+  logSource.addEventListener("end", () => logSource.close());
   // Once nothing runs any more, render the page again for its final state (artifacts, verification).
-  source.addEventListener("end", () => { source.close(); window.location.reload(); });
+  source.addEventListener("end", () => { source.close(); logSource.close(); window.location.reload(); });
 })();
