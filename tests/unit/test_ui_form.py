@@ -2,6 +2,7 @@
 field offers the presets and the model folders inside the UI's folder while taking any hub id."""
 
 import html
+import os
 import re
 import warnings
 
@@ -22,7 +23,7 @@ def fieldsets(page: str) -> dict[str, str]:
 
 
 def test_each_run_option_sits_in_its_declared_group_showing_its_default_and_limits(tmp_path, monkeypatch):
-    for name in [key for key in __import__("os").environ if key.startswith("BACKPROPAGATE_")]:
+    for name in [key for key in os.environ if key.startswith("BACKPROPAGATE_")]:  # the defaults, not this shell's
         monkeypatch.delenv(name)
     client = client_for(tmp_path / "ui")
     logged_in(client)
