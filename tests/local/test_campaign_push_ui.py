@@ -7,6 +7,7 @@ it making the campaign.
 import hashlib
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -110,6 +111,11 @@ def test_the_ui_marks_the_campaign_and_its_page_lists_its_runs_in_order_with_its
         [(e["after_run"], e["on_run"]) for e in result.evals] == [(1, 1), (2, 1), (2, 2)]
     assert all(f"{e['eval_loss']:.4f}" in evals for e in result.evals)
     assert "adapter_model.safetensors" in page.text and str(result.adapter_path) in page.text
+    link = f'href="/runs/{result.campaign_id}/files/adapter/adapter_model.safetensors" download'
+    assert link in page.text  # the merged adapter downloads like a run's artifacts
+    downloaded = client.get(f"/runs/{result.campaign_id}/files/adapter/adapter_model.safetensors")
+    assert downloaded.status_code == 200
+    assert downloaded.content == (Path(result.adapter_path) / "adapter_model.safetensors").read_bytes()
     for run in result.runs:
         run_page = client.get(f"/runs/{run['run_id']}").text
         assert f'href="/campaigns/{result.campaign_id}">run {run["index"]} of campaign' in run_page

@@ -49,3 +49,5 @@ def test_stop_interrupts_the_run_like_ctrl_c_with_a_checkpoint_of_the_last_step(
     assert RunHistory(root).get(run_id).status == "interrupted"
     page = client.get(f"/runs/{run_id}").text
     assert "interrupted" in page and f"step-{last_step}" in page and "/stop" not in page
+    assert '<span id="status" class="status-interrupted">stopped</span>' in page and 'class="error"' not in page
+    assert f'id="stopped">Stopped on request at step {last_step}: ' in page

@@ -51,6 +51,8 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),
         Route("/runs/{run_id}", routes_runs.run_page),
         Route("/runs/{run_id}/events", routes_runs.run_events),
+        Route("/runs/{run_id}/log", routes_runs.run_log),
+        Route("/runs/{run_id}/files/{path:path}", routes_runs.run_file),
         Route("/runs/{run_id}/stop", routes_runs.stop_run, methods=["POST"]),
         Route("/runs/{run_id}/export", routes_export.start_export, methods=["POST"]),
         Route("/runs/{run_id}/ollama", routes_export.register_ollama, methods=["POST"]),

@@ -7,11 +7,14 @@ LoRA preset still sets what the user left alone.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from backpropagate.config import Settings, setting_value
 from backpropagate.contract.settings import GROUPS
 from backpropagate.options import RunOption, run_options
+
+MODELS = "models"  # the folder under the UI's own whose model folders the picker offers
 
 # The UI sets these itself: the model (checked against its folder) and the workspace (its own).
 SET_BY_THE_UI = ("model", "output")
@@ -76,3 +79,26 @@ def as_text(option: RunOption, value: Any) -> str:
         return ""
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
+
+
+def model_choices(root: Path) -> list[tuple[str, str]]:
+    """The model picker's suggestions as (value, description): each preset `backprop presets` lists, then
+    each model folder (one holding a config.json) under the UI folder's models/. Any hub id may be typed."""
+    from backpropagate.planning.presets import presets
+
+    found = [(p.name, f"preset: {p.hub_id}, {p.method}, {p.license}") for p in presets().values()]
+    folder = root / MODELS
+    if folder.is_dir():
+        found += [(f"{MODELS}/{path.name}", "in this UI's folder") for path in sorted(folder.iterdir())
+                  if (path / "config.json").is_file()]
+    return found
+
+
+def device_note() -> str:
+    """What `auto` trains on here, as the form shows under the device field."""
+    from backpropagate.planning.device import gpu_absent
+
+    why = gpu_absent()
+    if why:
+        return f"auto trains on the CPU here (no GPU found: {why}): fine for a tiny model, slow for a real one"
+    return "auto trains on the GPU when the run finds one, else on the CPU with a warning"

@@ -10,6 +10,9 @@ from backpropagate.ui.auth import COOKIE
 
 # Jinja2's HTML autoescaping is on for .html templates: every value a user or a run supplied is escaped.
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# A run stopped on request (Stop, Ctrl-C) is `interrupted` in the history; people read "stopped", not a failure.
+STATUS_WORDS = {"interrupted": "stopped"}
+TEMPLATES.env.filters["status_word"] = lambda status: STATUS_WORDS.get(status, status)
 
 
 def render(request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:

@@ -1,5 +1,5 @@
 """A campaign's page: its runs in order (status, losses, lambda, links to each run's page), what each
-merged adapter kept of every earlier run's held-out data, and the campaign's merged adapter."""
+merged adapter kept of every earlier run's held-out data, and the campaign's merged adapter, its files downloadable."""
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -7,7 +7,9 @@ from starlette.responses import Response
 
 from backpropagate.contract.campaign import CampaignFolder
 from backpropagate.contract.history import RunHistory
+from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.records import load_record
+from backpropagate.ui.downloads import artifacts
 from backpropagate.ui.pages import render
 
 
@@ -23,8 +25,8 @@ def campaign_page(request: Request) -> Response:
         curve = [record.losses[step] for step in sorted(record.losses)]
         runs.append({"row": record.row, "first_loss": curve[0] if curve else None,
                      "last_loss": curve[-1] if curve else None})
-    adapter = CampaignFolder.of(workspace, row.run_id).adapter
-    files = [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(adapter.iterdir()) if p.is_file()] \
-        if adapter.is_dir() else []
+    campaign = CampaignFolder.of(workspace, row.run_id)
+    adapter = campaign.adapter
+    files = artifacts(RunFolder(campaign.root))  # downloaded like a run's, from /runs/<campaign_id>/files/
     return render(request, "campaign.html", {"row": row, "runs": runs, "evals": row.campaign_evals,
                                              "adapter": adapter, "adapter_files": files})

@@ -1,4 +1,5 @@
-"""The runs pages: the history, one run (settings, live chart, checkpoints, artifacts), its event stream, Stop."""
+"""The runs pages: the history, one run (settings, live chart, log, checkpoints, artifacts and their
+downloads), its event and log streams, Stop."""
 
 import json
 import os
@@ -14,8 +15,10 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
+from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
-from backpropagate.ui.stream import follow, progress_points
+from backpropagate.ui.stream import (STOPPED, eval_points, event_messages, follow, log_messages, log_tail,
+                                     progress_points)
 
 
 def runs_page(request: Request) -> Response:
@@ -42,17 +45,31 @@ def run_page(request: Request) -> Response:
         pass
     context = {
         "row": row, "spec": _hidden(redact_data(_json(folder.spec) or {})),
-        "points": progress_points(events), "after": events[-1][0] if events else 0,
+        "points": progress_points(events), "evals": eval_points(events), "after": events[-1][0] if events else 0,
         "training": jobs.active(row.run_id, "train") is not None,
-        "checkpoints": _listing(folder.checkpoints), "artifacts": _artifacts(folder),
+        "checkpoints": _listing(folder.checkpoints), "artifacts": artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
-        "errors": [e.event for _, e in events if isinstance(e.event, event_types.Error)],
     }
+    failures = [e.event for _, e in events if isinstance(e.event, event_types.Error)]
+    context["errors"] = [e for e in failures if e.code != STOPPED]
+    context["stopped"] = row.status == "interrupted" or any(e.code == STOPPED for e in failures)
+    context["stopped_code"] = STOPPED
+    context["log"], context["log_after"] = log_tail(folder.log)
     return render(request, "run.html", context)
 
 
 async def run_events(request: Request) -> Response:
     row, folder = _run(request)
+    return _stream(request, row, event_messages(folder.events))
+
+
+async def run_log(request: Request) -> Response:
+    row, folder = _run(request)
+    return _stream(request, row, log_messages(folder.log))
+
+
+def _stream(request: Request, row, read_after) -> Response:
+    """Server-sent messages from ``read_after``, from the id the client last had, until the run is over."""
     header = request.headers.get("last-event-id")
     text = header if header is not None else request.query_params.get("after", "0")
     after = int(text) if text.isdigit() else 0
@@ -64,7 +81,7 @@ async def run_events(request: Request) -> Response:
         current = RunHistory(workspace).get(row.run_id)
         return current is None or current.status != "running"
 
-    return StreamingResponse(follow(folder.events, after, is_over, request.is_disconnected),
+    return StreamingResponse(follow(read_after, after, is_over, request.is_disconnected),
                              media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
@@ -72,6 +89,11 @@ async def stop_run(request: Request) -> Response:
     row, _ = _run(request)
     request.app.state.jobs.stop(row.run_id)
     return RedirectResponse(f"/runs/{row.run_id}", status_code=303)
+
+
+def run_file(request: Request) -> Response:
+    _, folder = _run(request)
+    return download(request, folder)
 
 
 def _run(request: Request):
@@ -109,13 +131,3 @@ def _listing(folder):
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
-
-
-def _artifacts(folder: RunFolder) -> list[dict]:
-    found = []
-    for kind, path in (("adapter", folder.adapter), ("merged", folder.merged), ("gguf", folder.gguf)):
-        if path.is_dir():
-            for file in sorted(path.iterdir()):
-                if file.is_file():
-                    found.append({"kind": kind, "name": file.name, "bytes": file.stat().st_size})
-    return found

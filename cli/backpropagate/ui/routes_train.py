@@ -10,7 +10,7 @@ from backpropagate.config import Settings, load_settings
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.redact import redact
-from backpropagate.ui.form import form_fields, grouped, train_flags
+from backpropagate.ui.form import device_note, form_fields, grouped, model_choices, train_flags
 from backpropagate.ui.pages import render
 
 START_TIMEOUT_S = 300  # from the click to the run's first event: the stage imports the ML stack first
@@ -103,7 +103,8 @@ def _form(request: Request, context: dict, status_code: int = 200) -> Response:
     config = request.app.state.config
     values = {"model": config.default_model, **context.pop("values", {})}
     full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(_in_effect(config), values)),
-            "values": values, "checked": request.query_params.get("checked", ""),
+            "values": values, "models": model_choices(config.sandbox.root), "device_note": device_note(),
+            "checked": request.query_params.get("checked", ""),
             "upload_error": None, "problems": [], "start_error": None, "picked": values.get("dataset", ""),
             **context}
     return render(request, "new.html", full, status_code=status_code)
