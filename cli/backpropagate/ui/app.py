@@ -54,6 +54,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/{run_id}/log", routes_runs.run_log),
         Route("/runs/{run_id}/files/{path:path}", routes_runs.run_file),
         Route("/runs/{run_id}/stop", routes_runs.stop_run, methods=["POST"]),
+        Route("/runs/{run_id}/resume", routes_runs.resume_run, methods=["POST"]),
         Route("/runs/{run_id}/export", routes_export.start_export, methods=["POST"]),
         Route("/runs/{run_id}/ollama", routes_export.register_ollama, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
