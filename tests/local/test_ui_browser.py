@@ -131,6 +131,14 @@ def test_browser_logs_in_uploads_trains_ten_steps_reloads_mid_run_and_exports_a_
     assert page.input_value("input[name=model]") == "models/tiny-llama"
     assert "auto trains on the CPU here" in page.inner_text("#device-note")
 
+    # Preview: the first rows as the tiny model's chat template renders them, and the token-length histogram.
+    page.click("#preview-button")
+    page.wait_for_selector("#preview .rendered", timeout=120_000)
+    assert page.inner_text("#preview .rendered").startswith("<|im_start|>user\nWhat is the capital of Veloria?")
+    assert sum(int(n) for n in page.eval_on_selector_all("#histogram .count", "els => els.map(e => e.textContent)")) \
+        == rows
+    assert page.input_value("input[name=model]") == "models/tiny-llama"  # the form is kept for the run
+
     # Train 10 steps on the tiny model, slow enough per step to reload in the middle, holding out a fifth
     # of the data and measuring it every 5 steps.
     page.fill("input[name=steps]", "10")

@@ -48,6 +48,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/new", routes_train.new_run_page, methods=["GET"]),
         Route("/runs/new", routes_train.start_run, methods=["POST"]),
         Route("/datasets", routes_train.upload_dataset, methods=["POST"]),
+        Route("/datasets/preview", routes_train.preview_dataset, methods=["POST"]),
         Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),
         Route("/runs/{run_id}", routes_runs.run_page),
         Route("/runs/{run_id}/events", routes_runs.run_events),

@@ -1,4 +1,5 @@
-"""New run: upload a dataset into the sandbox (checked row by row), pick one, and start training."""
+"""New run: upload a dataset into the sandbox (checked row by row), pick one, preview it as the model sees it,
+and start training."""
 
 import secrets
 
@@ -12,6 +13,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.redact import redact
 from backpropagate.ui.form import device_note, form_fields, grouped, model_choices, train_flags
 from backpropagate.ui.pages import render
+from backpropagate.ui.preview import bars, preview
 
 START_TIMEOUT_S = 300  # from the click to the run's first event: the stage imports the ML stack first
 
@@ -73,6 +75,24 @@ async def start_run(request: Request) -> Response:
     return RedirectResponse(f"/runs/{job.run_id}", status_code=303)
 
 
+async def preview_dataset(request: Request) -> Response:
+    """The picked dataset's first rows through the picked model's chat template, and its token lengths; the
+    form comes back as it was sent."""
+    config = request.app.state.config
+    form = await request.form()
+    values = {key: str(value).strip() for key, value in form.items() if key != "csrf"}
+    try:
+        data = config.sandbox.dataset(values.get("dataset", ""))
+        model = config.sandbox.model(values.get("model", ""))
+    except BackpropError as error:
+        return _form(request, {"preview": {"error": _shown(error)}, "values": values}, status_code=400)
+    length = values.get("max_seq_length", "")
+    max_seq_length = int(length) if length.isdigit() else _in_effect(config).training.max_seq_length
+    report = await anyio.to_thread.run_sync(preview, data, model, max_seq_length)
+    shown = {"preview": report, "bars": bars(report.get("tokens", {}).get("histogram", [])), "values": values}
+    return _form(request, shown, status_code=400 if "error" in report else 200)
+
+
 def _check_rows(path, name: str) -> tuple[list[str], str]:
     """Each invalid row as `name:LINE: reason`, and a one-line summary of the valid file."""
     try:
@@ -105,6 +125,6 @@ def _form(request: Request, context: dict, status_code: int = 200) -> Response:
     full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(_in_effect(config), values)),
             "values": values, "models": model_choices(config.sandbox.root), "device_note": device_note(),
             "checked": request.query_params.get("checked", ""),
-            "upload_error": None, "problems": [], "start_error": None, "picked": values.get("dataset", ""),
+            "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [], "picked": values.get("dataset", ""),
             **context}
     return render(request, "new.html", full, status_code=status_code)
