@@ -203,6 +203,17 @@ def test_browser_logs_in_uploads_trains_ten_steps_reloads_mid_run_and_exports_a_
     assert hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest() == \
         hashlib.sha256(on_disk.read_bytes()).hexdigest()
 
+    # Chat with it: the answer streams into the page, and it is the one `backprop chat` gives (greedy, same code).
+    question = "What is the capital of Veloria?"
+    page.fill("#chat-form textarea[name=prompt]", question)
+    page.fill("#chat-form input[name=max_tokens]", "16")
+    page.click("#chat-form button")
+    page.wait_for_selector("#chat-log .chat-answer[data-done='1']", timeout=120_000)
+    assert page.inner_text("#chat-log .chat-question") == question
+    answer = page.inner_text("#chat-log .chat-answer").strip()
+    cli = run_cli("chat", run_id, "--prompt", question, "--max-tokens", "16", "--output", str(folder))
+    assert answer and answer == cli.stdout.strip(), cli.stderr
+
     # Register it with "Ollama" (the stand-in): the same registration `backprop export --ollama` does.
     page.fill("#ollama-form input[name=name]", "ui-tiny")
     page.click("#ollama-form button")

@@ -5,6 +5,7 @@ each visitor a session cookie, answers 401 with the login page where
 credentials are required, and refuses any POST whose form lacks the session's CSRF token.
 """
 
+import asyncio
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/{run_id}/resume", routes_runs.resume_run, methods=["POST"]),
         Route("/runs/{run_id}/export", routes_export.start_export, methods=["POST"]),
         Route("/runs/{run_id}/ollama", routes_export.register_ollama, methods=["POST"]),
+        Route("/runs/{run_id}/chat", routes_export.chat, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[])
@@ -65,6 +67,7 @@ def create_app(config: UiConfig) -> Starlette:
     app.state.sessions = Sessions(config.credentials)
     app.state.limiter = LoginLimiter()
     app.state.jobs = Jobs(config.sandbox.root)
+    app.state.chat_lock = asyncio.Lock()  # one generation at a time
     app.add_middleware(_Guard)
     return app
 
@@ -102,7 +105,7 @@ class _Guard:
             if body is None:
                 await HTMLResponse("<h1>413: form too large</h1>", status_code=413)(scope, receive, send)
                 return
-            receive = _replaying(body)
+            receive = _replaying(body, receive)
         else:
             body = b""
         if not session.logged_in and not path.startswith(OPEN_PATHS):
@@ -143,7 +146,9 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return body
 
 
-def _replaying(body: bytes):
+def _replaying(body: bytes, receive_more):
+    """The body once, then the client's own messages: a streamed answer to a form must still hear the
+    client go away, not be told it left as soon as the form was read."""
     sent = False
 
     async def receive():
@@ -151,7 +156,7 @@ def _replaying(body: bytes):
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive_more()
 
     return receive
 

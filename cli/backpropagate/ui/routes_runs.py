@@ -15,6 +15,7 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
+from backpropagate.ui.chat import DEFAULT_TOKENS, MAX_TOKENS
 from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
 from backpropagate.runs.ownership import shown_status
@@ -53,6 +54,7 @@ def run_page(request: Request) -> Response:
         "training": jobs.active(row.run_id, "train") is not None,
         "checkpoints": _listing(folder.checkpoints), "artifacts": artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
+        "chat_gguf": folder.exported_gguf(), "chat_max_tokens": MAX_TOKENS, "chat_tokens": DEFAULT_TOKENS,
     }
     # Only the latest attempt's errors: a resumed run's earlier stop or failure is history, not its state.
     starts = [number for number, e in events if isinstance(e.event, event_types.Started) and e.stage == "train"]
