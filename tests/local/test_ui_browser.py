@@ -28,10 +28,22 @@ CHROMIUM = Path("/usr/bin/chromium")
 HF_TOKEN = "hf_uiTestTokenThatMustNeverShowUp0123456789"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen) -> None:
+    """Until the UI answers its login page (30 s at most); a server that exits fails with what it printed."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)
+            return
+        except OSError:
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -41,7 +53,7 @@ def ui_server(tmp_path, tiny_model):
     shutil.copytree(tiny_model, folder / "models" / "tiny-llama")
     auth = tmp_path / "auth"
     auth.write_text("ada:correct-horse-battery\n")
-    port = _free_port()
+    port = free_port()
     with OllamaStandIn() as ollama:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
         env.update(BACKPROPAGATE_UI__OUTPUT_DIR=str(folder), HOME=str(tmp_path), HF_TOKEN=HF_TOKEN,
@@ -50,14 +62,7 @@ def ui_server(tmp_path, tiny_model):
                                    "--auth-file", str(auth), "--runtime", "local"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(url + "/login", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                time.sleep(0.1)
+        wait_until_up(url, server)
         try:
             yield url, folder, ollama
         finally:

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from backpropagate.ui import routes_campaigns, routes_export, routes_runs, routes_session, routes_train
+from backpropagate.ui import routes_campaigns, routes_compare, routes_export, routes_runs, routes_session, routes_train
 from backpropagate.ui.auth import COOKIE, Credentials, LoginLimiter, Sessions
 from backpropagate.ui.hosts import AllowedHosts
 from backpropagate.ui.jobs import Jobs
@@ -50,6 +50,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/new", routes_train.start_run, methods=["POST"]),
         Route("/datasets", routes_train.upload_dataset, methods=["POST"]),
         Route("/datasets/preview", routes_train.preview_dataset, methods=["POST"]),
+        Route("/compare", routes_compare.compare_page),
         Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),
         Route("/runs/{run_id}", routes_runs.run_page),
         Route("/runs/{run_id}/events", routes_runs.run_events),
