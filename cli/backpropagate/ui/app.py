@@ -51,6 +51,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/datasets", routes_train.upload_dataset, methods=["POST"]),
         Route("/datasets/preview", routes_train.preview_dataset, methods=["POST"]),
         Route("/compare", routes_compare.compare_page),
+        Route("/campaigns/new", routes_train.start_campaign, methods=["POST"]),
         Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),
         Route("/runs/{run_id}", routes_runs.run_page),
         Route("/runs/{run_id}/events", routes_runs.run_events),

@@ -9,6 +9,7 @@ from backpropagate.contract.campaign import CampaignFolder
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.records import load_record
+from backpropagate.runs.ownership import as_shown
 from backpropagate.ui.downloads import artifacts
 from backpropagate.ui.pages import render
 
@@ -28,5 +29,6 @@ def campaign_page(request: Request) -> Response:
     campaign = CampaignFolder.of(workspace, row.run_id)
     adapter = campaign.adapter
     files = artifacts(RunFolder(campaign.root))  # downloaded like a run's, from /runs/<campaign_id>/files/
+    live = as_shown(row, workspace).status == "running"  # a campaign whose process died is not followed forever
     return render(request, "campaign.html", {"row": row, "runs": runs, "evals": row.campaign_evals,
-                                             "adapter": adapter, "adapter_files": files})
+                                             "adapter": adapter, "adapter_files": files, "live": live})

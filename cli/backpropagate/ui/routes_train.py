@@ -1,5 +1,5 @@
 """New run: upload a dataset into the sandbox (checked row by row), pick one, preview it as the model sees it,
-and start training."""
+and start training; or pick several and start a campaign, one run per dataset."""
 
 import secrets
 
@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from backpropagate.config import Settings, load_settings
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
 from backpropagate.contract.redact import redact
 from backpropagate.ui.form import device_note, form_fields, grouped, model_choices, train_flags
 from backpropagate.ui.pages import render
@@ -93,6 +94,37 @@ async def preview_dataset(request: Request) -> Response:
     return _form(request, shown, status_code=400 if "error" in report else 200)
 
 
+CAMPAIGN_MERGES = ("slao", "none")  # multi-run's --merge
+
+
+async def start_campaign(request: Request) -> Response:
+    """`backprop multi-run` with one --data per picked dataset, in the order picked, and the form's run settings
+    for every run; the browser goes to the campaign's page."""
+    config, jobs = request.app.state.config, request.app.state.jobs
+    form = await request.form()
+    names = [str(name) for name in form.getlist("campaign_data")]
+    values = {key: str(value).strip() for key, value in form.items() if key not in ("csrf", "campaign_data")}
+    if len(names) < 2 or len(set(names)) < len(names):
+        return _form(request, {"start_error": "Pick two or more different datasets for a campaign: one run each.",
+                               "values": values}, status_code=400)
+    try:
+        data = [config.sandbox.stored_copy(name) for name in names]
+        model = config.sandbox.model(values.get("model", ""))
+    except BackpropError as error:
+        return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
+    merge = values.get("campaign_merge") if values.get("campaign_merge") in CAMPAIGN_MERGES else "slao"
+    arguments = ["multi-run", *(f"--data={path}" for path in data), f"--model={model}", f"--merge={merge}",
+                 *train_flags(values, load_settings())]
+    job = jobs.start("campaign", arguments)
+    await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
+    if job.run_id is None:
+        job.done.wait(timeout=10)
+        return _form(request, {"start_error": _job_error(job), "values": values}, status_code=400)
+    # The first events are the first run's: its history row names the campaign.
+    row = RunHistory(config.sandbox.root).get(job.run_id)
+    return RedirectResponse(f"/campaigns/{row.campaign if row and row.campaign else job.run_id}", status_code=303)
+
+
 def _check_rows(path, name: str) -> tuple[list[str], str]:
     """Each invalid row as `name:LINE: reason`, and a one-line summary of the valid file."""
     try:
@@ -126,5 +158,5 @@ def _form(request: Request, context: dict, status_code: int = 200) -> Response:
             "values": values, "models": model_choices(config.sandbox.root), "device_note": device_note(),
             "checked": request.query_params.get("checked", ""),
             "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [], "picked": values.get("dataset", ""),
-            **context}
+            "merges": CAMPAIGN_MERGES, **context}
     return render(request, "new.html", full, status_code=status_code)
