@@ -12,7 +12,8 @@ import pytest
 from backpropagate.contract.files import sha256_file
 
 from tests.conftest import ROOT, run_cli
-from tests.local.test_ui_browser import browser, free_port, wait_until_up  # noqa: F401 (browser: a fixture)
+from tests.local.test_ui_browser import browser  # noqa: F401  (a fixture: Debian's chromium through Playwright)
+from tests.local.test_ui_browser import free_port, wait_until_up
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
 
@@ -93,7 +94,7 @@ def test_diff_runs_lists_what_differs_and_both_final_losses(workspace):
     assert diff["final_loss"] == pytest.approx([first["final_loss"], second["final_loss"]])
 
 
-def test_the_ui_compare_page_shows_the_diff_runs_fields_and_both_loss_curves(workspace, browser, tmp_path):
+def test_the_ui_compare_page_shows_the_diff_runs_fields_and_both_curves(workspace, browser, tmp_path):  # noqa: F811
     output, first, second = workspace
     diff = cli_json("diff-runs", first["run_id"], second["run_id"], "--output", str(output))
     with ui_on(output, tmp_path) as url:

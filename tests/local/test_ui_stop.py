@@ -1,6 +1,6 @@
 """The UI's Stop button means Ctrl-C: the step in flight finishes, a checkpoint is saved when asked, the run is
-`interrupted`, and its page's Resume runs `backprop resume` on it, which finishes every step. The app is driven in-process (Starlette's TestClient);
-its runs are the real CLI on the local runtime with the tiny model."""
+`interrupted`, and its page's Resume runs `backprop resume` on it, which finishes every step. The app is driven
+in-process (Starlette's TestClient); its runs are the real CLI on the local runtime with the tiny model."""
 
 import json
 import re

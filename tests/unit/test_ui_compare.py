@@ -1,4 +1,4 @@
-"""The compare page's pickers and refusals (two real runs compared, in a browser: tests/local/test_history_commands.py)."""
+"""The compare page's pickers and refusals; two real runs compared in a browser: test_history_commands.py."""
 
 import json
 import warnings

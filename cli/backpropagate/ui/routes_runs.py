@@ -58,7 +58,8 @@ def run_page(request: Request) -> Response:
     }
     # Only the latest attempt's errors: a resumed run's earlier stop or failure is history, not its state.
     starts = [number for number, e in events if isinstance(e.event, event_types.Started) and e.stage == "train"]
-    failures = [e.event for number, e in events if isinstance(e.event, event_types.Error) and number >= max(starts, default=0)]
+    latest = max(starts, default=0)
+    failures = [e.event for number, e in events if isinstance(e.event, event_types.Error) and number >= latest]
     context["errors"] = [e for e in failures if e.code != STOPPED]
     context["stopped"] = row.status == "interrupted" or any(e.code == STOPPED for e in failures)
     context["resumable"] = (not context["training"] and row.stage != "campaign"

@@ -58,8 +58,7 @@ async def upload_dataset(request: Request) -> Response:
 
 async def start_run(request: Request) -> Response:
     config, jobs = request.app.state.config, request.app.state.jobs
-    form = await request.form()
-    values = {key: str(value).strip() for key, value in form.items() if key != "csrf"}
+    _, values = await _posted(request)
     try:
         data = config.sandbox.stored_copy(values.get("dataset", ""))
         model = config.sandbox.model(values.get("model", ""))
@@ -68,20 +67,14 @@ async def start_run(request: Request) -> Response:
     # Compared with what the child would take by itself (it inherits this environment), not with the form's
     # starting values: a runtime `ui --runtime` chose is passed on like one the user picked.
     arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, load_settings())]
-    job = jobs.start("train", arguments)
-    await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
-    if job.run_id is None:  # refused before a run existed: show the CLI's coded error on the form
-        job.done.wait(timeout=10)
-        return _form(request, {"start_error": _job_error(job), "values": values}, status_code=400)
-    return RedirectResponse(f"/runs/{job.run_id}", status_code=303)
+    return await _followed(request, jobs.start("train", arguments), values, lambda run_id: f"/runs/{run_id}")
 
 
 async def preview_dataset(request: Request) -> Response:
     """The picked dataset's first rows through the picked model's chat template, and its token lengths; the
     form comes back as it was sent."""
     config = request.app.state.config
-    form = await request.form()
-    values = {key: str(value).strip() for key, value in form.items() if key != "csrf"}
+    _, values = await _posted(request)
     try:
         data = config.sandbox.dataset(values.get("dataset", ""))
         model = config.sandbox.model(values.get("model", ""))
@@ -101,9 +94,8 @@ async def start_campaign(request: Request) -> Response:
     """`backprop multi-run` with one --data per picked dataset, in the order picked, and the form's run settings
     for every run; the browser goes to the campaign's page."""
     config, jobs = request.app.state.config, request.app.state.jobs
-    form = await request.form()
+    form, values = await _posted(request)
     names = [str(name) for name in form.getlist("campaign_data")]
-    values = {key: str(value).strip() for key, value in form.items() if key not in ("csrf", "campaign_data")}
     if len(names) < 2 or len(set(names)) < len(names):
         return _form(request, {"start_error": "Pick two or more different datasets for a campaign: one run each.",
                                "values": values}, status_code=400)
@@ -115,14 +107,28 @@ async def start_campaign(request: Request) -> Response:
     merge = values.get("campaign_merge") if values.get("campaign_merge") in CAMPAIGN_MERGES else "slao"
     arguments = ["multi-run", *(f"--data={path}" for path in data), f"--model={model}", f"--merge={merge}",
                  *train_flags(values, load_settings())]
-    job = jobs.start("campaign", arguments)
+
+    def campaign_page(run_id: str) -> str:
+        row = RunHistory(config.sandbox.root).get(run_id)  # the first events are the first run's: it names the campaign
+        return f"/campaigns/{row.campaign if row and row.campaign else run_id}"
+
+    return await _followed(request, jobs.start("campaign", arguments), values, campaign_page)
+
+
+async def _posted(request: Request):
+    """The form, and its single values (stripped, without the CSRF token or the campaign's list of datasets)."""
+    form = await request.form()
+    return form, {key: str(value).strip() for key, value in form.items() if key not in ("csrf", "campaign_data")}
+
+
+async def _followed(request: Request, job, values: dict, page_of) -> Response:
+    """To the page of what ``job`` started (``page_of(run_id)``) once its first event names it; the form with the
+    CLI's coded error when it was refused before a run existed."""
     await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
     if job.run_id is None:
         job.done.wait(timeout=10)
         return _form(request, {"start_error": _job_error(job), "values": values}, status_code=400)
-    # The first events are the first run's: its history row names the campaign.
-    row = RunHistory(config.sandbox.root).get(job.run_id)
-    return RedirectResponse(f"/campaigns/{row.campaign if row and row.campaign else job.run_id}", status_code=303)
+    return RedirectResponse(page_of(job.run_id), status_code=303)
 
 
 def _check_rows(path, name: str) -> tuple[list[str], str]:
@@ -157,6 +163,7 @@ def _form(request: Request, context: dict, status_code: int = 200) -> Response:
     full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(_in_effect(config), values)),
             "values": values, "models": model_choices(config.sandbox.root), "device_note": device_note(),
             "checked": request.query_params.get("checked", ""),
-            "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [], "picked": values.get("dataset", ""),
+            "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [],
+            "picked": values.get("dataset", ""),
             "merges": CAMPAIGN_MERGES, **context}
     return render(request, "new.html", full, status_code=status_code)
