@@ -44,9 +44,7 @@ def chat(
     messages = [{"role": "system", "content": system}] if system else []
     try:
         if prompt is not None and settings.log_json:
-            # Each piece as it comes, for a caller that shows the answer growing (the web UI's chat).
-            pieces = lambda piece: print(json.dumps({"token": piece}), flush=True)  # noqa: E731
-            answer, finish = _answer(llm, messages + [{"role": "user", "content": prompt}], max_tokens, pieces)
+            answer, finish = _answer(llm, messages + [{"role": "user", "content": prompt}], max_tokens, _print_piece)
             Output(json_mode=True).result(answer, {"answer": answer, "finish_reason": finish, "gguf": str(gguf),
                                                    "max_tokens": max_tokens})
             return
@@ -66,6 +64,11 @@ def chat(
             print(f"model> {reply}")
     finally:
         llm.close()
+
+
+def _print_piece(piece: str) -> None:
+    """Each piece as it comes, for a caller that shows the answer growing (the web UI's chat)."""
+    print(json.dumps({"token": piece}), flush=True)
 
 
 def _gguf_file(target: str, output: Path) -> Path:

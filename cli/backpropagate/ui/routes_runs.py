@@ -15,10 +15,10 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
+from backpropagate.runs.ownership import shown_status
 from backpropagate.ui.chat import DEFAULT_TOKENS, MAX_TOKENS
 from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
-from backpropagate.runs.ownership import shown_status
 from backpropagate.ui.stream import (STOPPED, eval_points, event_messages, follow, log_messages, log_tail,
                                      progress_points)
 
