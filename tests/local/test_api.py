@@ -44,21 +44,27 @@ def test_trainer_checks_values_like_the_cli(tiny_model, tmp_path):
     assert caught.value.render().startswith("[CONFIG_VALUE_INVALID]: steps=0 is not valid")
 
 
-def test_validate_with_a_tokenizer_reports_token_lengths(tiny_model):
+def test_validate_with_a_tokenizer_reports_token_lengths_their_histogram_and_the_rendered_rows(tiny_model):
     result = run_cli("validate", "--data", str(QUICKSTART), "--tokenizer", str(tiny_model),
-                     "--max-seq-length", "32", "--json")
+                     "--max-seq-length", "32", "--preview", "2", "--json")
     assert result.returncode == 0, result.stderr
-    tokens = json.loads(result.stdout)["result"]["tokens"]
+    report = json.loads(result.stdout)["result"]
+    tokens = report["tokens"]
 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    lengths = []
+    lengths, texts = [], []
     for line in QUICKSTART.read_text().splitlines():
         messages = json.loads(line)["messages"]
         lengths.append(len(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"]))
+        texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
     assert (tokens["min"], tokens["max"], tokens["total"]) == (min(lengths), max(lengths), sum(lengths))
     assert tokens["over_max_seq_length"] == sum(n > 32 for n in lengths) > 0
+    bins = tokens["histogram"]
+    assert bins[0]["low"] == min(lengths) and bins[-1]["low"] <= max(lengths) <= bins[-1]["high"]
+    assert [b["count"] for b in bins] == [sum(b["low"] <= n <= b["high"] for n in lengths) for b in bins]
+    assert report["preview"] == texts[:2] and "<|im_start|>user" in texts[0]
 
 
 def test_the_cli_and_the_trainer_write_byte_identical_specs_for_the_same_settings(tiny_model, tmp_path):

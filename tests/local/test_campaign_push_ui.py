@@ -110,6 +110,11 @@ def test_the_ui_marks_the_campaign_and_its_page_lists_its_runs_in_order_with_its
     assert [tuple(map(int, pair)) for pair in re.findall(r"<tr><td>(\d)</td><td>(\d)</td>", evals)] == \
         [(e["after_run"], e["on_run"]) for e in result.evals] == [(1, 1), (2, 1), (2, 2)]
     assert all(f"{e['eval_loss']:.4f}" in evals for e in result.evals)
+    heatmap = page.text.split('id="campaign-heatmap"')[1].split("</table>")[0]
+    rows = [re.findall(r'<td class="(cell|empty)"(?: data-loss="([^"]+)")?', row) for row in heatmap.split("<tr>")[2:]]
+    loss = {(e["after_run"], e["on_run"]): e["eval_loss"] for e in result.evals}
+    assert [[float(value) if kind == "cell" else None for kind, value in row] for row in rows] == \
+        [[loss[1, 1], None], [loss[2, 1], loss[2, 2]]]  # after run 1 nothing is measured on run 2's data
     assert "adapter_model.safetensors" in page.text and str(result.adapter_path) in page.text
     link = f'href="/runs/{result.campaign_id}/files/adapter/adapter_model.safetensors" download'
     assert link in page.text  # the merged adapter downloads like a run's artifacts

@@ -63,6 +63,13 @@ def test_train_export_q4_k_m_verify_and_chat_end_to_end(tiny_model, trained):
                      "--output", str(output))
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip()
+    streamed = run_cli("chat", run_id, "--prompt", "What do bees make?", "--max-tokens", "16",
+                       "--output", str(output), "--json")
+    assert streamed.returncode == 0, streamed.stderr
+    *tokens, last = [json.loads(line) for line in streamed.stdout.splitlines()]
+    result = last["result"]
+    assert len(tokens) > 1 and "".join(t["token"] for t in tokens).strip() == result["answer"] == answer.stdout.strip()
+    assert result["finish_reason"] in ("stop", "length") and result["max_tokens"] == 16
 
     interactive = subprocess.run([sys.executable, "-m", "backpropagate", "chat", run_id, "--max-tokens", "8",
                                   "--output", str(output)], input="Hello\nAnd again?\n\n", capture_output=True,

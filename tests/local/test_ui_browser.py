@@ -28,10 +28,22 @@ CHROMIUM = Path("/usr/bin/chromium")
 HF_TOKEN = "hf_uiTestTokenThatMustNeverShowUp0123456789"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen) -> None:
+    """Until the UI answers its login page (30 s at most); a server that exits fails with what it printed."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)
+            return
+        except OSError:
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -41,7 +53,7 @@ def ui_server(tmp_path, tiny_model):
     shutil.copytree(tiny_model, folder / "models" / "tiny-llama")
     auth = tmp_path / "auth"
     auth.write_text("ada:correct-horse-battery\n")
-    port = _free_port()
+    port = free_port()
     with OllamaStandIn() as ollama:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
         env.update(BACKPROPAGATE_UI__OUTPUT_DIR=str(folder), HOME=str(tmp_path), HF_TOKEN=HF_TOKEN,
@@ -50,14 +62,7 @@ def ui_server(tmp_path, tiny_model):
                                    "--auth-file", str(auth), "--runtime", "local"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(url + "/login", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                time.sleep(0.1)
+        wait_until_up(url, server)
         try:
             yield url, folder, ollama
         finally:
@@ -131,6 +136,14 @@ def test_browser_logs_in_uploads_trains_ten_steps_reloads_mid_run_and_exports_a_
     assert page.input_value("input[name=model]") == "models/tiny-llama"
     assert "auto trains on the CPU here" in page.inner_text("#device-note")
 
+    # Preview: the first rows as the tiny model's chat template renders them, and the token-length histogram.
+    page.click("#preview-button")
+    page.wait_for_selector("#preview .rendered", timeout=120_000)
+    assert page.inner_text("#preview .rendered").startswith("<|im_start|>user\nWhat is the capital of Veloria?")
+    assert sum(int(n) for n in page.eval_on_selector_all("#histogram .count", "els => els.map(e => e.textContent)")) \
+        == rows
+    assert page.input_value("input[name=model]") == "models/tiny-llama"  # the form is kept for the run
+
     # Train 10 steps on the tiny model, slow enough per step to reload in the middle, holding out a fifth
     # of the data and measuring it every 5 steps.
     page.fill("input[name=steps]", "10")
@@ -194,6 +207,17 @@ def test_browser_logs_in_uploads_trains_ten_steps_reloads_mid_run_and_exports_a_
     on_disk = folder / run_id / "gguf" / "model-q8_0.gguf"
     assert hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest() == \
         hashlib.sha256(on_disk.read_bytes()).hexdigest()
+
+    # Chat with it: the answer streams into the page, and it is the one `backprop chat` gives (greedy, same code).
+    question = "What is the capital of Veloria?"
+    page.fill("#chat-form textarea[name=prompt]", question)
+    page.fill("#chat-form input[name=max_tokens]", "16")
+    page.click("#chat-form button")
+    page.wait_for_selector("#chat-log .chat-answer[data-done='1']", timeout=120_000)
+    assert page.inner_text("#chat-log .chat-question") == question
+    answer = page.inner_text("#chat-log .chat-answer").strip()
+    cli = run_cli("chat", run_id, "--prompt", question, "--max-tokens", "16", "--output", str(folder))
+    assert answer and answer == cli.stdout.strip(), cli.stderr
 
     # Register it with "Ollama" (the stand-in): the same registration `backprop export --ollama` does.
     page.fill("#ollama-form input[name=name]", "ui-tiny")

@@ -107,6 +107,25 @@ def test_chat_with_a_gguf_path_that_does_not_exist(tmp_path):
                              ".gguf file\n")
 
 
+def test_chat_json_without_a_prompt_says_it_answers_one_prompt(tmp_path):
+    result = run_cli("chat", str(tmp_path / "model.gguf"), "--json", "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == ("[CONFIG_CHAT_JSON_NEEDS_PROMPT]: chat --json answers one --prompt; a conversation typed "
+                             "line by line has no JSON form\n"
+                             '  fix: add --prompt "..." to ask once, or drop --json to chat interactively\n')
+    assert json.loads(result.stdout)["error"]["code"] == "CONFIG_CHAT_JSON_NEEDS_PROMPT"
+
+
+def test_chat_with_a_file_llama_cpp_cannot_load_names_it_invalid(tmp_path):
+    gguf = tmp_path / "model.gguf"
+    pytest.importorskip("llama_cpp", reason="llama.cpp is set up by bash scripts/setup_llama_cpp.sh (the full suite)")
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    result = run_cli("chat", str(gguf), "--prompt", "hi")
+    assert result.returncode == 3
+    assert result.stderr == (f"[INPUT_GGUF_INVALID]: {gguf} is not a readable GGUF file: failed to load model from "
+                             "file\n  fix: export it again with `backprop export RUN --format gguf`\n")
+
+
 def test_chat_without_llama_cpp_says_how_to_set_it_up(tmp_path):
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")

@@ -95,6 +95,19 @@ def test_a_form_posted_without_its_csrf_token_or_with_another_is_refused(tmp_pat
     assert TestClient(client.app).post("/login", data={"user": "ada", "password": "s3cret-pass"}).status_code == 403
 
 
+def test_every_form_the_app_answers_refuses_a_post_without_its_csrf_token_and_one_without_login(tmp_path):
+    client = client_for(tmp_path / "ui")
+    posts = [route.path.replace("{run_id}", "0123abcd") for route in client.app.routes
+             if "POST" in (getattr(route, "methods", None) or ())]
+    assert {"/runs/0123abcd/resume", "/runs/0123abcd/chat", "/datasets/preview", "/campaigns/new"} <= set(posts)
+    for path in posts:
+        if path != "/login":
+            assert client.post(path, data={"prompt": "hi"}).status_code == 401, path  # not logged in
+    logged_in(client)
+    for path in posts:
+        assert client.post(path, data={"prompt": "hi", "csrf": "forged"}).status_code == 403, path
+
+
 @pytest.mark.parametrize("field", ["dataset", "model"])
 def test_traversal_absolute_and_symlinked_paths_out_of_the_sandbox_are_refused_with_a_code(tmp_path, field):
     root = tmp_path / "ui"

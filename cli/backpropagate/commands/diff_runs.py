@@ -6,7 +6,7 @@ import typer
 
 from backpropagate.commands._options import JsonOpt, OutputOpt
 from backpropagate.config import load_settings, output_dir
-from backpropagate.contract.records import differences, load_record
+from backpropagate.contract.records import comparison, load_record
 from backpropagate.output import Output, for_people, table
 
 EXAMPLES = """
@@ -24,8 +24,7 @@ def diff_runs(
     """Show the settings and results that differ between two runs, and both final losses."""
     settings = load_settings(overrides={"output": str(output) if output else None, "log_json": json_output})
     a, b = (load_record(output_dir(settings), run) for run in (first, second))
-    data = {"a": a.row.run_id, "b": b.row.run_id, "differences": differences(a, b),
-            "final_loss": [a.row.final_loss, b.row.final_loss]}
+    data = comparison(a, b)
     Output(json_mode=settings.log_json).result(_text(data), data)
 
 

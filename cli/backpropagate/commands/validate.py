@@ -19,7 +19,11 @@ Examples:
   backprop validate --data my.jsonl
 
   backprop validate --data my.jsonl --tokenizer Qwen/Qwen2.5-7B-Instruct --max-seq-length 2048
+
+  backprop validate --data my.jsonl --tokenizer ./my-model --preview 3   # the first rows as the template renders them
 """
+
+HISTOGRAM_BINS = 10
 
 
 def validate(
@@ -28,6 +32,8 @@ def validate(
     skip_invalid: SkipInvalidOpt = False,
     tokenizer: Annotated[str | None, typer.Option(help="Hub id or folder whose tokenizer counts the tokens.")] = None,
     max_seq_length: Annotated[int, typer.Option(min=16, help="Report examples longer than this.")] = 1024,
+    preview: Annotated[int, typer.Option(min=0, max=20, help="Show the first N valid rows as the model's chat "
+                                                            "template renders them (needs --tokenizer).")] = 0,
     json_output: JsonOpt = None,
 ) -> None:
     """Detect a dataset's format, count its rows, and (with --tokenizer) measure token lengths."""
@@ -40,8 +46,13 @@ def validate(
         "valid": len(dataset.examples), "invalid": len(dataset.dropped),
         "problems": [{"line": p.line, "reason": p.reason} for p in dataset.dropped],
     }
+    if preview and not tokenizer:
+        raise BackpropError("CONFIG_PREVIEW_NEEDS_TOKENIZER")
     if tokenizer:
-        report["tokens"] = token_stats(dataset, tokenizer, max_seq_length)
+        tok = load_tokenizer(tokenizer)
+        report["tokens"] = token_stats(dataset, tok, tokenizer, max_seq_length)
+        if preview:
+            report["preview"] = [rendered(tok, example) for example in dataset.examples[:preview]]
     out.result(_text(report), report)
     if dataset.dropped and not skip_invalid:
         first = dataset.dropped[0]
@@ -51,34 +62,54 @@ def validate(
                             reason=f"{first.reason} ({len(dataset.dropped)} invalid rows in all)")
 
 
-def token_stats(dataset: Dataset, tokenizer_name: str, max_seq_length: int) -> dict:
-    """Token lengths as the model will see them: chat template applied, special tokens included."""
-    from backpropagate.contract.chat_template import bounded_apply
-
+def load_tokenizer(name: str):
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:
         raise BackpropError("DEP_LOCAL_STACK_MISSING", package="transformers", reason=str(exc)) from None
     try:
-        tok = AutoTokenizer.from_pretrained(tokenizer_name)
+        return AutoTokenizer.from_pretrained(name)
     except Exception as exc:  # transformers raises many types; all mean the same to the user
-        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=tokenizer_name, reason=str(exc).splitlines()[0]) from None
+        raise BackpropError("DEP_MODEL_LOAD_FAILED", model=name, reason=str(exc).splitlines()[0]) from None
+
+
+def rendered(tok, example) -> str:
+    """An example's text as the model is trained on it: a conversation through the chat template (the bounded,
+    sandboxed rendering first), plain text as it is."""
+    from backpropagate.contract.chat_template import bounded_apply
+
+    if example.text is not None:
+        return example.text
+    messages = [{"role": m.role, "content": m.content} for m in example.messages]
+    return bounded_apply(tok, messages) if tok.chat_template else "\n".join(m["content"] for m in messages)
+
+
+def token_stats(dataset: Dataset, tok, tokenizer_name: str, max_seq_length: int) -> dict:
+    """Token lengths as the model will see them: chat template applied, special tokens included."""
     lengths = []
     for example in dataset.examples:
         if example.text is not None:
             lengths.append(len(tok(example.text)["input_ids"]) + 1)
         else:
-            messages = [{"role": m.role, "content": m.content} for m in example.messages]
-            text = bounded_apply(tok, messages) if tok.chat_template else \
-                "\n".join(m["content"] for m in messages)
-            lengths.append(len(tok(text, add_special_tokens=False)["input_ids"]))
+            lengths.append(len(tok(rendered(tok, example), add_special_tokens=False)["input_ids"]))
     ordered = sorted(lengths)
     return {
         "tokenizer": tokenizer_name, "total": sum(lengths), "min": ordered[0], "max": ordered[-1],
         "mean": round(statistics.fmean(lengths), 1), "p50": ordered[len(ordered) // 2],
         "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
         "over_max_seq_length": sum(1 for n in lengths if n > max_seq_length), "max_seq_length": max_seq_length,
+        "histogram": histogram(ordered),
     }
+
+
+def histogram(ordered: list[int], bins: int = HISTOGRAM_BINS) -> list[dict]:
+    """Counts of lengths in equal-width ranges [low, high] from the shortest to the longest (inclusive)."""
+    low, high = ordered[0], ordered[-1]
+    width = max(1, -(-(high - low + 1) // bins))  # whole tokens per bin, rounded up
+    counts = [0] * (-(-(high - low + 1) // width))
+    for n in ordered:
+        counts[(n - low) // width] += 1
+    return [{"low": low + i * width, "high": low + (i + 1) * width - 1, "count": c} for i, c in enumerate(counts)]
 
 
 def _text(report: dict) -> str:
@@ -92,4 +123,6 @@ def _text(report: dict) -> str:
         lines.append(f"tokens ({tokens['tokenizer']}): total {tokens['total']:,}, min {tokens['min']}, "
                      f"mean {tokens['mean']}, p50 {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}; "
                      f"{tokens['over_max_seq_length']} over {tokens['max_seq_length']}")
+    for number, text in enumerate(report.get("preview", []), start=1):
+        lines += [f"--- row {number} as the model sees it ---", text]
     return "\n".join(lines)

@@ -67,6 +67,16 @@ CATALOG: dict[str, ErrorKind] = dict(
             "drop {option}; --format {export_format} takes {accepted}",
         ),
         _kind(
+            "CONFIG_PREVIEW_NEEDS_TOKENIZER",
+            "--preview shows rows as a model's chat template renders them, but no --tokenizer names the model",
+            "add --tokenizer MODEL (a hub id or a model folder), or drop --preview",
+        ),
+        _kind(
+            "CONFIG_CHAT_JSON_NEEDS_PROMPT",
+            "chat --json answers one --prompt; a conversation typed line by line has no JSON form",
+            "add --prompt \"...\" to ask once, or drop --json to chat interactively",
+        ),
+        _kind(
             "CONFIG_ARGUMENT_UNKNOWN",
             "{call} got unknown argument(s): {names}",
             "use the CLI flags' names with underscores: {accepted}",

@@ -59,6 +59,12 @@ def select_runs(rows: list[HistoryRow], status: str | None = None, model: str | 
     return chosen[:limit] if limit else chosen
 
 
+def comparison(a: RunRecord, b: RunRecord) -> dict[str, Any]:
+    """What `diff-runs` reports: both run ids, the fields that differ and both final losses."""
+    return {"a": a.row.run_id, "b": b.row.run_id, "differences": differences(a, b),
+            "final_loss": [a.row.final_loss, b.row.final_loss]}
+
+
 def differences(a: RunRecord, b: RunRecord) -> dict[str, list]:
     """Setting, result and version fields whose values differ, as {field: [a's, b's]}."""
     fields_a, fields_b = _fields(a), _fields(b)

@@ -5,6 +5,7 @@ each visitor a session cookie, answers 401 with the login page where
 credentials are required, and refuses any POST whose form lacks the session's CSRF token.
 """
 
+import asyncio
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from backpropagate.ui import routes_campaigns, routes_export, routes_runs, routes_session, routes_train
+from backpropagate.ui import routes_campaigns, routes_compare, routes_export, routes_runs, routes_session, routes_train
 from backpropagate.ui.auth import COOKIE, Credentials, LoginLimiter, Sessions
 from backpropagate.ui.hosts import AllowedHosts
 from backpropagate.ui.jobs import Jobs
@@ -48,14 +49,19 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/new", routes_train.new_run_page, methods=["GET"]),
         Route("/runs/new", routes_train.start_run, methods=["POST"]),
         Route("/datasets", routes_train.upload_dataset, methods=["POST"]),
+        Route("/datasets/preview", routes_train.preview_dataset, methods=["POST"]),
+        Route("/compare", routes_compare.compare_page),
+        Route("/campaigns/new", routes_train.start_campaign, methods=["POST"]),
         Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),
         Route("/runs/{run_id}", routes_runs.run_page),
         Route("/runs/{run_id}/events", routes_runs.run_events),
         Route("/runs/{run_id}/log", routes_runs.run_log),
         Route("/runs/{run_id}/files/{path:path}", routes_runs.run_file),
         Route("/runs/{run_id}/stop", routes_runs.stop_run, methods=["POST"]),
+        Route("/runs/{run_id}/resume", routes_runs.resume_run, methods=["POST"]),
         Route("/runs/{run_id}/export", routes_export.start_export, methods=["POST"]),
         Route("/runs/{run_id}/ollama", routes_export.register_ollama, methods=["POST"]),
+        Route("/runs/{run_id}/chat", routes_export.chat, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[])
@@ -63,6 +69,7 @@ def create_app(config: UiConfig) -> Starlette:
     app.state.sessions = Sessions(config.credentials)
     app.state.limiter = LoginLimiter()
     app.state.jobs = Jobs(config.sandbox.root)
+    app.state.chat_lock = asyncio.Lock()  # one generation at a time
     app.add_middleware(_Guard)
     return app
 
@@ -100,7 +107,7 @@ class _Guard:
             if body is None:
                 await HTMLResponse("<h1>413: form too large</h1>", status_code=413)(scope, receive, send)
                 return
-            receive = _replaying(body)
+            receive = _replaying(body, receive)
         else:
             body = b""
         if not session.logged_in and not path.startswith(OPEN_PATHS):
@@ -141,7 +148,9 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return body
 
 
-def _replaying(body: bytes):
+def _replaying(body: bytes, receive_more):
+    """The body once, then the client's own messages: a streamed answer to a form must still hear the
+    client go away, not be told it left as soon as the form was read."""
     sent = False
 
     async def receive():
@@ -149,7 +158,7 @@ def _replaying(body: bytes):
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive_more()
 
     return receive
 

@@ -9,8 +9,27 @@ from backpropagate.contract.campaign import CampaignFolder
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.records import load_record
+from backpropagate.runs.ownership import as_shown
 from backpropagate.ui.downloads import artifacts
 from backpropagate.ui.pages import render
+
+
+def heatmap(evals: list[dict], count: int) -> list[list[dict | None]]:
+    """The held-out loss after run i (row) on run j's data (column), shaded from the lowest of the campaign (0)
+    to the highest (1): forgetting shows as a column that darkens downwards. None: not measured, or j > i."""
+    losses = [e["eval_loss"] for e in evals if isinstance(e.get("eval_loss"), (int, float))]
+    low, high = (min(losses), max(losses)) if losses else (0.0, 0.0)
+    found = {(e["after_run"], e["on_run"]): e for e in evals}
+    grid = []
+    for after in range(1, count + 1):
+        row = []
+        for on in range(1, count + 1):
+            figures = found.get((after, on))
+            loss = figures.get("eval_loss") if figures else None
+            row.append(None if loss is None else {**figures, "shade": round((loss - low) / (high - low), 3)
+                                                  if high > low else 0.0})
+        grid.append(row)
+    return grid
 
 
 def campaign_page(request: Request) -> Response:
@@ -28,5 +47,7 @@ def campaign_page(request: Request) -> Response:
     campaign = CampaignFolder.of(workspace, row.run_id)
     adapter = campaign.adapter
     files = artifacts(RunFolder(campaign.root))  # downloaded like a run's, from /runs/<campaign_id>/files/
+    live = as_shown(row, workspace).status == "running"  # a campaign whose process died is not followed forever
     return render(request, "campaign.html", {"row": row, "runs": runs, "evals": row.campaign_evals,
-                                             "adapter": adapter, "adapter_files": files})
+                                             "adapter": adapter, "adapter_files": files, "live": live,
+                                             "heatmap": heatmap(row.campaign_evals, len(row.campaign_runs))})

@@ -1,5 +1,5 @@
 """The runs pages: the history, one run (settings, live chart, log, checkpoints, artifacts and their
-downloads), its event and log streams, Stop."""
+downloads), its event and log streams, Stop and Resume."""
 
 import json
 import os
@@ -15,10 +15,15 @@ from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import read_report
 from backpropagate.contract.records import select_runs
 from backpropagate.contract.redact import redact_data
+from backpropagate.runs.ownership import shown_status
+from backpropagate.ui.chat import DEFAULT_TOKENS, MAX_TOKENS
 from backpropagate.ui.downloads import artifacts, download
 from backpropagate.ui.pages import render
 from backpropagate.ui.stream import (STOPPED, eval_points, event_messages, follow, log_messages, log_tail,
                                      progress_points)
+
+
+RESUMABLE = ("interrupted", "failed", "dead")  # what `backprop resume` takes on
 
 
 def runs_page(request: Request) -> Response:
@@ -49,10 +54,16 @@ def run_page(request: Request) -> Response:
         "training": jobs.active(row.run_id, "train") is not None,
         "checkpoints": _listing(folder.checkpoints), "artifacts": artifacts(folder),
         "verify": verify, "report": report, "export_job": export_job, "ollama_job": ollama_job,
+        "chat_gguf": folder.exported_gguf(), "chat_max_tokens": MAX_TOKENS, "chat_tokens": DEFAULT_TOKENS,
     }
-    failures = [e.event for _, e in events if isinstance(e.event, event_types.Error)]
+    # Only the latest attempt's errors: a resumed run's earlier stop or failure is history, not its state.
+    starts = [number for number, e in events if isinstance(e.event, event_types.Started) and e.stage == "train"]
+    latest = max(starts, default=0)
+    failures = [e.event for number, e in events if isinstance(e.event, event_types.Error) and number >= latest]
     context["errors"] = [e for e in failures if e.code != STOPPED]
     context["stopped"] = row.status == "interrupted" or any(e.code == STOPPED for e in failures)
+    context["resumable"] = (not context["training"] and row.stage != "campaign"
+                            and shown_status(row.status, folder.root) in RESUMABLE)
     context["stopped_code"] = STOPPED
     context["log"], context["log_after"] = log_tail(folder.log)
     return render(request, "run.html", context)
@@ -88,6 +99,17 @@ def _stream(request: Request, row, read_after) -> Response:
 async def stop_run(request: Request) -> Response:
     row, _ = _run(request)
     request.app.state.jobs.stop(row.run_id)
+    return RedirectResponse(f"/runs/{row.run_id}", status_code=303)
+
+
+async def resume_run(request: Request) -> Response:
+    """`backprop resume` for a stopped or failed run, in its own folder, followed by its page like a new run."""
+    row, folder = _run(request)
+    jobs = request.app.state.jobs
+    if jobs.active(row.run_id) is None and shown_status(row.status, folder.root) in RESUMABLE:
+        # On the runtime it ran on: its checkpoint and image are there.
+        runtime = [f"--runtime={row.runtime}"] if row.runtime else []
+        jobs.start("train", ["resume", row.run_id, *runtime], run_id=row.run_id)
     return RedirectResponse(f"/runs/{row.run_id}", status_code=303)
 
 

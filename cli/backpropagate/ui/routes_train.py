@@ -1,4 +1,5 @@
-"""New run: upload a dataset into the sandbox (checked row by row), pick one, and start training."""
+"""New run: upload a dataset into the sandbox (checked row by row), pick one, preview it as the model sees it,
+and start training; or pick several and start a campaign, one run per dataset."""
 
 import secrets
 
@@ -9,9 +10,11 @@ from starlette.responses import RedirectResponse, Response
 from backpropagate.config import Settings, load_settings
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
+from backpropagate.contract.history import RunHistory
 from backpropagate.contract.redact import redact
 from backpropagate.ui.form import device_note, form_fields, grouped, model_choices, train_flags
 from backpropagate.ui.pages import render
+from backpropagate.ui.preview import bars, preview
 
 START_TIMEOUT_S = 300  # from the click to the run's first event: the stage imports the ML stack first
 
@@ -55,8 +58,7 @@ async def upload_dataset(request: Request) -> Response:
 
 async def start_run(request: Request) -> Response:
     config, jobs = request.app.state.config, request.app.state.jobs
-    form = await request.form()
-    values = {key: str(value).strip() for key, value in form.items() if key != "csrf"}
+    _, values = await _posted(request)
     try:
         data = config.sandbox.stored_copy(values.get("dataset", ""))
         model = config.sandbox.model(values.get("model", ""))
@@ -65,12 +67,68 @@ async def start_run(request: Request) -> Response:
     # Compared with what the child would take by itself (it inherits this environment), not with the form's
     # starting values: a runtime `ui --runtime` chose is passed on like one the user picked.
     arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, load_settings())]
-    job = jobs.start("train", arguments)
+    return await _followed(request, jobs.start("train", arguments), values, lambda run_id: f"/runs/{run_id}")
+
+
+async def preview_dataset(request: Request) -> Response:
+    """The picked dataset's first rows through the picked model's chat template, and its token lengths; the
+    form comes back as it was sent."""
+    config = request.app.state.config
+    _, values = await _posted(request)
+    try:
+        data = config.sandbox.dataset(values.get("dataset", ""))
+        model = config.sandbox.model(values.get("model", ""))
+    except BackpropError as error:
+        return _form(request, {"preview": {"error": _shown(error)}, "values": values}, status_code=400)
+    length = values.get("max_seq_length", "")
+    max_seq_length = int(length) if length.isdigit() else _in_effect(config).training.max_seq_length
+    report = await anyio.to_thread.run_sync(preview, data, model, max_seq_length)
+    shown = {"preview": report, "bars": bars(report.get("tokens", {}).get("histogram", [])), "values": values}
+    return _form(request, shown, status_code=400 if "error" in report else 200)
+
+
+CAMPAIGN_MERGES = ("slao", "none")  # multi-run's --merge
+
+
+async def start_campaign(request: Request) -> Response:
+    """`backprop multi-run` with one --data per picked dataset, in the order picked, and the form's run settings
+    for every run; the browser goes to the campaign's page."""
+    config, jobs = request.app.state.config, request.app.state.jobs
+    form, values = await _posted(request)
+    names = [str(name) for name in form.getlist("campaign_data")]
+    if len(names) < 2 or len(set(names)) < len(names):
+        return _form(request, {"start_error": "Pick two or more different datasets for a campaign: one run each.",
+                               "values": values}, status_code=400)
+    try:
+        data = [config.sandbox.stored_copy(name) for name in names]
+        model = config.sandbox.model(values.get("model", ""))
+    except BackpropError as error:
+        return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
+    merge = values.get("campaign_merge") if values.get("campaign_merge") in CAMPAIGN_MERGES else "slao"
+    arguments = ["multi-run", *(f"--data={path}" for path in data), f"--model={model}", f"--merge={merge}",
+                 *train_flags(values, load_settings())]
+
+    def campaign_page(run_id: str) -> str:
+        row = RunHistory(config.sandbox.root).get(run_id)  # the first events are the first run's: it names the campaign
+        return f"/campaigns/{row.campaign if row and row.campaign else run_id}"
+
+    return await _followed(request, jobs.start("campaign", arguments), values, campaign_page)
+
+
+async def _posted(request: Request):
+    """The form, and its single values (stripped, without the CSRF token or the campaign's list of datasets)."""
+    form = await request.form()
+    return form, {key: str(value).strip() for key, value in form.items() if key not in ("csrf", "campaign_data")}
+
+
+async def _followed(request: Request, job, values: dict, page_of) -> Response:
+    """To the page of what ``job`` started (``page_of(run_id)``) once its first event names it; the form with the
+    CLI's coded error when it was refused before a run existed."""
     await anyio.to_thread.run_sync(job.known.wait, START_TIMEOUT_S)
-    if job.run_id is None:  # refused before a run existed: show the CLI's coded error on the form
+    if job.run_id is None:
         job.done.wait(timeout=10)
         return _form(request, {"start_error": _job_error(job), "values": values}, status_code=400)
-    return RedirectResponse(f"/runs/{job.run_id}", status_code=303)
+    return RedirectResponse(page_of(job.run_id), status_code=303)
 
 
 def _check_rows(path, name: str) -> tuple[list[str], str]:
@@ -105,6 +163,7 @@ def _form(request: Request, context: dict, status_code: int = 200) -> Response:
     full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(_in_effect(config), values)),
             "values": values, "models": model_choices(config.sandbox.root), "device_note": device_note(),
             "checked": request.query_params.get("checked", ""),
-            "upload_error": None, "problems": [], "start_error": None, "picked": values.get("dataset", ""),
-            **context}
+            "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [],
+            "picked": values.get("dataset", ""),
+            "merges": CAMPAIGN_MERGES, **context}
     return render(request, "new.html", full, status_code=status_code)
