@@ -7,7 +7,7 @@
 #   bash scripts/test.sh -k packing      extra arguments go to pytest
 #
 # Each setup step prints its wall time and pytest prints the 25 slowest tests, so a run says where
-# its minutes went. The tests run on one pytest-xdist worker per core.
+# its minutes went. The tests run on pytest-xdist workers, one more than the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,12 +59,15 @@ else
     echo "docker tier will be skipped: $docker_setup" >&2
 fi
 
-# One worker per core, a file (or the whole docker tier) at a time each; tests/conftest.py starts the
-# slowest files first. Each stage process then gets one thread: two workers already fill two cores, and
-# more threads than cores make each tiny-model step slower.
+# One worker more than the cores, a file (or the whole docker tier) at a time each; tests/conftest.py
+# starts the slowest files first. Many tests spend much of their time waiting (on a child process's
+# start, a container, a server, a signal's grace period), and the extra worker computes meanwhile.
+# Each stage process gets one thread: the workers already fill the cores, and more threads than cores
+# make each tiny-model step slower.
 export OMP_NUM_THREADS=1
+workers=$(( $(nproc) + 1 ))
 set +e
-python -m pytest "${tiers[@]}" -n auto --durations=25 "$@"
+python -m pytest "${tiers[@]}" -n "$workers" --durations=25 "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then
