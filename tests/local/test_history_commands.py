@@ -1,19 +1,14 @@
 """Operator commands on real runs of the tiny model: list, show (with a plot), diff, replay, export."""
 
-import contextlib
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from backpropagate.contract.files import sha256_file
 
 from tests.conftest import ROOT, run_cli
-from tests.local.test_ui_browser import browser  # noqa: F401  (a fixture: Debian's chromium through Playwright)
-from tests.local.test_ui_browser import free_port, wait_until_up
+from tests.web_ui import serve_ui
 
 QUICKSTART = ROOT / "examples" / "quickstart.jsonl"
 
@@ -94,10 +89,10 @@ def test_diff_runs_lists_what_differs_and_both_final_losses(workspace):
     assert diff["final_loss"] == pytest.approx([first["final_loss"], second["final_loss"]])
 
 
-def test_the_ui_compare_page_shows_the_diff_runs_fields_and_both_curves(workspace, browser, tmp_path):  # noqa: F811
+def test_the_ui_compare_page_shows_the_diff_runs_fields_and_both_curves(workspace, browser, tmp_path):
     output, first, second = workspace
     diff = cli_json("diff-runs", first["run_id"], second["run_id"], "--output", str(output))
-    with ui_on(output, tmp_path) as url:
+    with serve_ui(tmp_path, "--output", str(output)) as url:  # this machine only: no login
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(f"{url}/compare?a={first['run_id'][:6]}&b={second['run_id'][:6]}")
         fields = page.eval_on_selector_all("#differences tr.field", "rows => rows.map(r => r.dataset.field)")
@@ -111,23 +106,6 @@ def test_the_ui_compare_page_shows_the_diff_runs_fields_and_both_curves(workspac
         assert curves == [[first["run_id"], 4], [second["run_id"], 4]]
         page.set_viewport_size({"width": 390, "height": 900})
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
-@contextlib.contextmanager
-def ui_on(output, home):
-    """`backprop ui` on this machine only (no login), its folder ``output``; yields its address."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
-    server = subprocess.Popen([sys.executable, "-m", "backpropagate", "ui", "--port", str(port), "--output",
-                               str(output)], env={**env, "HOME": str(home)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, server)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_replay_repeats_the_loss_curve_of_the_original(workspace):

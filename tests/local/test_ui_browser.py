@@ -12,38 +12,15 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.unit.ollama_standin import OllamaStandIn, full_name
+from tests.web_ui import serve_ui
 
-CHROMIUM = Path("/usr/bin/chromium")
 HF_TOKEN = "hf_uiTestTokenThatMustNeverShowUp0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen) -> None:
-    """Until the UI answers its login page (30 s at most); a server that exits fails with what it printed."""
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/login", timeout=1)
-            return
-        except OSError:
-            assert server.poll() is None, server.stdout.read()
-            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -53,35 +30,11 @@ def ui_server(tmp_path, tiny_model):
     shutil.copytree(tiny_model, folder / "models" / "tiny-llama")
     auth = tmp_path / "auth"
     auth.write_text("ada:correct-horse-battery\n")
-    port = free_port()
     with OllamaStandIn() as ollama:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROPAGATE_")}
-        env.update(BACKPROPAGATE_UI__OUTPUT_DIR=str(folder), HOME=str(tmp_path), HF_TOKEN=HF_TOKEN,
-                   OLLAMA_HOST=ollama.host, BACKPROPAGATE_RUNTIME="local")
-        server = subprocess.Popen([sys.executable, "-m", "backpropagate", "ui", "--port", str(port),
-                                   "--auth-file", str(auth), "--runtime", "local"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, server)
-        try:
+        env = dict(BACKPROPAGATE_UI__OUTPUT_DIR=str(folder), HF_TOKEN=HF_TOKEN, OLLAMA_HOST=ollama.host,
+                   BACKPROPAGATE_RUNTIME="local")
+        with serve_ui(tmp_path, "--auth-file", str(auth), "--runtime", "local", env=env) as url:
             yield url, folder, ollama
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: bash scripts/test.sh installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _chart_steps(page) -> list[int]:

@@ -1,60 +1,80 @@
-"""A campaign started from the new-run form: one run per picked dataset, in the order picked, with the form's
-settings for each, followed on the campaign page until it ends. The app is driven in-process (Starlette's
-TestClient); the campaign is the real `backprop multi-run` on the local runtime with the tiny model (2 runs of
-2 steps)."""
+"""A campaign started from the new-run form: one run per picked dataset, in the order listed, with the form's
+settings for each, followed on the campaign page until it ends, which fits a phone's 390 px (a screenshot in the
+test's tmp folder, or in $UI_SCREENSHOTS). Debian's chromium (Playwright) fills and submits the form of a real
+`backprop ui` process; the campaign is the real `backprop multi-run` on the local runtime with the tiny model
+(2 runs of 2 steps)."""
 
+import os
 import re
 import shutil
-import warnings
-
-import pytest
-
-pytest.importorskip("starlette", reason="the web UI needs the ui extra (bash scripts/test.sh installs it)")
-warnings.filterwarnings("ignore", message=".*httpx.*")
+from pathlib import Path
 
 from backpropagate.contract.files import sha256_file
 from backpropagate.contract.history import RunHistory
-from backpropagate.ui.app import UiConfig, create_app
-from backpropagate.ui.sandbox import Sandbox
-from starlette.testclient import TestClient
 
 from tests.conftest import ROOT
+from tests.web_ui import console_errors, serve_ui
 
-SETTINGS = {"model": "models/tiny", "steps": "2", "device": "cpu", "runtime": "local", "checkpoint_every": "0",
-            "max_seq_length": "64", "batch_size": "2", "gradient_accumulation": "2"}
+SETTINGS = {"model": "models/tiny", "steps": "2", "checkpoint_every": "0", "max_seq_length": "64",
+            "batch_size": "2", "gradient_accumulation": "2"}
 
 
-def test_a_campaign_of_two_picked_datasets_runs_one_after_the_other_and_its_page_follows_it(tiny_model, tmp_path):
+def fill_the_form(page) -> None:
+    for name, value in SETTINGS.items():
+        page.fill(f"#train input[name={name}]", value)
+    page.select_option("#train select[name=device]", "cpu")
+    page.select_option("#train select[name=runtime]", "local")
+
+
+def test_a_campaign_of_two_picked_datasets_runs_one_after_the_other_and_its_page_follows_it(tiny_model, tmp_path,
+                                                                                             browser):
     root = tmp_path / "ui"
     shutil.copytree(tiny_model, root / "models" / "tiny")
     (root / "datasets").mkdir(parents=True)
     rows = (ROOT / "examples" / "quickstart.jsonl").read_text().splitlines(keepends=True)
     (root / "datasets" / "week1.jsonl").write_text("".join(rows[: len(rows) // 2]))
     (root / "datasets" / "week2.jsonl").write_text("".join(rows[len(rows) // 2:]))
-    app = create_app(UiConfig(sandbox=Sandbox(root), credentials=None, runtime="local"))
-    client = TestClient(app, follow_redirects=False)
-    form = client.get("/runs/new").text
-    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
-    assert 'formaction="/campaigns/new"' in form and 'name="campaign_data" multiple' in form
+    with serve_ui(tmp_path, "--output", str(root), "--runtime", "local") as url:  # this machine only: no login
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors = console_errors(page)
+        page.goto(url + "/runs/new")
+        assert page.get_attribute("#start-campaign", "formaction") == "/campaigns/new"
+        assert page.eval_on_selector("#campaign select[name=campaign_data]", "el => el.multiple")
 
-    one = client.post("/campaigns/new", data={"csrf": token, **SETTINGS, "campaign_data": ["week1.jsonl"]})
-    assert one.status_code == 400 and "Pick two or more different datasets" in one.text
-    started = client.post("/campaigns/new", data={"csrf": token, **SETTINGS, "campaign_merge": "slao",
-                                                  "campaign_data": ["week2.jsonl", "week1.jsonl"]})
-    assert started.status_code == 303, started.text
-    campaign_id = started.headers["location"].rsplit("/", 1)[1]
-    following = client.get(f"/campaigns/{campaign_id}").text
-    assert '<meta http-equiv="refresh" content="3">' in following and 'id="following"' in following
+        fill_the_form(page)
+        page.select_option("#campaign select[name=campaign_data]", ["week1.jsonl"])
+        with page.expect_navigation() as refused:
+            page.click("#start-campaign")
+        assert refused.value.status == 400
+        assert "Pick two or more different datasets" in page.inner_text("#start-error")
+        assert errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+        errors.clear()  # the refusal's status, as the console reports it: the only error expected
+        fill_the_form(page)
+        page.select_option("#campaign select[name=campaign_data]", ["week2.jsonl", "week1.jsonl"])
+        page.select_option("#campaign select[name=campaign_merge]", "slao")
+        page.click("#start-campaign")
+        page.wait_for_url(re.compile(r"/campaigns/[0-9a-f-]{36}$"), timeout=60_000)
+        campaign_id = page.url.rsplit("/", 1)[1]
+        following = page.content()
+        assert '<meta http-equiv="refresh" content="3">' in following and 'id="following"' in following
 
-    first_run = RunHistory(root).get(campaign_id).campaign_runs[0]  # the job is known by its first run's events
-    job = app.state.jobs.latest(first_run, "campaign")
-    assert job.done.wait(timeout=300) and job.process.returncode == 0, "".join(job.stderr_tail)
-    history = RunHistory(root)
-    campaign = history.get(campaign_id)
-    assert campaign.stage == "campaign" and campaign.status == "completed" and campaign.merge == "slao"
-    runs = [history.get(run_id) for run_id in campaign.campaign_runs]
-    assert [run.dataset_sha256 for run in runs] == [sha256_file(root / "datasets" / name)
-                                                    for name in ("week2.jsonl", "week1.jsonl")]
-    assert [(run.status, run.steps_done) for run in runs] == [("completed", 2), ("completed", 2)]
-    page = client.get(f"/campaigns/{campaign_id}").text
-    assert "refresh" not in page and page.count('<td class="status-completed">completed</td>') == 2
+        # The page reloads itself every 3 s until the campaign has ended.
+        page.wait_for_selector("#status.status-completed", timeout=300_000)
+        history = RunHistory(root)
+        campaign = history.get(campaign_id)
+        assert campaign.stage == "campaign" and campaign.status == "completed" and campaign.merge == "slao"
+        runs = [history.get(run_id) for run_id in campaign.campaign_runs]
+        # A multiple select sends its picks in the order it lists them: that is the run order.
+        assert [run.dataset_sha256 for run in runs] == [sha256_file(root / "datasets" / name)
+                                                        for name in ("week1.jsonl", "week2.jsonl")]
+        assert [(run.status, run.steps_done) for run in runs] == [("completed", 2), ("completed", 2)]
+        html = page.content()
+        assert "refresh" not in html and html.count('<td class="status-completed">completed</td>') == 2
+
+        page.set_viewport_size({"width": 390, "height": 900})
+        shots = Path(os.environ.get("UI_SCREENSHOTS", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "campaign-390.png"), full_page=True)
+        scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert scroll <= inner, f"the campaign page at 390 px is {scroll} px wide"
+        assert errors == []  # not even a missing favicon's 404

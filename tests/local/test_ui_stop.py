@@ -1,73 +1,80 @@
 """The UI's Stop button means Ctrl-C: the step in flight finishes, a checkpoint is saved when asked, the run is
-`interrupted`, and its page's Resume runs `backprop resume` on it, which finishes every step. The app is driven
-in-process (Starlette's TestClient); its runs are the real CLI on the local runtime with the tiny model."""
+`interrupted`, and its page's Resume runs `backprop resume` on it, which finishes every step. Debian's chromium
+(Playwright) clicks the page's own buttons of a real `backprop ui` process; its runs are the real CLI on the
+local runtime with the tiny model."""
 
 import json
 import re
 import shutil
-import time
-import warnings
+import urllib.error
+import urllib.request
 
 import pytest
-
-pytest.importorskip("starlette", reason="the web UI needs the ui extra (bash scripts/test.sh installs it)")
-warnings.filterwarnings("ignore", message=".*httpx.*")
-
 from backpropagate.contract.history import RunHistory
-from backpropagate.ui.app import UiConfig, create_app
-from backpropagate.ui.sandbox import Sandbox
-from starlette.testclient import TestClient
 
 from tests.conftest import ROOT
+from tests.web_ui import serve_ui
 
-STEPS = 5  # stopped as soon as step 1 is reported, so a few are left for the resume
+STEPS = 6  # stopped as soon as step 1 is drawn, so most are left for the resume
+SHORT_STEPS = {"max_seq_length": "64", "batch_size": "2", "gradient_accumulation": "2"}  # a quick first step
 
 
-def test_stop_interrupts_the_run_like_ctrl_c_and_resume_from_its_page_completes_every_step(tiny_model, tmp_path):
+def test_stop_interrupts_the_run_like_ctrl_c_and_resume_from_its_page_completes_every_step(tiny_model, tmp_path,
+                                                                                              browser):
     root = tmp_path / "ui"
     shutil.copytree(tiny_model, root / "models" / "tiny")
     (root / "datasets").mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "quickstart.jsonl", root / "datasets")
-    app = create_app(UiConfig(sandbox=Sandbox(root), credentials=None, runtime="local"))
-    client = TestClient(app, follow_redirects=False)
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/runs/new").text).group(1)
-    started = client.post("/runs/new", data={
-        "csrf": token, "dataset": "quickstart.jsonl", "model": "models/tiny", "steps": str(STEPS), "device": "cpu",
-        "runtime": "local", "checkpoint_every": "0", "checkpoint_on_interrupt": "on"})
-    assert started.status_code == 303, started.text
-    run_id = started.headers["location"].rsplit("/", 1)[1]
-    events = root / run_id / "events.jsonl"
-    deadline = time.time() + 120
-    while '"progress"' not in (events.read_text() if events.exists() else "") and time.time() < deadline:
-        time.sleep(0.2)
-    assert 'action="/runs/' + run_id + '/stop"' in client.get(f"/runs/{run_id}").text
-    assert client.post(f"/runs/{run_id}/stop", data={"csrf": token}).status_code == 303
-    job = app.state.jobs.latest(run_id, "train")
-    assert job.done.wait(timeout=120)
-    assert job.process.returncode == 130 and job.error["code"] == "RUNTIME_INTERRUPTED"
-    lines = [json.loads(line) for line in events.read_text().splitlines()]
-    last_step = max(e["step"] for e in lines if e["event"] == "progress")
-    assert [e["step"] for e in lines if e["event"] == "checkpoint"] == [last_step]
-    assert RunHistory(root).get(run_id).status == "interrupted"
-    page = client.get(f"/runs/{run_id}").text
-    assert "interrupted" in page and f"step-{last_step}" in page and "/stop" not in page
-    assert '<span id="status" class="status-interrupted">stopped</span>' in page and 'class="error"' not in page
-    assert f'id="stopped">Stopped on request at step {last_step}: ' in page
-    assert 'action="/runs/' + run_id + '/resume"' in page
+    with serve_ui(tmp_path, "--output", str(root), "--runtime", "local") as url:  # this machine only: no login
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url + "/runs/new")
+        page.select_option("select[name=dataset]", "quickstart.jsonl")
+        page.fill("input[name=model]", "models/tiny")
+        page.fill("input[name=steps]", str(STEPS))
+        page.select_option("select[name=device]", "cpu")
+        page.select_option("select[name=runtime]", "local")
+        page.fill("input[name=checkpoint_every]", "0")
+        for name, value in SHORT_STEPS.items():
+            page.fill(f"input[name={name}]", value)
+        page.select_option("select[name=checkpoint_on_interrupt]", "on")
+        page.click("#start")
+        page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"), timeout=60_000)
+        run_id = page.url.rsplit("/", 1)[1]
+        events = root / run_id / "events.jsonl"
+        page.wait_for_selector("#chart circle.point[data-step='1']", timeout=120_000)
+        assert page.get_attribute("#stop", "action") == f"/runs/{run_id}/stop"
+        page.click("#stop button")
+        page.wait_for_selector("#resume", timeout=120_000)  # the page renders the stopped run once it has ended
 
-    assert client.post(f"/runs/{run_id}/resume", data={}).status_code == 403  # no CSRF token: refused
-    assert app.state.jobs.active(run_id) is None
-    resumed = client.post(f"/runs/{run_id}/resume", data={"csrf": token})
-    assert resumed.status_code == 303 and resumed.headers["location"] == f"/runs/{run_id}"
-    following = client.get(f"/runs/{run_id}").text
-    assert 'data-live="1"' in following and 'action="/runs/' + run_id + '/stop"' in following
-    assert 'id="stopped"' not in following and '/resume"' not in following
-    job = app.state.jobs.latest(run_id, "train")
-    assert job.done.wait(timeout=180) and job.process.returncode == 0, "".join(job.stderr_tail)
-    lines = [json.loads(line) for line in events.read_text().splitlines()]
-    steps = [e["step"] for e in lines if e["event"] == "progress" and e["stage"] == "train"]
-    assert steps == list(range(1, STEPS + 1))  # the resumed half starts after the checkpoint, none repeated
-    assert RunHistory(root).get(run_id).status == "completed"
-    page = client.get(f"/runs/{run_id}").text
-    assert '<span id="status" class="status-completed">' in page
-    assert 'id="stopped"' not in page and '/resume"' not in page and 'class="error"' not in page
+        lines = [json.loads(line) for line in events.read_text().splitlines()]
+        assert [e["code"] for e in lines if e["event"] == "error"] == ["RUNTIME_INTERRUPTED"]
+        last_step = max(e["step"] for e in lines if e["event"] == "progress")
+        assert last_step < STEPS, "the run ended before Stop: slow it down"
+        assert [e["step"] for e in lines if e["event"] == "checkpoint"] == [last_step]
+        stopped = RunHistory(root).get(run_id)
+        assert stopped.status == "interrupted" and stopped.error_code == "RUNTIME_INTERRUPTED"
+        html = page.content()
+        assert "interrupted" in html and f"step-{last_step}" in html and "/stop" not in html
+        assert '<span id="status" class="status-interrupted">stopped</span>' in html and 'class="error"' not in html
+        assert f'id="stopped">Stopped on request at step {last_step}: ' in html
+        assert page.get_attribute("#resume", "action") == f"/runs/{run_id}/resume"
+
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no CSRF token: refused, nothing started
+            urllib.request.urlopen(urllib.request.Request(f"{url}/runs/{run_id}/resume", data=b"", method="POST"))
+        assert refused.value.code == 403
+        page.reload()
+        assert page.get_attribute("#progress", "data-live") == "0" and page.query_selector("#resume")
+        page.click("#resume button")
+        page.wait_for_load_state()
+        assert page.url == f"{url}/runs/{run_id}"
+        following = page.content()
+        assert 'data-live="1"' in following and f'action="/runs/{run_id}/stop"' in following
+        assert 'id="stopped"' not in following and '/resume"' not in following
+        page.wait_for_selector("#status.status-completed", timeout=180_000)
+
+        lines = [json.loads(line) for line in events.read_text().splitlines()]
+        steps = [e["step"] for e in lines if e["event"] == "progress" and e["stage"] == "train"]
+        assert steps == list(range(1, STEPS + 1))  # the resumed half starts after the checkpoint, none repeated
+        assert RunHistory(root).get(run_id).status == "completed"
+        html = page.content()
+        assert 'id="stopped"' not in html and '/resume"' not in html and 'class="error"' not in html
