@@ -64,8 +64,8 @@ fi
 # start, a container, a server, a signal's grace period), and the extra worker computes meanwhile.
 # Each stage process gets one thread: the workers already fill the cores, and more threads than cores
 # make each tiny-model step slower.
+workers=$(( $(nproc) + 1 ))  # before OMP_NUM_THREADS, which GNU nproc reports in place of the cores
 export OMP_NUM_THREADS=1
-workers=$(( $(nproc) + 1 ))
 set +e
 python -m pytest "${tiers[@]}" -n "$workers" --durations=25 "$@"
 code=$?
