@@ -15,7 +15,7 @@ from backpropagate.contract.history import RunHistory
 from tests.conftest import ROOT
 from tests.web_ui import serve_ui
 
-STEPS = 6  # stopped as soon as step 1 is drawn, so most are left for the resume
+STEPS = 40  # stopped as soon as step 1 is drawn: steps of a fraction of a second each leave most for the resume
 SHORT_STEPS = {"max_seq_length": "64", "batch_size": "2", "gradient_accumulation": "2"}  # a quick first step
 
 
@@ -78,3 +78,14 @@ def test_stop_interrupts_the_run_like_ctrl_c_and_resume_from_its_page_completes_
         assert RunHistory(root).get(run_id).status == "completed"
         html = page.content()
         assert 'id="stopped"' not in html and '/resume"' not in html and 'class="error"' not in html
+
+        # Replay: a new run with the finished run's model, data and settings, followed on its own page.
+        page.click("#replay button")
+        page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"), timeout=60_000)
+        replay_id = page.url.rsplit("/", 1)[1]
+        assert replay_id != run_id
+        page.wait_for_selector("#status.status-completed", timeout=180_000)
+        original, replayed = RunHistory(root).get(run_id), RunHistory(root).get(replay_id)
+        assert (replayed.model, replayed.dataset_sha256, replayed.steps) == \
+            (original.model, original.dataset_sha256, original.steps)
+        assert replayed.replay_of == run_id

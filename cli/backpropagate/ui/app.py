@@ -59,6 +59,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/{run_id}/files/{path:path}", routes_runs.run_file),
         Route("/runs/{run_id}/stop", routes_runs.stop_run, methods=["POST"]),
         Route("/runs/{run_id}/resume", routes_runs.resume_run, methods=["POST"]),
+        Route("/runs/{run_id}/replay", routes_train.replay_run, methods=["POST"]),
         Route("/runs/{run_id}/export", routes_export.start_export, methods=["POST"]),
         Route("/runs/{run_id}/ollama", routes_export.register_ollama, methods=["POST"]),
         Route("/runs/{run_id}/chat", routes_export.chat, methods=["POST"]),

@@ -64,6 +64,8 @@ def run_page(request: Request) -> Response:
     context["stopped"] = row.status == "interrupted" or any(e.code == STOPPED for e in failures)
     context["resumable"] = (not context["training"] and row.stage != "campaign"
                             and shown_status(row.status, folder.root) in RESUMABLE)
+    # Replay: the same model, data and settings as a new run, for any run that trained and has ended.
+    context["replayable"] = not context["training"] and row.stage != "campaign" and row.status != "running"
     context["stopped_code"] = STOPPED
     context["log"], context["log_after"] = log_tail(folder.log)
     return render(request, "run.html", context)

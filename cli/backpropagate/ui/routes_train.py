@@ -1,5 +1,5 @@
 """New run: upload a dataset into the sandbox (checked row by row), pick one, preview it as the model sees it,
-and start training; or pick several and start a campaign, one run per dataset."""
+and start training; or pick several and start a campaign, one run per dataset; or replay a finished run."""
 
 import secrets
 
@@ -68,6 +68,20 @@ async def start_run(request: Request) -> Response:
     # starting values: a runtime `ui --runtime` chose is passed on like one the user picked.
     arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, load_settings())]
     return await _followed(request, jobs.start("train", arguments), values, lambda run_id: f"/runs/{run_id}")
+
+
+async def replay_run(request: Request) -> Response:
+    """`backprop replay RUN`: a new run with that run's model, data (checked by its sha256) and settings, on the
+    runtime it ran on; the browser goes to the new run's page, or back to the form with replay's coded error."""
+    from starlette.exceptions import HTTPException
+
+    config, jobs = request.app.state.config, request.app.state.jobs
+    row = RunHistory(config.sandbox.root).get(request.path_params["run_id"])
+    if row is None:
+        raise HTTPException(404, f"no run {request.path_params['run_id']} in {config.sandbox.root}")
+    runtime = [f"--runtime={row.runtime}"] if row.runtime else []
+    return await _followed(request, jobs.start("train", ["replay", row.run_id, *runtime]), {},
+                           lambda run_id: f"/runs/{run_id}")
 
 
 async def preview_dataset(request: Request) -> Response:
