@@ -99,7 +99,8 @@ def test_every_form_the_app_answers_refuses_a_post_without_its_csrf_token_and_on
     client = client_for(tmp_path / "ui")
     posts = [route.path.replace("{run_id}", "0123abcd") for route in client.app.routes
              if "POST" in (getattr(route, "methods", None) or ())]
-    assert {"/runs/0123abcd/resume", "/runs/0123abcd/replay", "/runs/0123abcd/chat", "/datasets/preview", "/campaigns/new"} <= set(posts)
+    assert {"/runs/0123abcd/resume", "/runs/0123abcd/replay", "/runs/0123abcd/chat", "/datasets/preview",
+            "/runs/plan", "/campaigns/new"} <= set(posts)
     for path in posts:
         if path != "/login":
             assert client.post(path, data={"prompt": "hi"}).status_code == 401, path  # not logged in

@@ -50,6 +50,7 @@ def create_app(config: UiConfig) -> Starlette:
         Route("/runs/new", routes_train.start_run, methods=["POST"]),
         Route("/datasets", routes_train.upload_dataset, methods=["POST"]),
         Route("/datasets/preview", routes_train.preview_dataset, methods=["POST"]),
+        Route("/runs/plan", routes_train.plan_page, methods=["POST"]),
         Route("/compare", routes_compare.compare_page),
         Route("/campaigns/new", routes_train.start_campaign, methods=["POST"]),
         Route("/campaigns/{campaign_id}", routes_campaigns.campaign_page),

@@ -12,6 +12,7 @@ from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.redact import redact
+from backpropagate.ui.estimate import plan_estimate
 from backpropagate.ui.form import device_note, form_fields, grouped, model_choices, train_flags
 from backpropagate.ui.pages import render
 from backpropagate.ui.preview import bars, preview
@@ -68,6 +69,19 @@ async def start_run(request: Request) -> Response:
     # starting values: a runtime `ui --runtime` chose is passed on like one the user picked.
     arguments = ["train", f"--data={data}", f"--model={model}", *train_flags(values, load_settings())]
     return await _followed(request, jobs.start("train", arguments), values, lambda run_id: f"/runs/{run_id}")
+
+
+async def plan_page(request: Request) -> Response:
+    """What the form's run would take: `backprop plan` for the picked model and the form's memory settings; the
+    form comes back as it was sent, with the estimate."""
+    config = request.app.state.config
+    _, values = await _posted(request)
+    try:
+        model = config.sandbox.model(values.get("model", ""))
+    except BackpropError as error:
+        return _form(request, {"plan": {"error": _shown(error)}, "values": values}, status_code=400)
+    report = await anyio.to_thread.run_sync(plan_estimate, model, values, load_settings())
+    return _form(request, {"plan": report, "values": values}, status_code=400 if "error" in report else 200)
 
 
 async def replay_run(request: Request) -> Response:
