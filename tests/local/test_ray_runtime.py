@@ -64,7 +64,7 @@ def one_local_worker(tiny_model, chat_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_ray_workers(tiny_model, chat_data, tmp_path_factory, ray_address):
     output = tmp_path_factory.mktemp("ray")
-    result, events = trained(tiny_model, chat_data, output, *on_ray(ray_address))
+    result, events = trained(tiny_model, chat_data, output, *on_ray(ray_address, "--report-to", "tensorboard"))
     return output, events, result
 
 
@@ -100,6 +100,31 @@ def test_a_ray_run_is_one_history_row_with_its_runtime_and_workers_and_shows_in_
     assert (run["row"]["runtime"], run["row"]["workers"], run["row"]["status"]) == ("ray", 2, "completed")
     assert [loss for _, loss in run["losses"]] == list(resilience.losses(events).values())
     assert "  workers         2" in run_cli("show-run", run_id[:8], "--output", str(output)).stdout
+
+
+def test_a_ray_run_reaches_its_tracker_and_the_web_ui_like_any_run(two_ray_workers):
+    """The trackers and the UI read the events the host got from rank 0: one tracker run, one curve."""
+    from starlette.testclient import TestClient
+
+    from backpropagate.ui.app import UiConfig, create_app
+    from backpropagate.ui.sandbox import Sandbox
+    from tests.unit.tracker_readback import tensorboard_run
+
+    output, events, _ = two_ray_workers
+    run_id = events[0].run_id
+    losses = resilience.losses(events)
+    board = tensorboard_run(output / run_id / "tensorboard")
+    assert [(step, round(value, 4)) for step, value in board["scalars"]["train/loss"]] == \
+        [(step, round(loss, 4)) for step, loss in losses.items()]
+    assert board["texts"]["status"] == ["finished"]
+    assert [tracker["name"] for tracker in RunHistory(output).get(run_id).trackers] == ["tensorboard"]
+
+    ui = TestClient(create_app(UiConfig(sandbox=Sandbox(output), credentials=None)))
+    assert f'href="/runs/{run_id}"' in ui.get("/").text
+    page = ui.get(f"/runs/{run_id}").text
+    assert "runtime ray" in page and '<span id="status" class="status-completed">completed</span>' in page
+    points = json.loads(page.split('<script type="application/json" id="points">')[1].split("</script>")[0])
+    assert [(p["step"], p["loss"]) for p in points] == list(losses.items())
 
 
 def test_a_ray_worker_killed_mid_run_is_restarted_from_the_last_checkpoint_and_ends_like_the_run_never_killed(
