@@ -175,7 +175,7 @@ def allocator_slack_bytes(shape: ModelShape, run: RunShape) -> int:
     """On the CPU, the freed forward temporaries glibc's heap keeps: three of the MLP's intermediate width per
     adapted gate and up projection, every layer (none on CUDA: torch's caching allocator reuses its blocks,
     and what it reserves beyond them is the headroom device.py keeps)."""
-    if run.device != "cpu" or run.qlora:
+    if run.device != "cpu" or run.qlora:  # QLoRA trains on CUDA only, and checkpointed
         return 0
     widths = [lin.fan_out for lin in adapted(shape, run) if lin.name in MLP_INPUTS]
     held = [width for width in widths if run.tokens * width * run.dtype_bytes < MMAP_THRESHOLD_MAX]
