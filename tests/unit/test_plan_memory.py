@@ -6,9 +6,9 @@ and down 8x16 each = 576 weights; with the embedding and head (2 x 10 x 8 = 160)
 (2 x 2 x 8 + 8 = 40) that is 1,352 parameters.
 """
 
-import pytest
-
 from dataclasses import replace
+
+import pytest
 
 from backpropagate.planning.memory import RUNTIME_CPU_BYTES, TOKENIZER_BYTES_PER_ENTRY, RunShape, estimate
 from backpropagate.planning.presets import presets

@@ -165,7 +165,8 @@ def loss_chunk_bytes(shape: ModelShape, run: RunShape) -> int:
 
 
 def runtime_bytes(shape: ModelShape, run: RunShape) -> int:
-    """On the CPU, the train process before the model: its imports and the tokenizer (none on CUDA)."""
+    """On the CPU, the train process itself (its imports, the code a step pages in, the data) and the tokenizer;
+    none on CUDA, where this is host memory, not the GPU's."""
     if run.device != "cpu":
         return 0
     return RUNTIME_CPU_BYTES + shape.vocab * TOKENIZER_BYTES_PER_ENTRY
