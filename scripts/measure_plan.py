@@ -2,6 +2,7 @@
 
     python scripts/measure_plan.py                                  # tiny model and SmolLM2-135M, two lengths each
     python scripts/measure_plan.py --smollm2 models/smollm2-135m-instruct --lengths 256 512 --steps 3
+    python scripts/measure_plan.py --lora-dropout 0 --smollm2-lengths 256   # LoRA without dropout
 
 For each model and sequence length it runs the real train stage through the CLI (`backprop train
 --device cpu --runtime local`) on a synthetic chat dataset whose packed rows fill the length, reads
@@ -35,20 +36,20 @@ PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); sys.exit(code)")
 
 
-def measured_peak(model: Path, data: Path, length: int, steps: int, work: Path) -> int:
+def measured_peak(model: Path, data: Path, length: int, steps: int, work: Path, flags: list[str]) -> int:
     command = [sys.executable, "-m", "backpropagate", "train", "--data", str(data), "--model", str(model),
                "--steps", str(steps), "--device", "cpu", "--runtime", "local", "--report-to", "none",
                "--checkpoint-every", "0", "--output", str(work / "runs"), "--json",
-               "--max-seq-length", str(length), *FLAGS]
+               "--max-seq-length", str(length), *flags]
     done = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"training failed:\n{done.stderr[-3000:]}")
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def planned(model: Path, length: int) -> dict:
+def planned(model: Path, length: int, flags: list[str]) -> dict:
     command = [sys.executable, "-m", "backpropagate", "plan", "--model", str(model), "--device", "cpu", "--json",
-               "--max-seq-length", str(length), *FLAGS]
+               "--max-seq-length", str(length), *flags]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["result"]
 
@@ -60,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="*", default=[256, 1024])
     parser.add_argument("--smollm2-lengths", type=int, nargs="*", default=[256, 512])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--lora-dropout", type=float, help="LoRA dropout for both (default: the setting's)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
 
+    flags = FLAGS + ([] if args.lora_dropout is None else ["--lora-dropout", str(args.lora_dropout)])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tiny = args.tiny
@@ -79,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no SmolLM2 at {args.smollm2} (python scripts/fetch_model.py): skipped", file=sys.stderr)
         rows = []
         for name, model, length in cases:
-            rss = measured_peak(model, data, length, args.steps, work)
-            plan = planned(model, length)
+            rss = measured_peak(model, data, length, args.steps, work, flags)
+            plan = planned(model, length, flags)
             error = (plan["peak_memory_bytes"] - rss) / rss
-            rows.append({"model": name, "max_seq_length": length, "batch_size": 2, "measured_rss_bytes": rss,
+            rows.append({"model": name, "max_seq_length": length, "batch_size": 2, "lora_dropout": args.lora_dropout,
+                         "measured_rss_bytes": rss,
                          "plan_bytes": plan["peak_memory_bytes"], "error": round(error, 4),
                          "breakdown_bytes": plan["breakdown_bytes"]})
             print(f"{name} @ {length}: measured {rss / 2**20:.0f} MiB, plan {plan['peak_memory_bytes'] / 2**20:.0f} "
@@ -90,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"date": date.today().isoformat(), "machine": platform.platform(), "rows": rows}, indent=1))
     else:
-        print("| model | batch x length | measured peak RSS | plan | error |\n| --- | --- | --- | --- | --- |")
+        dropout = "default" if args.lora_dropout is None else f"{args.lora_dropout:g}"
+        print("| model | batch x length | LoRA dropout | measured peak RSS | plan | error |\n"
+              "| --- | --- | --- | --- | --- | --- |")
         for row in rows:
-            print(f"| {row['model']} | 2 x {row['max_seq_length']} | {row['measured_rss_bytes'] / 2**20:,.0f} MiB | "
+            print(f"| {row['model']} | 2 x {row['max_seq_length']} | {dropout} | "
+                  f"{row['measured_rss_bytes'] / 2**20:,.0f} MiB | "
                   f"{row['plan_bytes'] / 2**20:,.0f} MiB | {row['error']:+.1%} |")
     worst = max(abs(row["error"]) for row in rows)
     return 0 if worst <= 0.15 else 1

@@ -6,9 +6,11 @@ and down 8x16 each = 576 weights; with the embedding and head (2 x 10 x 8 = 160)
 (2 x 2 x 8 + 8 = 40) that is 1,352 parameters.
 """
 
+from dataclasses import replace
+
 import pytest
 
-from backpropagate.planning.memory import RUNTIME_CPU_BYTES, RunShape, estimate
+from backpropagate.planning.memory import RUNTIME_CPU_BYTES, TOKENIZER_BYTES_PER_ENTRY, RunShape, estimate
 from backpropagate.planning.presets import presets
 from backpropagate.planning.run_plan import what_fits
 from backpropagate.planning.shape import ModelShape
@@ -51,9 +53,37 @@ def test_lora_on_the_cpu_keeps_every_layers_activations(hand):
     plan = estimate(hand, LORA_CPU)
     assert plan.gradient_checkpointing is False
     assert plan.activations == 225_792
-    assert plan.loss_chunk == 64 * 10 * 20
-    assert plan.runtime == RUNTIME_CPU_BYTES
-    assert plan.peak == 5408 + 4096 + 4096 + 8192 + 225_792 + 12_800 + RUNTIME_CPU_BYTES
+    assert plan.peak == (5408 + 4096 + 4096 + 8192 + 225_792 + 7_680 + RUNTIME_CPU_BYTES + 11_500 + 49_152)
+
+
+def test_the_loss_chunk_on_the_cpu_is_three_fp32_buffers_since_its_logits_are_fp32_already(hand):
+    # Log-softmax, its gradient and the logits' gradient: 64 positions x 10 x 12 bytes. On CUDA the bf16
+    # logits and the gradient cast back to bf16 come on top: 16 bytes a logit.
+    assert estimate(hand, LORA_CPU).loss_chunk == 64 * 10 * 12
+    assert estimate(hand, replace(LORA_CPU, device="cuda")).loss_chunk == 64 * 10 * 16
+
+
+def test_the_cpu_runtime_is_the_process_without_a_model_plus_its_tokenizer_by_vocabulary(hand):
+    assert estimate(hand, LORA_CPU).runtime == RUNTIME_CPU_BYTES + 10 * TOKENIZER_BYTES_PER_ENTRY
+    big_vocabulary = ModelShape.from_config(HAND | {"vocab_size": 49_152}, "hand")
+    assert estimate(big_vocabulary, LORA_CPU).runtime == RUNTIME_CPU_BYTES + 49_152 * 1150  # SmolLM2's: 54 MiB
+    assert estimate(hand, replace(LORA_CPU, device="cuda")).runtime == 0  # host memory, not the GPU's
+
+
+def test_on_the_cpu_the_allocator_keeps_three_intermediate_width_temporaries_per_adapted_gate_and_up(hand):
+    # Gate and up, 16 wide each: 3 x 32 elements x 4 bytes per token and layer, 64 tokens, 2 layers.
+    assert estimate(hand, LORA_CPU).allocator_slack == 3 * 32 * 4 * 64 * 2
+    assert estimate(hand, replace(LORA_CPU, targets=("up_proj", "v_proj"))).allocator_slack == 3 * 16 * 4 * 64 * 2
+    assert estimate(hand, replace(LORA_CPU, targets=("q_proj", "v_proj"))).allocator_slack == 0
+    assert estimate(hand, replace(LORA_CPU, dropout=False)).allocator_slack == 3 * 32 * 4 * 64 * 2  # the same three
+    assert estimate(hand, replace(LORA_CPU, device="cuda")).allocator_slack == 0  # torch's caching allocator
+
+
+def test_a_temporary_of_32_mib_or_more_is_mapped_alone_and_leaves_no_hole(hand):
+    # 16 wide x 4 bytes = 64 bytes a token: a block reaches glibc's largest mmap threshold at 524,288 tokens.
+    below = replace(LORA_CPU, batch_size=1, seq_len=524_287)
+    assert estimate(hand, below).allocator_slack == 3 * 32 * 4 * 524_287 * 2
+    assert estimate(hand, replace(below, seq_len=524_288)).allocator_slack == 0
 
 
 def test_qlora_trains_with_gradient_checkpointing_so_only_layer_inputs_stay(hand):
@@ -63,7 +93,7 @@ def test_qlora_trains_with_gradient_checkpointing_so_only_layer_inputs_stay(hand
     assert plan.gradient_checkpointing is True
     assert plan.activations == 1232 * 64
     assert plan.activations_other_way == (3 * 576 + 48) * 64
-    assert plan.runtime == 0
+    assert plan.runtime == plan.allocator_slack == 0
     assert plan.peak == 1394 + 4096 + 4096 + 8192 + 78_848 + 10_240
 
 

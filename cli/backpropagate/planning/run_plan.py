@@ -78,7 +78,9 @@ class RunPlan:
             f"loss chunk   {gib(m.loss_chunk)}  (logits of at most 512 positions at once)",
         ]
         if m.runtime:
-            rows.append(f"runtime      {gib(m.runtime)}  (Python, torch, transformers, PEFT)")
+            rows.append(f"runtime      {gib(m.runtime)}  (Python, torch, transformers, PEFT, the tokenizer)")
+        if m.allocator_slack:
+            rows.append(f"freed, kept  {gib(m.allocator_slack)}  (forward temporaries the C allocator keeps)")
         rows.append(f"peak         {gib(m.peak)}")
         if self.fits is None:
             rows.append(f"fits         not checked: {self.budget.source}")
