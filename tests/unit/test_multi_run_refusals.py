@@ -8,13 +8,17 @@ from backpropagate.contract.history import HistoryRow, RunHistory
 from tests.conftest import run_cli
 
 
-@pytest.fixture
-def rows(tmp_path):
-    path = tmp_path / "data.jsonl"
+def chat_rows(path, count: int):
+    """``count`` one-turn conversations in ``path``; returns it."""
     path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
                                                      {"role": "assistant", "content": f"a{i}"}]}) + "\n"
-                            for i in range(10)))
+                            for i in range(count)))
     return path
+
+
+@pytest.fixture
+def rows(tmp_path):
+    return chat_rows(tmp_path / "data.jsonl", 10)
 
 
 def refused(tmp_path, *args):
