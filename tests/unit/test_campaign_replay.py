@@ -74,6 +74,18 @@ def test_a_replaying_campaign_is_another_campaign_than_one_without(tmp_path, row
     assert replaying.campaign_id != plan.campaign_id and replaying.key != plan.key
 
 
+def test_each_earlier_run_keeps_a_buffer_of_at_most_1000_rows_that_every_later_run_replays_from():
+    from backpropagate.runs.campaign_replay import replayed_rows
+
+    parts = [[f"run{run}-row{row}" for row in range(1500)] for run in (1, 2, 3)]
+    chosen = replayed_rows(parts, 1.0, seed=42)
+    assert len(chosen[1]) == 1000  # 1500 wanted from run 1, whose buffer holds 1000 of its rows
+    buffer = {line for run, line in chosen[1]}
+    from_run_one_later = {line for run, line in chosen[2] if run == 1}
+    assert len(from_run_one_later) == 750 and from_run_one_later <= buffer  # run 3 draws from the same buffer
+    assert len({line for run, line in chosen[2] if run == 2}) == 750
+
+
 def refused(tmp_path, rows, *args) -> str:
     output = tmp_path / "out"
     result = run_cli("multi-run", "--data", str(rows), "--model", "org/model", "--output", str(output), *args)

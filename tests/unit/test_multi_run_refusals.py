@@ -82,8 +82,8 @@ def test_flags_given_with_resume_are_reported_as_ignored(tmp_path):
     RunHistory(output).append(HistoryRow(run_id="7c1d-campaign", status="completed", stage="campaign"))
     (output / "7c1d-campaign").mkdir()
     (output / "7c1d-campaign" / "campaign.json").write_text("{}")
-    result = run_cli("multi-run", "--resume", "7c1d", "--steps", "5", "--merge", "none", "--output", str(output),
-                     "--json")
-    assert "resuming uses the campaign's own settings and data; ignored: --merge, --steps" in result.stderr
+    result = run_cli("multi-run", "--resume", "7c1d", "--steps", "5", "--merge", "none", "--replay", "0.2",
+                     "--output", str(output), "--json")
+    assert "resuming uses the campaign's own settings and data; ignored: --merge, --replay, --steps" in result.stderr
     assert "[STATE_NOTHING_TO_RESUME]: run 7c1d-campaign is completed" in result.stderr
     assert result.returncode == 6

@@ -40,7 +40,8 @@ def replayed_rows(parts: list[list[str]], fraction: float, seed: int) -> list[li
     return chosen
 
 
-def write_replay_record(path: Path, fraction: float, seed: int, own_rows: int, replayed: list[tuple[int, int]]) -> None:
+def write_replay_record(path: Path, fraction: float, seed: int, own_rows: int,
+                        replayed: list[tuple[int, int]]) -> None:
     """The record beside a run's data file of which of its rows are replayed (``at_line``), and from where
     (``run``, ``line``), under the summary its history row keeps."""
     rows = [{"at_line": own_rows + position, "run": run, "line": line}
