@@ -20,7 +20,7 @@ from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.quality import QualityReport, read_report
 from backpropagate.contract.schema import to_dict
-from backpropagate.options import run_options, settings_from_arguments
+from backpropagate.options import grouped_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
 from backpropagate.runs.campaign_plan import campaign_of, plan_campaign
@@ -55,7 +55,8 @@ class ExportResult:
 
 class Trainer:
     def __init__(self, model: str | None = None, *, progress: bool = True, **settings: Any) -> None:
-        settings_from_arguments({**settings, "model": model}, call="Trainer()")  # refuse bad names and values now
+        # Refuse bad names and values now; a campaign option (replay_fraction) is refused later by train().
+        settings_from_arguments({**settings, "model": model}, call="Trainer()", campaign=True)
         self.model = model
         self.settings = settings
         self.progress = progress
@@ -63,9 +64,10 @@ class Trainer:
 
     @staticmethod
     def options() -> dict[str, str]:
-        """Every keyword argument a Trainer, ``train`` and ``multi_run`` accept, with its help and default."""
+        """Every keyword argument a Trainer, ``train`` and ``multi_run`` accept (``multi_run`` only: those of its
+        Campaign group), with its help and default."""
         return {name: f"{option.help} [default {option.shown_default()}; env {option.env}]"
-                for name, option in run_options().items()}
+                for name, option in grouped_options().items()}
 
     def train(self, data: str | Path | None = None, steps: int | None = None, *, data_format: str = "auto",
               skip_invalid: bool = False, resume: str | None = None, eval_data: str | Path | None = None,
@@ -99,10 +101,12 @@ class Trainer:
                   eval_prompts: list | None = None, resume: str | None = None, **overrides: Any) -> CampaignResult:
         """A campaign of ``num_runs`` runs as `backprop multi-run` trains it: ``dataset`` is one file split
         into runs of ``samples_per_run`` rows, or a list of files, one per run; ``merge="none"`` trains the
-        same adapter on (sequential LoRA). ``resume=CAMPAIGN`` continues an unfinished campaign.
+        same adapter on (sequential LoRA); ``replay_fraction=0.2`` mixes rows of earlier runs into each run (a
+        fifth as many as its own). ``resume=CAMPAIGN`` continues an unfinished campaign.
         ``export(run=result.campaign_id)`` exports the merged adapter."""
         given = {**overrides, **({"steps": steps_per_run} if steps_per_run is not None else {})}
-        settings = settings_from_arguments({**self.settings, **given, "model": self.model}, call="Trainer.multi_run()")
+        settings = settings_from_arguments({**self.settings, **given, "model": self.model}, call="Trainer.multi_run()",
+                                           campaign=True)
         if resume is not None:
             plan, folder = campaign_of(output_dir(settings), resume)
         else:

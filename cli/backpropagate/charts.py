@@ -29,13 +29,7 @@ def png_writer(steps: list[int], losses: list[float], learning_rates: list[float
 
     Returns what writes the PNG to a path, for the caller to hand to where its file may go
     (``contract/outputs.py``); matplotlib is imported here, so a missing one is refused before anything is written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise BackpropError("DEP_PLOT_UNAVAILABLE", reason=str(exc)) from None
+    plt = _pyplot()
 
     def write(path: Path) -> None:
         figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
@@ -57,3 +51,76 @@ def png_writer(steps: list[int], losses: list[float], learning_rates: list[float
             plt.close(figure)
 
     return write
+
+
+def matrix_png_writer(matrix: dict, title: str) -> Callable[[Path], None]:
+    """A campaign's figures after each run (``contract.campaign.campaign_matrix``): the accuracy matrix as a
+    heatmap (row: after run i, column: on run j's prompts) and the held-out loss on each run's data after each
+    run, one line per run's data. A panel whose figures were not measured is left out."""
+    plt = _pyplot()
+    accuracy, eval_loss = matrix["accuracy"], matrix["eval_loss"]
+    runs = len(accuracy)
+    panels = [name for name, grid in (("accuracy", accuracy), ("eval_loss", eval_loss))
+              if any(value is not None for row in grid for value in row)]
+
+    def write(path: Path) -> None:
+        figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4.5), dpi=100,
+                                    squeeze=False)
+        try:
+            for axis, panel in zip(axes[0], panels):
+                if panel == "accuracy":
+                    _accuracy_heatmap(figure, axis, accuracy, matrix["hits"])
+                else:
+                    for on in range(runs):
+                        points = [(after + 1, eval_loss[after][on]) for after in range(runs)
+                                  if eval_loss[after][on] is not None]
+                        if points:
+                            axis.plot(*zip(*points), marker="o", label=f"run {on + 1}'s data")
+                    axis.set_xticks(range(1, runs + 1))
+                    axis.set_xlabel("after run")
+                    axis.set_ylabel("held-out loss")
+                    axis.set_title("held-out loss after each run")
+                    axis.legend(loc="best", fontsize="small")
+            if not panels:
+                axes[0][0].text(0.5, 0.5, "nothing measured yet", ha="center", va="center")
+                axes[0][0].set_axis_off()
+            figure.suptitle(title + (f"  ACC {matrix['acc']:.3f}" if matrix.get("acc") is not None else "")
+                            + (f"  BWT {matrix['bwt']:+.3f}" if matrix.get("bwt") is not None else ""))
+            figure.tight_layout()
+            figure.savefig(path, format="png")
+        finally:
+            plt.close(figure)
+
+    return write
+
+
+def _accuracy_heatmap(figure, axis, accuracy: list, hits: list) -> None:
+    import numpy as np
+
+    runs = len(accuracy)
+    grid = np.array([[np.nan if value is None else value for value in row] for row in accuracy], dtype=float)
+    image = axis.imshow(np.ma.masked_invalid(grid), vmin=0.0, vmax=1.0, cmap="viridis")
+    for after in range(runs):
+        for on in range(runs):
+            if hits[after][on] is not None:
+                axis.text(on, after, hits[after][on], ha="center", va="center",
+                          color="white" if grid[after, on] < 0.6 else "black")
+    labels = [str(n) for n in range(1, runs + 1)]
+    axis.set_xticks(range(runs), labels)
+    axis.set_yticks(range(runs), labels)
+    axis.set_xlabel("on run j's prompts")
+    axis.set_ylabel("after run i")
+    axis.set_title("accuracy")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only backend; a missing matplotlib is refused before anything is written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise BackpropError("DEP_PLOT_UNAVAILABLE", reason=str(exc)) from None
+    return plt

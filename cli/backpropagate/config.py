@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.schema import allowed_text, at_least, check_all, field, parse_text, positive
-from backpropagate.contract.settings import DockerSettings, LoraSettings, ModelSettings, TrainingSettings
+from backpropagate.contract.settings import (CampaignSettings, DockerSettings, LoraSettings, ModelSettings,
+                                             TrainingSettings)
 from backpropagate.runtimes.registry import RUNTIME_NAMES
 from backpropagate.tracker_registry import TRACKER_NAMES  # the trackers `--report-to` may name
 from backpropagate.runtimes.stopping import STOP_GRACE_S
@@ -98,11 +99,12 @@ class Settings:
     model: ModelSettings = field(ModelSettings())
     training: TrainingSettings = field(TrainingSettings())
     lora: LoraSettings = field(LoraSettings())
+    campaign: CampaignSettings = field(CampaignSettings())
     docker: DockerSettings = field(DockerSettings())
     ui: UiSettings = field(UiSettings())
 
 
-_SECTIONS = ("model", "training", "lora", "docker", "ui")
+_SECTIONS = ("model", "training", "lora", "campaign", "docker", "ui")
 
 
 def env_variables() -> dict[str, tuple[str, str | None]]:

@@ -16,7 +16,7 @@ from typing import Any
 from backpropagate.config import ENV_PREFIX, Settings, env_name, load_settings
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.schema import Limit, allowed_text, default_of, limit_of, literal_choices, value_kind
-from backpropagate.contract.settings import GROUPS
+from backpropagate.contract.settings import CAMPAIGN_GROUP, GROUPS
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,12 @@ class RunOption:
     limit: Limit | None
     allowed: str  # what it accepts, in words
     env: str  # its environment variable
+    keyword: str = ""  # the API keyword, where it is not the flag's name
 
     @property
     def name(self) -> str:
-        """The API keyword and the form field: the flag with underscores."""
-        return self.flag[2:].replace("-", "_")
+        """The API keyword and the form field: the flag with underscores, unless the declaration names one."""
+        return self.keyword or self.flag[2:].replace("-", "_")
 
     def shown_default(self) -> str:
         return shown_value(self.default)
@@ -60,7 +61,7 @@ def declared_option(f: dataclasses.Field, key: str) -> RunOption:
     return RunOption(key=key, flag=flag, off_flag=off_flag, short=f.metadata.get("short", ""),
                      help=f.metadata.get("help", ""), group=f.metadata.get("group", ""), default=default_of(f),
                      kind=kind, choices=literal_choices(f.type), optional=optional, limit=limit_of(f),
-                     allowed=allowed_text(f), env=env_name(key))
+                     allowed=allowed_text(f), env=env_name(key), keyword=f.metadata.get("keyword", ""))
 
 
 @cache
@@ -78,8 +79,8 @@ def flagged_options() -> dict[str, RunOption]:
 
 
 @cache
-def run_options() -> dict[str, RunOption]:
-    """The run options, by API name, grouped as GROUPS orders them (the order --help lists them in)."""
+def grouped_options() -> dict[str, RunOption]:
+    """Every option with a group, by API name, grouped as GROUPS orders them (the order --help lists them in)."""
     grouped = [option for option in flagged_options().values() if option.group]
     unknown = [option.key for option in grouped if option.group not in GROUPS]
     if unknown:
@@ -87,19 +88,32 @@ def run_options() -> dict[str, RunOption]:
     return {option.name: option for option in sorted(grouped, key=lambda option: GROUPS.index(option.group))}
 
 
+@cache
+def run_options() -> dict[str, RunOption]:
+    """The options of one run: what `train` takes (and `multi-run`, for each of its runs)."""
+    return {name: option for name, option in grouped_options().items() if option.group != CAMPAIGN_GROUP}
+
+
+@cache
+def campaign_options() -> dict[str, RunOption]:
+    """The options of a campaign as a whole, which only `multi-run` takes (``--replay``)."""
+    return {name: option for name, option in grouped_options().items() if option.group == CAMPAIGN_GROUP}
+
+
 def option_for(key: str) -> RunOption:
     return flagged_options()[key]
 
 
 def settings_from_arguments(arguments: Mapping[str, Any], call: str = "backprop train",
-                            environ: Mapping[str, str] | None = None, **top: Any) -> Settings:
+                            environ: Mapping[str, str] | None = None, campaign: bool = False, **top: Any) -> Settings:
     """Settings from `train`'s flags or `Trainer`'s keyword arguments: the one way both build a run's spec.
 
-    ``arguments`` use the run options' names (None means not given); ``top`` sets other top-level
-    settings (``log_json``). ``lora_targets`` may be a comma-separated string or a sequence. Errors
-    name a value as the caller typed it: ``--lora-r`` for the CLI, ``lora_r`` for the API.
+    ``arguments`` use the run options' names (None means not given), and the campaign options' where
+    ``campaign`` (`multi-run`); ``top`` sets other top-level settings (``log_json``). ``lora_targets`` may
+    be a comma-separated string or a sequence. Errors name a value as the caller typed it: ``--lora-r``
+    for the CLI, ``lora_r`` for the API.
     """
-    options = run_options()
+    options = grouped_options() if campaign else run_options()
     unknown = sorted(set(arguments) - set(options))
     if unknown:
         raise BackpropError("CONFIG_ARGUMENT_UNKNOWN", call=call, names=", ".join(unknown),

@@ -2,8 +2,8 @@
 
 from backpropagate.config import env_variables, field_for
 from backpropagate.contract.schema import allowed_text, default_of
-from backpropagate.contract.settings import GROUPS
-from backpropagate.options import RunOption, run_options, shown_value
+from backpropagate.contract.settings import CAMPAIGN_GROUP, GROUPS
+from backpropagate.options import RunOption, grouped_options, shown_value
 
 
 def settings_markdown() -> str:
@@ -17,12 +17,13 @@ def settings_markdown() -> str:
         "Generated from `cli/backpropagate/contract/settings.py` and `config.py` by "
         "`python scripts/gen_settings_docs.py`.",
     ]
-    options = list(run_options().values())
+    options = list(grouped_options().values())
     for group in GROUPS:
         rows = [option for option in options if option.group == group]
         if not rows:
             continue
-        lines += ["", f"## {group}", "", "| flag | API | environment | default | accepts | what it does |",
+        only = " (`multi-run` and `Trainer.multi_run()` only)" if group == CAMPAIGN_GROUP else ""
+        lines += ["", f"## {group}{only}", "", "| flag | API | environment | default | accepts | what it does |",
                   "| --- | --- | --- | --- | --- | --- |"]
         lines += [_option_row(option) for option in rows]
     lines += ["", "## Environment only", "",

@@ -233,3 +233,111 @@ def test_the_python_api_runs_a_campaign_and_measures_each_merge_on_every_earlier
     assert (tmp_path / "out" / result.campaign_id / "evals" / "after-2" / "on-1" / "quality.json").exists()
     exported = trainer.export("merged", run=result.campaign_id, dtype="float32")
     assert exported.path == tmp_path / "out" / result.campaign_id / "merged"
+
+
+def test_a_replaying_campaign_killed_in_run_two_resumes_on_the_same_replayed_rows_and_records_them(
+        tiny_model, chat_data, tmp_path):  # noqa: F811
+    from backpropagate.contract.campaign import CampaignFolder
+    from backpropagate.contract.files import sha256_file
+    from backpropagate.contract.specs import read_run_spec
+    from backpropagate.options import settings_from_arguments
+    from backpropagate.runs.campaign_plan import plan_campaign
+
+    args = campaign_args(tiny_model, chat_data, tmp_path / "out", "--replay", "0.5", "--merge", "none")
+    second = _kill_during_run_two(args)
+    row = campaign_row(tmp_path / "out")
+    result = run_cli("resume", row.run_id[:8], "--output", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+
+    # The same campaign planned afresh, without training: the seed alone decides the replayed rows.
+    settings = settings_from_arguments({"model": str(tiny_model), "output": str(tmp_path / "fresh"),
+                                        "replay_fraction": 0.5}, call="Trainer.multi_run()", campaign=True)
+    _, fresh, _ = plan_campaign(settings, [chat_data], 3, 12, "none")
+    ours = CampaignFolder.of(tmp_path / "out", row.run_id)
+    history = RunHistory(tmp_path / "out")
+    runs = [history.get(run_id) for run_id in history.get(row.run_id).campaign_runs]
+    assert runs[1].run_id == second and [run.status for run in runs] == ["completed"] * 3
+    for index, run in enumerate(runs, start=1):
+        assert ours.run_data(index).read_bytes() == fresh.run_data(index).read_bytes()
+        spec = read_run_spec(tmp_path / "out" / run.run_id / "spec.json", tmp_path / "out" / run.run_id, run.run_id)
+        assert spec.data.sha256 == sha256_file(ours.run_data(index)) == run.dataset_sha256  # what it trained on
+    assert ours.run_replayed(3).read_text() == fresh.run_replayed(3).read_text()
+    assert [run.replayed for run in runs] == [
+        None, {"fraction": 0.5, "own_rows": 12, "rows": 6, "from_runs": {"1": 6}},
+        {"fraction": 0.5, "own_rows": 12, "rows": 6, "from_runs": {"1": 3, "2": 3}}]
+    assert [run.merge for run in runs] == ["none"] * 3
+
+
+@pytest.fixture(scope="module")
+def evaluated_campaign(tiny_model, chat_data, tmp_path_factory):  # noqa: F811
+    """A 2-run SLAO campaign with replay, each run with its held-out rows and two prompts, in a web UI's folder."""
+    folder = tmp_path_factory.mktemp("evaluated")
+    files = two_sets_with_held_out_rows(chat_data, folder)
+    prompts = []
+    # The tiny model answers these "The bread is a grey book.": run 1's prompts are answered, run 2's never.
+    for name, expect in (("a", "bread|book"), ("b", "zebra")):
+        prompts.append(folder / f"{name}_prompts.jsonl")
+        prompts[-1].write_text("".join(json.dumps({"prompt": f"{i}: red cat?", "expect": expect}) + "\n"
+                                       for i in range(2)))
+    output = folder / "ui"
+    result = run_cli("multi-run", "--data", str(files[0]), "--data", str(files[2]), "--model", str(tiny_model),
+                     "--output", str(output), "--json", *COMMON[:-1], "3", "--checkpoint-every", "0",
+                     "--eval-max-tokens", "8", "--replay", "0.5", "--eval-data", str(files[1]), "--eval-data",
+                     str(files[3]), "--eval-prompts", str(prompts[0]), "--eval-prompts", str(prompts[1]))
+    assert result.returncode == 0, result.stderr
+    return output, campaign_row(output), json.loads(result.stdout.splitlines()[-1])["result"]
+
+
+def test_each_run_of_a_replaying_slao_campaign_is_evaluated_on_every_earlier_runs_prompts(evaluated_campaign):
+    output, row, summary = evaluated_campaign
+    assert [(e["after_run"], e["on_run"]) for e in row.campaign_evals] == [(1, 1), (2, 1), (2, 2)]
+    assert all(e["hits"]["expected"] == 2 for e in row.campaign_evals)
+    second = RunHistory(output).get(row.campaign_runs[1])
+    assert row.merge == "slao" and second.replayed == {"fraction": 0.5, "own_rows": 12, "rows": 6,
+                                                       "from_runs": {"1": 6}}
+    matrix = summary["matrix"]
+    assert matrix["accuracy"][0][1] is None and matrix["eval_loss"][0][1] is None  # run 2 not yet trained
+    assert matrix["accuracy"] == [[1.0, None], [1.0, 0.0]] and matrix["hits"] == [["2/2", None], ["2/2", "0/2"]]
+    assert matrix["acc"] == 0.5 and matrix["bwt"] == 0.0  # the mean of the last row; run 1 kept after run 2
+    for after, on in ((0, 0), (1, 0), (1, 1)):
+        evaluated = next(e for e in row.campaign_evals if (e["after_run"], e["on_run"]) == (after + 1, on + 1))
+        assert matrix["accuracy"][after][on] == evaluated["hits"]["fine_tune"] / 2
+        assert matrix["eval_loss"][after][on] == evaluated["eval_loss"]
+
+
+def test_show_run_gives_the_campaigns_accuracy_matrix_as_json_text_a_heatmap_png_and_on_its_ui_page(
+        evaluated_campaign, tmp_path):
+    output, row, summary = evaluated_campaign
+    shown = run_cli("show-run", row.run_id[:8], "--output", str(output), "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout.splitlines()[-1])["result"]
+    assert data["matrix"] == summary["matrix"]  # one record, read the same by multi-run and show-run
+    text = run_cli("show-run", row.run_id[:8], "--output", str(output)).stdout
+    assert "accuracy on run j's prompts (columns) after run i (rows):" in text
+    assert "          on 1  on 2\n  after 1   2/2      \n  after 2   2/2   0/2\nACC 0.5000  BWT +0.0000" in text
+    assert "replayed 6 rows of earlier runs" in text
+
+    plot = tmp_path / "campaign.png"
+    drawn = run_cli("show-run", row.run_id[:8], "--output", str(output), "--plot", str(plot))
+    assert drawn.returncode == 0, drawn.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        assert image.size == (1100, 450)  # two panels: the accuracy heatmap and the held-out losses
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    refused = run_cli("show-run", row.run_id[:8], "--output", str(output), "--plot", str(folder))
+    assert refused.returncode == 2 and refused.stderr.startswith(  # only a regular file the user named
+        f"[CONFIG_OUTPUT_NOT_A_FILE]: --plot {folder} is not written: it is a folder")
+
+    from backpropagate.ui.app import UiConfig, create_app
+    from backpropagate.ui.sandbox import Sandbox
+    from starlette.testclient import TestClient
+
+    page = TestClient(create_app(UiConfig(sandbox=Sandbox(output), credentials=None))).get(
+        f"/campaigns/{row.run_id}").text
+    table = page.split('<table id="campaign-accuracy"')[1].split("</table>")[0]
+    assert table.count('class="cell"') == 3 and table.count('class="empty"') == 1
+    assert 'data-accuracy="0.0" style="--shade: 1.0">0/2</td>' in table and table.count(">2/2</td>") == 2
+    assert '<table id="campaign-heatmap"' in page and "6 of runs 1" in page

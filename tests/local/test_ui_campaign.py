@@ -2,7 +2,7 @@
 settings for each, followed on the campaign page until it ends, which fits a phone's 390 px (a screenshot in the
 test's tmp folder, or in $UI_SCREENSHOTS). Debian's chromium (Playwright) fills and submits the form of a real
 `backprop ui` process; the campaign is the real `backprop multi-run` on the local runtime with the tiny model
-(2 runs of 2 steps)."""
+(2 runs of 2 steps, the second replaying rows of the first)."""
 
 import os
 import re
@@ -52,6 +52,7 @@ def test_a_campaign_of_two_picked_datasets_runs_one_after_the_other_and_its_page
         fill_the_form(page)
         page.select_option("#campaign select[name=campaign_data]", ["week2.jsonl", "week1.jsonl"])
         page.select_option("#campaign select[name=campaign_merge]", "slao")
+        page.fill("#campaign input[name=replay_fraction]", "0.5")
         page.click("#start-campaign")
         page.wait_for_url(re.compile(r"/campaigns/[0-9a-f-]{36}$"), timeout=60_000)
         campaign_id = page.url.rsplit("/", 1)[1]
@@ -64,9 +65,14 @@ def test_a_campaign_of_two_picked_datasets_runs_one_after_the_other_and_its_page
         campaign = history.get(campaign_id)
         assert campaign.stage == "campaign" and campaign.status == "completed" and campaign.merge == "slao"
         runs = [history.get(run_id) for run_id in campaign.campaign_runs]
-        # A multiple select sends its picks in the order it lists them: that is the run order.
-        assert [run.dataset_sha256 for run in runs] == [sha256_file(root / "datasets" / name)
-                                                        for name in ("week1.jsonl", "week2.jsonl")]
+        # A multiple select sends its picks in the order it lists them: that is the run order. Run 2's data file
+        # is week2's rows, then half as many of week1's: the form's replay fraction reached the campaign.
+        assert runs[0].dataset_sha256 == sha256_file(root / "datasets" / "week1.jsonl")
+        week1, week2 = ((root / "datasets" / name).read_text().splitlines() for name in ("week1.jsonl", "week2.jsonl"))
+        second = (root / campaign_id / "data" / "run-2.jsonl").read_text().splitlines()
+        assert second[:len(week2)] == week2 and set(second[len(week2):]) <= set(week1)
+        assert runs[1].replayed == {"fraction": 0.5, "own_rows": len(week2), "rows": len(week2) // 2,
+                                    "from_runs": {"1": len(week2) // 2}}
         assert [(run.status, run.steps_done) for run in runs] == [("completed", 2), ("completed", 2)]
         html = page.content()
         assert "refresh" not in html and html.count('<td class="status-completed">completed</td>') == 2

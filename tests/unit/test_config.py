@@ -64,7 +64,8 @@ def test_an_unknown_backpropagate_variable_is_refused():
     assert caught.value.code == "CONFIG_ENV_UNKNOWN"
     assert caught.value.message == "environment variable BACKPROPAGATE_LORA__RANK is not a backpropagate setting"
     # The fix lists every real setting, so the near miss is in it.
-    assert caught.value.fix.startswith("unset it; the settings are BACKPROPAGATE_DOCKER__BASE_IMAGE, ")
+    assert caught.value.fix.startswith("unset it; the settings are BACKPROPAGATE_CAMPAIGN__REPLAY_FRACTION, "
+                                      "BACKPROPAGATE_DOCKER__BASE_IMAGE, ")
     assert ", BACKPROPAGATE_LORA__R, " in caught.value.fix
     assert caught.value.exit_code == 2
 

@@ -8,13 +8,17 @@ from backpropagate.contract.history import HistoryRow, RunHistory
 from tests.conftest import run_cli
 
 
-@pytest.fixture
-def rows(tmp_path):
-    path = tmp_path / "data.jsonl"
+def chat_rows(path, count: int):
+    """``count`` one-turn conversations in ``path``; returns it."""
     path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
                                                      {"role": "assistant", "content": f"a{i}"}]}) + "\n"
-                            for i in range(10)))
+                            for i in range(count)))
     return path
+
+
+@pytest.fixture
+def rows(tmp_path):
+    return chat_rows(tmp_path / "data.jsonl", 10)
 
 
 def refused(tmp_path, *args):
@@ -78,8 +82,8 @@ def test_flags_given_with_resume_are_reported_as_ignored(tmp_path):
     RunHistory(output).append(HistoryRow(run_id="7c1d-campaign", status="completed", stage="campaign"))
     (output / "7c1d-campaign").mkdir()
     (output / "7c1d-campaign" / "campaign.json").write_text("{}")
-    result = run_cli("multi-run", "--resume", "7c1d", "--steps", "5", "--merge", "none", "--output", str(output),
-                     "--json")
-    assert "resuming uses the campaign's own settings and data; ignored: --merge, --steps" in result.stderr
+    result = run_cli("multi-run", "--resume", "7c1d", "--steps", "5", "--merge", "none", "--replay", "0.2",
+                     "--output", str(output), "--json")
+    assert "resuming uses the campaign's own settings and data; ignored: --merge, --replay, --steps" in result.stderr
     assert "[STATE_NOTHING_TO_RESUME]: run 7c1d-campaign is completed" in result.stderr
     assert result.returncode == 6

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from backpropagate.options import run_options
+from backpropagate.options import grouped_options
 from backpropagate.settings_reference import settings_markdown
 
 from tests.conftest import ROOT
@@ -87,7 +87,7 @@ def test_the_forms_limits_are_the_settings_limits(tmp_path):
 
     page = TestClient(create_app(UiConfig(sandbox=Sandbox(tmp_path / "ui"), credentials=None))).get("/runs/new").text
     inputs = {m.group(1): m.group(0) for m in re.finditer(r'<input name="(\w+)" type="number"[^>]*>', page)}
-    numeric = {name: o for name, o in run_options().items() if o.kind in (int, float)}
+    numeric = {name: o for name, o in grouped_options().items() if o.kind in (int, float)}  # the campaign's too
     assert set(inputs) == set(numeric)
     for name, option in numeric.items():
         low = re.search(r' min="([^"]+)"', inputs[name])

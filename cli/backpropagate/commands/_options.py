@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from backpropagate.options import RunOption, flagged_options, option_for, run_options
+from backpropagate.options import RunOption, flagged_options, grouped_options, option_for, run_options
 from backpropagate.output import remember_json_flag
 
 
@@ -32,19 +32,21 @@ def setting_option(option: RunOption, **extra) -> type:
                                                       rich_help_panel=option.group or None, **choices, **extra)]
 
 
-def takes_run_options(command=None, *, only: tuple[str, ...] | None = None):
+def takes_run_options(command=None, *, only: tuple[str, ...] | None = None, campaign: bool = False):
     """Give ``command`` every run option of the declaration as a keyword parameter; it takes them as ``**options``.
 
     Parameters the command declares itself keep their place; the rest follow in the declaration's group
     order, so a setting added to the declaration is a flag of every command that runs training. ``only``
-    names the options of a command that reads just those (`plan` takes what decides a run's memory).
+    names the options of a command that reads just those (`plan` takes what decides a run's memory);
+    ``campaign`` adds the campaign options (`multi-run`).
     """
     if command is None:
-        return lambda command: takes_run_options(command, only=only)
+        return lambda command: takes_run_options(command, only=only, campaign=campaign)
     own = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     taken = {p.name for p in own}
+    options = grouped_options() if campaign else run_options()
     added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=setting_option(option), default=None)
-             for name, option in run_options().items() if name not in taken and (only is None or name in only)]
+             for name, option in options.items() if name not in taken and (only is None or name in only)]
     command.__signature__ = inspect.Signature(own + added)
     return command
 

@@ -1,7 +1,8 @@
 """`backprop multi-run`: several training runs, one after another, kept in one LoRA by SLAO merging.
 
 Every run option of the settings declaration applies to each run (``--steps`` is the steps of each
-run), as in `train`; the parameters below are the campaign's own.
+run), as in `train`, and its campaign options (``--replay``) to the campaign; the parameters below
+are the campaign's own and not settings.
 """
 
 from pathlib import Path
@@ -11,7 +12,8 @@ import typer
 
 from backpropagate.commands._options import FormatOpt, JsonOpt, SkipInvalidOpt, takes_run_options
 from backpropagate.config import command_settings, output_dir, output_flag
-from backpropagate.options import run_options, settings_from_arguments
+from backpropagate.contract.campaign import campaign_matrix
+from backpropagate.options import grouped_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
 from backpropagate.runs.campaign_plan import campaign_of, plan_campaign
@@ -25,10 +27,12 @@ Examples:
 
   backprop multi-run --data my_data.jsonl --runs 3 --merge none   # sequential LoRA, the baseline
 
+  backprop multi-run --data week1.jsonl --data week2.jsonl --data week3.jsonl --replay 0.2
+
   backprop multi-run --resume 7c1d   # or: backprop resume 7c1d
 """
 
-@takes_run_options
+@takes_run_options(campaign=True)
 def multi_run(
     data: Annotated[list[Path] | None, typer.Option(
         "--data", "-d", readable=False, help="One dataset to split into --runs runs of --samples rows, or one per run "
@@ -61,7 +65,7 @@ def multi_run(
         campaign_flags = {"--data": data, "--runs": runs, "--samples": samples, "--merge": merge != "slao" or None,
                           "--format": data_format != "auto" or None, "--skip-invalid": skip_invalid or None,
                           "--eval-data": eval_data, "--eval-prompts": eval_prompts}
-        given = sorted([run_options()[name].flag for name, value in options.items()
+        given = sorted([grouped_options()[name].flag for name, value in options.items()
                         if value is not None and name not in ("output", "runtime", "gpus", "workers", "ray_address",
                                                               "ray_max_failures")]
                        + [flag for flag, value in campaign_flags.items() if value])
@@ -70,7 +74,7 @@ def multi_run(
         plan, folder = campaign_of(output_dir(settings), resume)
         out.note(f"resuming campaign {plan.campaign_id}")
     else:
-        settings = settings_from_arguments(options, call="backprop multi-run", log_json=json_output)
+        settings = settings_from_arguments(options, call="backprop multi-run", campaign=True, log_json=json_output)
         plan, folder, continued = plan_campaign(settings, data or [], runs, samples, merge, data_format, skip_invalid,
                                                 eval_data or [], eval_prompts or [])
         out.note(f"{'continuing' if continued else 'starting'} campaign {plan.campaign_id}: {len(plan.runs)} runs, "
@@ -94,4 +98,5 @@ def report(out: Output, result: CampaignResult, output: str = "") -> None:
         lines.append(f"  after run {figures['after_run']}, on run {figures['on_run']}: {shown}")
     lines.append(f"next: backprop export {result.campaign_id[:8]}{output} --format gguf")
     out.result("\n".join(lines), {"campaign_id": result.campaign_id, "campaign_dir": str(result.campaign_dir),
-                                  "adapter": str(result.adapter_path), "runs": result.runs, "evals": result.evals})
+                                  "adapter": str(result.adapter_path), "runs": result.runs, "evals": result.evals,
+                                  "matrix": campaign_matrix(result.evals, len(result.runs))})

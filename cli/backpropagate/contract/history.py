@@ -76,6 +76,7 @@ class HistoryRow:
     parent_run: str | None = None  # the campaign's previous run
     merge: str | None = None  # a campaign and its runs: slao or none
     merge_lambda: float | None = None  # a run under slao: the weight of its B in the merge
+    replayed: dict | None = None  # a run under --replay: its own rows, how many it replayed, from which runs
     campaign_runs: list = field(default_factory=list)  # a campaign: its runs' ids, in order
     campaign_evals: list = field(default_factory=list)  # a campaign: held-out figures after each run
     extra: dict = field(default_factory=dict)  # fields this version does not know, kept as found

@@ -21,15 +21,17 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def field(default: Any, *, check=None, allowed: str = "", help: str = "", flag: str = "", short: str = "",
-          group: str = "") -> Any:
+          group: str = "", keyword: str = "") -> Any:
     """A dataclass field with a validity check and a description of what is allowed.
 
     ``flag`` makes it an option of a run: ``"--lora-r"``, or ``"--packing/--no-packing"`` for a switch;
     its API keyword is the flag's name with underscores (``lora_r``). ``short`` is a one-letter alias
-    (``"-m"``), ``group`` the heading it is listed under, ``help`` one line for people.
+    (``"-m"``), ``group`` the heading it is listed under, ``help`` one line for people; ``keyword`` names
+    the API keyword where the flag's name would not say enough (``--replay`` is ``replay_fraction=``).
     """
     kwargs = {"default_factory": lambda: default} if isinstance(default, (list, dict)) else {"default": default}
-    metadata = {"check": check, "allowed": allowed, "help": help, "flag": flag, "short": short, "group": group}
+    metadata = {"check": check, "allowed": allowed, "help": help, "flag": flag, "short": short, "group": group,
+                "keyword": keyword}
     return dataclasses.field(metadata=metadata, **kwargs)
 
 

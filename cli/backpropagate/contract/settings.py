@@ -17,8 +17,10 @@ from backpropagate.contract.schema import at_least, between, field, fraction, po
 SEED_MAX = 2**32 - 1
 LORA_R_MAX = 4096
 
-# The headings options are listed under, in this order (help panels, form sections, docs).
-GROUPS = ("Basics", "LoRA", "Optimisation", "Reliability", "Evaluation", "Tracking", "Runtime")
+# The headings options are listed under, in this order (help panels, form sections, docs). Options of the
+# Campaign group belong to `multi-run` (and the API's ``multi_run``) only: a single run has no earlier runs.
+CAMPAIGN_GROUP = "Campaign"
+GROUPS = ("Basics", "LoRA", "Optimisation", "Reliability", "Evaluation", "Tracking", "Runtime", CAMPAIGN_GROUP)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,21 @@ class LoraSettings:
     qlora: bool = field(False, help="Load the base in 4 bits (bitsandbytes; CUDA only); when not given, a preset's method.",
                         flag="--qlora/--no-qlora",
                         group="LoRA")
+
+
+# Each earlier run keeps at most this many of its rows for later runs to replay (a seeded sample, drawn once):
+# a fixed memory per task, as replay methods of continual learning keep, so every earlier run stays as likely
+# to be replayed however large its file was, and a long campaign's data files do not grow with its history.
+REPLAY_ROWS_PER_RUN = 1000
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    replay_fraction: float = field(
+        0.0, check=between(0.0, 1.0), allowed="a fraction from 0 to 1, such as 0.2",
+        help="Rows from earlier runs mixed into each run from run 2 on, as a share of the run's own rows "
+             "(0.2: 100 rows of its own and 20 replayed); drawn with --seed, evenly over the earlier runs; 0: none.",
+        flag="--replay", keyword="replay_fraction", group=CAMPAIGN_GROUP)
 
 
 @dataclass(frozen=True)

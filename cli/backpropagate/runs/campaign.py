@@ -22,6 +22,7 @@ from backpropagate.contract.specs import CampaignStep, EvalSpec, write_spec
 from backpropagate.contract.stages import STAGES
 from backpropagate.output import Output
 from backpropagate.runs.campaign_plan import copy_adapter
+from backpropagate.runs.campaign_replay import replay_summary
 from backpropagate.runs.evaluate import EvalPlan
 from backpropagate.runs.plan import TrainPlan, plan_resume, plan_train
 from backpropagate.runs.session import Session
@@ -114,8 +115,10 @@ def _plan_run(plan: CampaignPlan, index: int, previous: dict | None, output: Pat
                         parent_merged=previous["merged_adapter"] if previous else "")
     spec = replace(train_plan.spec, campaign=step, data=replace(train_plan.spec.data, source=run["data"].source))
     write_spec(spec, train_plan.folder.spec)
+    replayed = replay_summary(CampaignFolder.of(output, plan.campaign_id).run_replayed(index))
     return replace(train_plan, spec=spec, row_fields={"campaign": plan.campaign_id, "campaign_index": index,
-                                                      "parent_run": parent or None, "merge": plan.merge})
+                                                      "parent_run": parent or None, "merge": plan.merge,
+                                                      "replayed": replayed})
 
 
 def _summary(row, index: int) -> dict:

@@ -26,6 +26,7 @@ from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import DataSpec, PromptsSpec
+from backpropagate.runs.campaign_replay import replayed_rows, write_replay_record
 from backpropagate.runs.plan import check_conflicts
 
 MERGES = ("slao", "none")
@@ -39,6 +40,8 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
     check_conflicts(settings)
     data = [dataset_file(p, "--data") for p in data]
     runs = _check_shape(data, runs, samples, merge, list(eval_data), list(eval_prompts))
+    replay = settings.campaign.replay_fraction
+    _check_replay(replay, settings.training.eval_split)
     model = settings.model.name
     check_model_ref(model)
     if Path(model).expanduser().exists():
@@ -56,9 +59,13 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
     key = hashlib.sha256(json.dumps({
         "model": model, "merge": merge, "runs": runs, "samples": samples, "format": data_format,
         "data": [sha256_file(p) for p in data], "eval": [sha256_file(p) for p in evals + prompts],
-        "training": to_dict(training), "lora": to_dict(settings.lora)}, sort_keys=True).encode()).hexdigest()
+        "training": to_dict(training), "lora": to_dict(settings.lora)} | ({"replay": replay} if replay else {}),
+        sort_keys=True).encode()).hexdigest()
 
     parts, drawing = _split(rows_of, data, runs, samples, settings.training.seed)
+    replays = replayed_rows(parts, replay, training.seed) if replay else [[] for _ in parts]
+    if replay:
+        drawing += f"; each run from run 2 also replays {replay:g} x its rows from earlier runs"
     output = output_dir(settings).resolve()
     history = RunHistory(output)
     unfinished = find_unfinished(history, output, key)
@@ -71,7 +78,10 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
     planned = []
     for index, rows in enumerate(parts, start=1):
         path = folder.run_data(index)
-        atomic_write_text(path, "".join(row + "\n" for row in rows))
+        replayed = [parts[run - 1][line - 1] for run, line in replays[index - 1]]
+        atomic_write_text(path, "".join(row + "\n" for row in rows + replayed))
+        if replayed:
+            write_replay_record(folder.run_replayed(index), replay, training.seed, len(rows), replays[index - 1])
         source = redact(str(data[0] if len(data) == 1 else data[index - 1]))
         planned.append({
             "data": DataSpec(path=str(path), format=data_format, skip_invalid=skip_invalid, sha256=sha256_file(path),
@@ -80,7 +90,7 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
             "eval_prompts": _spec(prompts, index, PromptsSpec)})
     plan = CampaignPlan(campaign_id=campaign_id, model=model, merge=merge, runs=planned, training=training,
                         lora=settings.lora, log_level=settings.log_level, data_format=data_format,
-                        skip_invalid=skip_invalid, drawing=drawing, key=key)
+                        skip_invalid=skip_invalid, drawing=drawing, key=key, replay_fraction=replay)
     write_plan(plan, folder.plan)
     history.append(HistoryRow(run_id=campaign_id, status="running", stage="campaign", model=model,
                               dataset=", ".join(redact(str(p)) for p in data), steps=training.steps * runs,
@@ -138,6 +148,13 @@ def _check_shape(data: list[Path], runs: int | None, samples: int | None, merge:
             raise BackpropError("CONFIG_VALUE_INVALID", name=name, value=len(given), reason=f"the campaign has "
                                 f"{runs} runs", allowed=f"{name} once per run ({runs} times), in run order")
     return runs
+
+
+def _check_replay(replay: float, eval_split: float) -> None:
+    if replay and eval_split:
+        raise BackpropError("CONFIG_VALUE_INVALID", name="--replay", value=replay, reason="--eval-split holds out "
+                            "part of each run's data file, so an earlier run's held-out rows could be replayed into "
+                            "a later run's training", allowed="--eval-data once per run with --replay, or --replay 0")
 
 
 def _raw_rows(path: Path) -> list[str]:

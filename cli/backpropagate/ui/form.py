@@ -33,10 +33,12 @@ class FormField:
     value: str  # what the field shows before the user changes it
 
 
-def form_fields(settings: Settings, shown: dict[str, str] | None = None) -> list[FormField]:
-    """Every run option the form offers, in group order; ``shown`` replaces what a field starts with."""
+def form_fields(settings: Settings, shown: dict[str, str] | None = None,
+                options: dict[str, RunOption] | None = None) -> list[FormField]:
+    """Every run option the form offers (or each of ``options``: the campaign's), in group order; ``shown``
+    replaces what a field starts with."""
     fields = []
-    for name, option in run_options().items():
+    for name, option in (run_options() if options is None else options).items():
         if name in SET_BY_THE_UI:
             continue
         value = (shown or {}).get(name, as_text(option, setting_value(settings, option.key)))
@@ -58,10 +60,11 @@ def grouped(fields: list[FormField]) -> list[tuple[str, list[FormField]]]:
     return [(group, members) for group, members in found if members]
 
 
-def train_flags(values: dict[str, str], settings: Settings) -> list[str]:
-    """The flags for what the user changed: a field left at the setting in effect is left to it."""
+def train_flags(values: dict[str, str], settings: Settings, options: dict[str, RunOption] | None = None) -> list[str]:
+    """The flags for what the user changed (among the run options, or ``options``): a field left at the setting
+    in effect is left to it."""
     flags = []
-    for name, option in run_options().items():
+    for name, option in (run_options() if options is None else options).items():
         value = values.get(name, "").strip()
         if name in SET_BY_THE_UI or value in ("", as_text(option, setting_value(settings, option.key))):
             continue

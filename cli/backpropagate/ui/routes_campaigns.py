@@ -1,11 +1,12 @@
 """A campaign's page: its runs in order (status, losses, lambda, links to each run's page), what each
-merged adapter kept of every earlier run's held-out data, and the campaign's merged adapter, its files downloadable."""
+merged adapter kept of every earlier run's held-out prompts and data (the accuracy matrix, the held-out loss),
+and the campaign's merged adapter, its files downloadable."""
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from backpropagate.contract.campaign import CampaignFolder
+from backpropagate.contract.campaign import CampaignFolder, campaign_matrix
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.records import load_record
@@ -32,6 +33,13 @@ def heatmap(evals: list[dict], count: int) -> list[list[dict | None]]:
     return grid
 
 
+def accuracy_cells(matrix: dict) -> list[list[dict | None]]:
+    """The accuracy matrix as the page's cells: the share right and the count ("5/8"), shaded 0 at full
+    accuracy to 1 at none, so forgetting shows as a column that darkens downwards, as in the loss heatmap."""
+    return [[None if value is None else {"accuracy": value, "hits": hits, "shade": round(1 - value, 3)}
+             for value, hits in zip(values, counts)] for values, counts in zip(matrix["accuracy"], matrix["hits"])]
+
+
 def campaign_page(request: Request) -> Response:
     workspace = request.app.state.config.sandbox.root
     campaign_id = request.path_params["campaign_id"]
@@ -48,6 +56,12 @@ def campaign_page(request: Request) -> Response:
     adapter = campaign.adapter
     files = artifacts(RunFolder(campaign.root))  # downloaded like a run's, from /runs/<campaign_id>/files/
     live = as_shown(row, workspace).status == "running"  # a campaign whose process died is not followed forever
+    matrix = campaign_matrix(row.campaign_evals, len(row.campaign_runs))
+    measured = {name: any(value is not None for values in matrix[name] for value in values)
+                for name in ("accuracy", "eval_loss")}
     return render(request, "campaign.html", {"row": row, "runs": runs, "evals": row.campaign_evals,
                                              "adapter": adapter, "adapter_files": files, "live": live,
-                                             "heatmap": heatmap(row.campaign_evals, len(row.campaign_runs))})
+                                             "heatmap": heatmap(row.campaign_evals, len(row.campaign_runs))
+                                             if measured["eval_loss"] else [],
+                                             "matrix": matrix,
+                                             "accuracy": accuracy_cells(matrix) if measured["accuracy"] else []})

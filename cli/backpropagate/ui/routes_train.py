@@ -12,6 +12,7 @@ from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import RunHistory
 from backpropagate.contract.redact import redact
+from backpropagate.options import campaign_options
 from backpropagate.ui.estimate import plan_estimate
 from backpropagate.ui.form import device_note, form_fields, grouped, model_choices, train_flags
 from backpropagate.ui.pages import render
@@ -133,8 +134,9 @@ async def start_campaign(request: Request) -> Response:
     except BackpropError as error:
         return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
     merge = values.get("campaign_merge") if values.get("campaign_merge") in CAMPAIGN_MERGES else "slao"
+    settings = load_settings()
     arguments = ["multi-run", *(f"--data={path}" for path in data), f"--model={model}", f"--merge={merge}",
-                 *train_flags(values, load_settings())]
+                 *train_flags(values, settings), *train_flags(values, settings, campaign_options())]
 
     def campaign_page(run_id: str) -> str:
         row = RunHistory(config.sandbox.root).get(run_id)  # the first events are the first run's: it names the campaign
@@ -188,7 +190,9 @@ def _in_effect(config) -> Settings:
 def _form(request: Request, context: dict, status_code: int = 200) -> Response:
     config = request.app.state.config
     values = {"model": config.default_model, **context.pop("values", {})}
-    full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(_in_effect(config), values)),
+    settings = _in_effect(config)
+    full = {"datasets": config.sandbox.dataset_names(), "groups": grouped(form_fields(settings, values)),
+            "campaign_fields": form_fields(settings, values, campaign_options()),
             "values": values, "models": model_choices(config.sandbox.root), "device_note": device_note(),
             "checked": request.query_params.get("checked", ""),
             "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [],
