@@ -208,6 +208,7 @@ def test_ctrl_c_stops_every_ray_worker_after_the_same_step_and_rank_0_saves_it(t
     run_id = parse_line(line).run_id
     saved = [parse_line(x).event.step for x in rest.splitlines() if '"checkpoint"' in x]
     last_step = max(parse_line(x).event.step for x in [line, *rest.splitlines()] if '"progress"' in x)
-    assert last_step < 200 and saved == [last_step]  # one checkpoint, of the step both workers finished
+    # one checkpoint, of the step both workers finished
+    assert last_step < 200 and saved == [last_step], f"{rest}\n{stderr}"
     assert sorted(p.name for p in (tmp_path / run_id / "checkpoints").iterdir()) == [f"step-{last_step}"]
     assert RunHistory(tmp_path).find(run_id).status == "interrupted"

@@ -129,16 +129,16 @@ def _train(spec: TrainSpec, emit, folder: RunFolder, faults: Faults, device, wor
                   before_micro_batch=faults.before_micro_batch, after_step=after_step,
                   stop_requested=lambda: STOP.requested)
     STOP.listening = True
-    try:
-        state = train_loop(lora_model, optimizer, scheduler, stream, spec.training, device, emit, hooks, state,
-                           world)
-    finally:
-        STOP.listening = False
-    if state.step < spec.training.steps:  # a signal asked for a clean stop after the last step
+    state = train_loop(lora_model, optimizer, scheduler, stream, spec.training, device, emit, hooks, state, world)
+    if state.step < spec.training.steps:
+        # Stopped after a step every rank finished, asked here or on another rank. Still listening: each rank
+        # hears a stop when its own runtime passes it on, so the request may reach this one only now, and it is
+        # this same stop, not a second one that cuts the checkpoint short.
         every = spec.training.checkpoint_every
         if spec.training.checkpoint_on_interrupt and not (every and state.step % every == 0) and state.step:
             save(state)
         raise KeyboardInterrupt
+    STOP.listening = False
 
     if not world.is_main:  # what is left only writes: the report, the adapter, the manifest
         return _result(state, resumed_from, guard, device, backend, dataset, examples, None, "", None,
