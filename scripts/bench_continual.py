@@ -34,6 +34,7 @@ Each CLI command takes --lock (flock) on its own, so the lock is released betwee
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def backprop(bench: Bench, *args: str) -> dict:
     command = [sys.executable, "-m", "backpropagate", *args, "--json"]
     if bench.lock:
         command = ["flock", bench.lock, *command]
-    print("$", " ".join(command[-len(args) - 1:]), file=sys.stderr, flush=True)
+    print("$", shlex.join(command[-len(args) - 1:]), file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}):\n{done.stderr[-3000:]}")
