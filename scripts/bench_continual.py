@@ -12,7 +12,7 @@ phrasing with its answer (the held-out loss). A campaign learns them in a given 
 
 Methods, each one function below:
 - slao, none: `backprop multi-run --merge slao|none` (none: one adapter trained on, sequential LoRA), measured
-  by the campaign itself after every run on every earlier set.
+  by the campaign itself after every run on every set so far.
 - slao+replay, none+replay: the same with `--replay FRACTION` of earlier runs' rows mixed into each run.
 - fresh: a new adapter per run (`backprop train` on set i from the base), `backprop eval` of it on every earlier
   set; it forgets everything but the newest set: the lower bound.
