@@ -1,8 +1,9 @@
 """Train-stage throughput: backpropagate's train stage against TRL's SFTTrainer with packing.
 
     python scripts/bench_train.py                       # under a minute on 2 idle CPU cores
+    python scripts/bench_train.py --repeat 3            # each side three times, alternating; medians and their ratio
     python scripts/bench_train.py --steps 60 --batch-size 4 --max-length 1024 --json
-    python scripts/bench_train.py --model models/smollm2-135m-instruct --steps 6 --max-length 256 --examples 60
+    python scripts/bench_train.py --model models/smollm2-135m-instruct --steps 8 --examples 100 --repeat 3
 
 Builds the tiny Llama model (scripts/make_tiny_model.py), or takes --model (a Hugging Face folder with a
 ChatML template, such as scripts/fetch_model.py's SmolLM2), and a synthetic chat dataset of
@@ -28,6 +29,7 @@ distorts the figures.
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "cli")]
 LORA = {"r": 16, "alpha": 32}
 LEARNING_RATE, WARMUP_STEPS = 2e-4, 5
 WORDS = """cat dog bird fish horse river lake hill road bridge house garden field forest city town school market
@@ -162,12 +165,19 @@ def trl_worker(args, model_dir: str, data: str, work: str) -> None:
                       "mean_loss": output.training_loss}))
 
 
-def report(args, ours: dict, trl: dict) -> dict:
-    runs = {run["name"]: {**run, "tokens_per_s": run["tokens"] / run["seconds"]} for run in (ours, trl)}
-    ratio = ours["tokens"] / ours["seconds"] / (trl["tokens"] / trl["seconds"])
-    return {"model": str(args.model or "tiny-llama (built)"), "steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
-            "examples": args.examples, "seed": args.seed, "lora_dropout": args.lora_dropout, "runs": runs,
-            "ratio_ours_over_trl": ratio}
+def report(args, ours: list[dict], trl: list[dict]) -> dict:
+    """Each side's median tokens/s over its runs, and the ratio of the medians."""
+    def side(runs: list[dict]) -> dict:
+        rates = [run["tokens"] / run["seconds"] for run in runs]
+        middle = runs[rates.index(statistics.median_high(rates))]
+        return {**middle, "tokens_per_s": statistics.median(rates), "tokens_per_s_runs": rates}
+
+    runs = {run["name"]: run for run in (side(ours), side(trl))}
+    ours_rate, trl_rate = (runs[name]["tokens_per_s"] for name in (ours[0]["name"], trl[0]["name"]))
+    return {"model": str(args.model or "tiny-llama (built)"), "steps": args.steps, "batch_size": args.batch_size,
+            "max_length": args.max_length, "examples": args.examples, "seed": args.seed,
+            "lora_dropout": args.lora_dropout, "repeat": args.repeat, "runs": runs,
+            "ratio_ours_over_trl": ours_rate / trl_rate}
 
 
 def print_table(figures: dict) -> None:
@@ -179,7 +189,17 @@ def print_table(figures: dict) -> None:
     for name, run in figures["runs"].items():
         print(f"{name:58} {run['tokens']:>8} {run['seconds']:>8.2f} {run['tokens_per_s']:>9.0f} "
               f"{run['mean_loss']:>9.3f} {run['wall_s']:>7.1f}")
-    print(f"ours / TRL tokens/s: {figures['ratio_ours_over_trl']:.2f}x")
+    if figures["repeat"] > 1:
+        for name, run in figures["runs"].items():
+            print(f"{name[:40]} tokens/s of each run: {', '.join(f'{rate:.0f}' for rate in run['tokens_per_s_runs'])}")
+    median = " (medians)" if figures["repeat"] > 1 else ""
+    print(f"ours / TRL tokens/s{median}: {figures['ratio_ours_over_trl']:.2f}x")
+
+
+def default_dropout() -> float:
+    from backpropagate.contract.settings import LoraSettings
+
+    return LoraSettings().dropout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--examples", type=int, default=600)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--lora-dropout", type=float, default=0.05, help="the train stage's default is 0.05")
+    parser.add_argument("--lora-dropout", type=float, default=default_dropout(), help="default: the train stage's")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating; the figures are medians")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--model", type=Path, help="a Hugging Face folder to train (default: the tiny Llama, built)")
     parser.add_argument("--trl-worker", nargs=3, help=argparse.SUPPRESS)  # MODEL DATA WORK, internal
@@ -204,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--arch", "llama",
                             "--out", str(model)], check=True, capture_output=True)
         make_dataset(data, args.examples, args.seed)
-        figures = report(args, run_ours(args, model, data, work), run_trl(args, model, data, work))
+        ours, trl = [], []
+        for _ in range(args.repeat):  # alternating, so a slow minute of the machine falls on both sides
+            ours.append(run_ours(args, model, data, work))
+            trl.append(run_trl(args, model, data, work))
+        figures = report(args, ours, trl)
     if args.json:
         print(json.dumps(figures))
     else:

@@ -66,6 +66,13 @@ SEQ_LEN, DRY_SEQ_LEN = 2048, 128
 REPORT_VERSION = 1
 
 
+def lora_dropout() -> float:
+    """The train stage's default, for both sides of the comparison."""
+    from backpropagate.contract.settings import LoraSettings
+
+    return LoraSettings().dropout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_report.json"), help="the JSON report")
@@ -386,7 +393,7 @@ def our_steps(config: dict, run, steps: int) -> dict:
 
     def setup():
         return get_peft_model(random_model(config, run), LoraConfig(
-            r=run.lora_r, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+            r=run.lora_r, lora_alpha=32, lora_dropout=lora_dropout(), target_modules="all-linear", task_type="CAUSAL_LM"))
 
     def train(model) -> tuple[int, float]:
         settings = replace(TrainingSettings(), steps=steps + 1, batch_size=run.batch_size, gradient_accumulation=1,
@@ -433,7 +440,7 @@ def trl_steps(config: dict, run, steps: int, work: Path, tokenizer: Path) -> dic
             model=random_model(config, run), processing_class=AutoTokenizer.from_pretrained(tokenizer),
             callbacks=[Clock()],
             train_dataset=Dataset.from_dict({"input_ids": [row.input_ids for row in rows]}),
-            peft_config=LoraConfig(r=run.lora_r, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+            peft_config=LoraConfig(r=run.lora_r, lora_alpha=32, lora_dropout=lora_dropout(), target_modules="all-linear",
                                    task_type="CAUSAL_LM"),
             args=SFTConfig(output_dir=str(work / "trl"), max_steps=steps + 1,
                            per_device_train_batch_size=run.batch_size, max_length=run.seq_len, packing=True,

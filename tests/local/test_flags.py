@@ -32,7 +32,7 @@ def baseline(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("flags", [
     ("--weight-decay", "0.5"),
     ("--max-grad-norm", "0.0001"),
-    ("--lora-dropout", "0"),
+    ("--lora-dropout", "0.1"),
     ("--lora-alpha", "8"),
     ("--lr-scheduler", "constant"),
     ("--batch-size", "1"),

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from backpropagate.app import app
+from backpropagate.contract.settings import LoraSettings
 from backpropagate.options import settings_from_arguments
 from backpropagate.planning.device import gpu_absent
 from backpropagate.planning.memory import RUNTIME_CPU_BYTES, TOKENIZER_BYTES_PER_ENTRY, RunShape, estimate
@@ -52,7 +53,8 @@ def test_presets_lists_every_preset_with_its_hub_id_license_method_and_planned_m
     qwen = rows["qwen2.5-7b"]
     assert (qwen["hub_id"], qwen["license"], qwen["method"], qwen["chat_family"]) == (
         "Qwen/Qwen2.5-7B-Instruct", "apache-2.0", "qlora", "chatml")
-    defaults = RunShape(batch_size=2, seq_len=1024, lora_r=16, targets=("all-linear",), qlora=True, device="cuda")
+    defaults = RunShape(batch_size=2, seq_len=1024, lora_r=16, targets=("all-linear",), qlora=True, device="cuda",
+                        dropout=LoraSettings().dropout > 0)
     assert qwen["peak_memory_bytes"] == estimate(presets()["qwen2.5-7b"].shape, defaults).peak
     table = CliRunner().invoke(app, ["presets"]).output
     assert "mistralai/Mistral-7B-Instruct-v0.3" in table and "GPU memory" in table
@@ -62,7 +64,8 @@ def test_plan_of_a_preset_ends_with_its_peak_as_json_and_uses_the_presets_method
     out = CliRunner().invoke(app, ["plan", "--model", "qwen2.5-7b", "--device", "cuda", "--json"])
     assert out.exit_code == 0, out.output
     result = result_of(out.output)
-    defaults = RunShape(batch_size=2, seq_len=1024, lora_r=16, targets=("all-linear",), qlora=True, device="cuda")
+    defaults = RunShape(batch_size=2, seq_len=1024, lora_r=16, targets=("all-linear",), qlora=True, device="cuda",
+                        dropout=LoraSettings().dropout > 0)
     assert result["peak_memory_bytes"] == estimate(presets()["qwen2.5-7b"].shape, defaults).peak
     assert result["qlora"] is True and result["gradient_checkpointing"] is True
     assert result["fits"] is None  # no GPU here, and no limit given: not checked, and said so
@@ -79,10 +82,11 @@ def test_plan_with_device_auto_and_no_gpu_here_plans_the_cpu_run_it_will_be(no_n
 
 def test_plan_of_a_local_folder_is_the_hand_computed_sum(no_network, hand_model):
     out = CliRunner().invoke(app, ["plan", "--model", str(hand_model), "--device", "cpu", "--batch-size", "2",
-                                   "--max-seq-length", "32", "--lora-r", "4", "--json"])
+                                   "--max-seq-length", "32", "--lora-r", "4", "--lora-dropout", "0.05", "--json"])
     assert out.exit_code == 0, out.output
     peak = result_of(out.output)["peak_memory_bytes"]
-    # The parts of tests/unit/test_plan_memory.py's CPU run: the loss chunk, runtime and allocator's slack there.
+    # The parts of tests/unit/test_plan_memory.py's CPU run (with dropout): the loss chunk, runtime and allocator's
+    # slack there.
     assert peak == (5408 + 4096 + 4096 + 8192 + 225_792 + 7_680 + RUNTIME_CPU_BYTES + 10 * TOKENIZER_BYTES_PER_ENTRY
                     + 49_152)
 

@@ -112,6 +112,10 @@ def load_lora_model(name: str, lora: LoraSettings, training: TrainingSettings, d
     kwargs: dict = {"dtype": torch.float32}
     if device.type == "cuda":
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        from backpropagate_stages.train import packed_attention
+
+        kwargs["attn_implementation"] = packed_attention.register()
     if lora.qlora:
         from transformers import BitsAndBytesConfig
 
