@@ -11,9 +11,10 @@ answer must contain (accuracy: greedy answers of 24 tokens that contain it), `fa
 phrasing with its answer (the held-out loss). A campaign learns them in a given order, one set per run.
 
 Methods, each one function below:
-- slao, none: `backprop multi-run --merge slao|none` (none: one adapter trained on, sequential LoRA), measured
-  by the campaign itself after every run on every set so far.
-- slao+replay, none+replay: the same with `--replay FRACTION` of earlier runs' rows mixed into each run.
+- slao, none: `backprop multi-run --merge slao|none --replay 0` (none: one adapter trained on, sequential
+  LoRA), measured by the campaign itself after every run on every set so far.
+- slao+replay, none+replay: the same with `--replay FRACTION` of earlier runs' rows mixed into each run
+  (slao+replay with the default 1.0 is multi-run's default recipe).
 - fresh: a new adapter per run (`backprop train` on set i from the base), `backprop eval` of it on every earlier
   set; it forgets everything but the newest set: the lower bound.
 - joint: run i trains from the base on sets 1..i in one file: the upper bound (the same steps per run, so each
@@ -91,8 +92,8 @@ def eval_flags(*tasks: str) -> list[str]:
 
 def campaign(bench: Bench, order: str, seed: int, out: Path, merge: str, replay: float = 0.0) -> dict:
     data = [flag for task in order for flag in ("--data", str(facts(task)))]
-    replaying = ["--replay", str(replay)] if replay else []
-    result = backprop(bench, "multi-run", *data, *eval_flags(*order), "--merge", merge, *replaying, "--seed", str(seed),
+    # Always given: a campaign replays by default, and slao and none are the methods without it.
+    result = backprop(bench, "multi-run", *data, *eval_flags(*order), "--merge", merge, "--replay", str(replay), "--seed", str(seed),
                       "--output", str(out), *bench.training)
     return {"evals": result["evals"], "deployed": result["campaign_id"]}
 
@@ -257,7 +258,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
     parser.add_argument("--orders", default="abcd,dcba", help="comma-separated task orders, each of the sets a-d")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (the CLI's --seed)")
-    parser.add_argument("--replay", type=float, default=0.5, help="--replay fraction of the +replay methods")
+    parser.add_argument("--replay", type=float, default=1.0, help="--replay fraction of the +replay methods "
+                        "[default 1.0, multi-run's own]")
     parser.add_argument("--device", default="cpu", help="the CLI's --device (cpu: a run repeats exactly)")
     parser.add_argument("--no-gguf", action="store_true", help="skip the q4_k_m export of each final adapter")
     parser.add_argument("--work", type=Path, help="[default output/bench_continual/<setting>]")

@@ -1,5 +1,5 @@
 """`multi-run --replay`: each run's data file is its own rows, then rows of earlier runs drawn from the seed,
-recorded beside it; with 0 the campaign is planned exactly as without replay. Planning reads no model, so
+recorded beside it; as many as its own by default, and none with 0. Planning reads no model, so
 these run the real planner on rows and a model name, without training."""
 
 import json
@@ -33,7 +33,7 @@ def record(folder: CampaignFolder, index: int) -> dict:
 
 def test_a_replaying_runs_data_file_is_its_own_rows_then_the_recorded_rows_of_earlier_runs_only(tmp_path, rows):
     plan, folder, files = planned(tmp_path / "out", rows, replay_fraction=0.5)
-    _, _, without = planned(tmp_path / "plain", rows)
+    _, _, without = planned(tmp_path / "plain", rows, replay_fraction=0.0)
     assert files[0] == without[0] and not folder.run_replayed(1).exists()  # run 1 has nothing to replay
     for index in (2, 3):
         own, replayed = files[index - 1][:10], files[index - 1][10:]
@@ -58,18 +58,23 @@ def test_the_same_seed_replays_the_same_rows_and_another_seed_others(tmp_path, r
     assert different != files and record(other, 3)["replayed"] != record(first, 3)["replayed"]
 
 
-def test_replay_zero_plans_exactly_the_campaign_planned_without_it(tmp_path, rows):
+def test_by_default_each_run_replays_as_many_earlier_rows_as_it_has_of_its_own(tmp_path, rows):
+    plan, folder, files = planned(tmp_path / "out", rows)
+    assert plan.replay_fraction == 1.0 and [len(f) for f in files] == [10, 20, 20]
+    assert record(folder, 2)["from_runs"] == {"1": 10} and record(folder, 3)["from_runs"] == {"1": 5, "2": 5}
+
+
+def test_replay_zero_trains_each_run_on_its_own_rows_only(tmp_path, rows):
     plan, folder, files = planned(tmp_path / "zero", rows, replay_fraction=0.0)
-    plain_plan, plain, without = planned(tmp_path / "plain", rows)
-    assert files == without and plan.key == plain_plan.key
-    assert not list(folder.data.glob("*.replayed.json"))
+    default, _, replaying = planned(tmp_path / "default", rows)
+    assert files == [f[:10] for f in replaying]  # the same rows of its own, and nothing after them
+    assert not list(folder.data.glob("*.replayed.json")) and plan.key != default.key
     written = json.loads(folder.plan.read_text())
     assert "replay_fraction" not in written  # campaign.json as it was before replay existed
-    assert set(written) == set(json.loads(plain.plan.read_text()))
 
 
 def test_a_replaying_campaign_is_another_campaign_than_one_without(tmp_path, rows):
-    plan, _, _ = planned(tmp_path / "out", rows)
+    plan, _, _ = planned(tmp_path / "out", rows, replay_fraction=0.0)
     replaying, _, _ = planned(tmp_path / "out", rows, replay_fraction=0.25)
     assert replaying.campaign_id != plan.campaign_id and replaying.key != plan.key
 
@@ -101,10 +106,35 @@ def test_a_replay_fraction_outside_0_to_1_is_refused(tmp_path, rows, value):
     assert "use a fraction from 0 to 1, such as 0.2" in stderr
 
 
-def test_replay_with_eval_split_is_refused_for_the_earlier_runs_held_out_rows_would_be_trained_on(tmp_path, rows):
-    stderr = refused(tmp_path, rows, "--replay", "0.2", "--eval-split", "0.1")
-    assert "[CONFIG_VALUE_INVALID]: --replay=0.2 is not valid: --eval-split holds out part of each run's" in stderr
-    assert "use --eval-data once per run with --replay, or --replay 0" in stderr
+def test_with_eval_split_each_runs_held_out_rows_are_set_aside_before_any_row_is_replayed(tmp_path, rows):
+    plan, folder, files = planned(tmp_path / "out", rows, eval_split=0.2)
+    held = [folder.run_held_out(i).read_text().splitlines() for i in (1, 2, 3)]
+    assert [len(h) for h in held] == [2, 2, 2] and [len(f) for f in files] == [8, 16, 16]
+    every_held = {row for rows_held in held for row in rows_held}
+    assert not every_held & {row for file in files for row in file}  # no run trains on a held-out row
+    # each run is measured on its own held-out file; the stage splits nothing more off
+    assert [run["eval_data"].path for run in plan.runs] == [str(folder.run_held_out(i)) for i in (1, 2, 3)]
+    assert plan.training.eval_split == 0.0 and "0.2 of each run's rows held out before replay" in plan.drawing
+    again, _, _ = planned(tmp_path / "out", rows, eval_split=0.2)
+    assert again.campaign_id == plan.campaign_id  # the same flags find the same unfinished campaign
+
+
+def test_without_replay_eval_split_is_left_to_the_stage(tmp_path, rows):
+    plan, folder, files = planned(tmp_path / "out", rows, eval_split=0.2, replay_fraction=0.0)
+    assert plan.training.eval_split == 0.2 and [len(f) for f in files] == [10, 10, 10]
+    assert not list(folder.data.glob("*.held-out.jsonl")) and all(run["eval_data"] is None for run in plan.runs)
+
+
+def test_eval_split_on_a_run_of_one_row_is_refused_before_anything_is_written(tmp_path):
+    one = tmp_path / "one.jsonl"
+    chat_rows(one, 1)
+    output = tmp_path / "out"
+    result = run_cli("multi-run", "--data", str(one), "--data", str(one), "--model", "org/model", "--output",
+                     str(output), "--eval-split", "0.1")
+    stderr = result.stderr
+    assert result.returncode == 3
+    assert not output.exists() or not any(output.iterdir())  # nothing half-written
+    assert "[INPUT_EVAL_SPLIT_TOO_FEW]: --eval-split 0.1 holds out rows of" in stderr and "(run 1)" in stderr
 
 
 def test_replay_is_a_campaign_option_only(tmp_path, rows):

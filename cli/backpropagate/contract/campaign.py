@@ -4,6 +4,8 @@
     <output>/<campaign_id>/data/run-<i>.jsonl each run's rows (drawn from one file, or copied from its file),
                                               then, under --replay, the rows it replays from earlier runs
     <output>/<campaign_id>/data/run-<i>.replayed.json   which of those rows are replayed, and from where
+    <output>/<campaign_id>/data/run-<i>.held-out.jsonl  under --replay with --eval-split, the run's held-out rows,
+                                              set aside before any row is replayed
     <output>/<campaign_id>/adapter/           the merged adapter after the newest completed run
     <output>/<campaign_id>/evals/after-<i>/on-<j>/   the merged adapter after run i, on run j's held-out data
     <output>/<campaign_id>/campaign.lock      held while a process runs the campaign
@@ -44,6 +46,9 @@ class CampaignFolder:
 
     def run_data(self, index: int) -> Path:
         return self.data / f"run-{index}.jsonl"
+
+    def run_held_out(self, index: int) -> Path:
+        return self.data / f"run-{index}.held-out.jsonl"
 
     def run_replayed(self, index: int) -> Path:
         return self.data / f"run-{index}.replayed.json"

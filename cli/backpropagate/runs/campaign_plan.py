@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from backpropagate.config import Settings, output_dir
@@ -41,7 +42,6 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
     data = [dataset_file(p, "--data") for p in data]
     runs = _check_shape(data, runs, samples, merge, list(eval_data), list(eval_prompts))
     replay = settings.campaign.replay_fraction
-    _check_replay(replay, settings.training.eval_split)
     model = settings.model.name
     check_model_ref(model)
     if Path(model).expanduser().exists():
@@ -63,6 +63,13 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
         sort_keys=True).encode()).hexdigest()
 
     parts, drawing = _split(rows_of, data, runs, samples, settings.training.seed)
+    held = [[] for _ in parts]
+    if replay and training.eval_split and not evals:
+        # The stage would hold out rows of each run's data file, replayed rows included, so a row held out of
+        # one run could be trained on in a later one: the rows are held out here, before any is replayed.
+        parts, held = _hold_out(parts, data, training.eval_split, training.seed)
+        drawing += f"; {training.eval_split:g} of each run's rows held out before replay"
+        training = replace(training, eval_split=0.0)
     replays = replayed_rows(parts, replay, training.seed) if replay else [[] for _ in parts]
     if replay:
         drawing += f"; each run from run 2 also replays {replay:g} x its rows from earlier runs"
@@ -83,10 +90,16 @@ def plan_campaign(settings: Settings, data: list[Path], runs: int | None, sample
         if replayed:
             write_replay_record(folder.run_replayed(index), replay, training.seed, len(rows), replays[index - 1])
         source = redact(str(data[0] if len(data) == 1 else data[index - 1]))
+        eval_data = _spec(evals, index, DataSpec)
+        if held[index - 1]:
+            held_path = folder.run_held_out(index)
+            atomic_write_text(held_path, "".join(row + "\n" for row in held[index - 1]))
+            eval_data = DataSpec(path=str(held_path), format=data_format, skip_invalid=skip_invalid,
+                                 sha256=sha256_file(held_path), source=f"{source} (run {index}, held out)")
         planned.append({
             "data": DataSpec(path=str(path), format=data_format, skip_invalid=skip_invalid, sha256=sha256_file(path),
                              source=f"{source} (run {index} of {runs})"),
-            "eval_data": _spec(evals, index, DataSpec),
+            "eval_data": eval_data,
             "eval_prompts": _spec(prompts, index, PromptsSpec)})
     plan = CampaignPlan(campaign_id=campaign_id, model=model, merge=merge, runs=planned, training=training,
                         lora=settings.lora, log_level=settings.log_level, data_format=data_format,
@@ -150,11 +163,21 @@ def _check_shape(data: list[Path], runs: int | None, samples: int | None, merge:
     return runs
 
 
-def _check_replay(replay: float, eval_split: float) -> None:
-    if replay and eval_split:
-        raise BackpropError("CONFIG_VALUE_INVALID", name="--replay", value=replay, reason="--eval-split holds out "
-                            "part of each run's data file, so an earlier run's held-out rows could be replayed into "
-                            "a later run's training", allowed="--eval-data once per run with --replay, or --replay 0")
+def _hold_out(parts: list[list[str]], data: list[Path], fraction: float,
+              seed: int) -> tuple[list[list[str]], list[list[str]]]:
+    """(rows each run trains on, rows held out of it): a seeded ``fraction`` of each run's rows, at least one,
+    and at least one left to train on, as the stage's --eval-split holds them out."""
+    kept, held = [], []
+    for index, rows in enumerate(parts, start=1):
+        if len(rows) < 2:
+            source = data[0] if len(data) == 1 else data[index - 1]
+            raise BackpropError("INPUT_EVAL_SPLIT_TOO_FEW", split=fraction, path=f"{redact(str(source))} (run {index})",
+                                count=len(rows))
+        count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
+        chosen = set(random.Random(f"{seed}:held-out:{index}").sample(range(len(rows)), count))
+        kept.append([row for i, row in enumerate(rows) if i not in chosen])
+        held.append([row for i, row in enumerate(rows) if i in chosen])
+    return kept, held
 
 
 def _raw_rows(path: Path) -> list[str]:
