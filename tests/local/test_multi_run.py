@@ -274,8 +274,9 @@ def evaluated_campaign(tiny_model, chat_data, tmp_path_factory):  # noqa: F811
     folder = tmp_path_factory.mktemp("evaluated")
     files = two_sets_with_held_out_rows(chat_data, folder)
     prompts = []
-    # The tiny model answers these "The bread is a grey book.": run 1's prompts are answered, run 2's never.
-    for name, expect in (("a", "bread|book"), ("b", "zebra")):
+    # The tiny model answers these with a sentence that starts "The" (the rest of it depends on how the CPU that
+    # pretrained it rounds): run 1's prompts are answered, run 2's never.
+    for name, expect in (("a", "the"), ("b", "zebra")):
         prompts.append(folder / f"{name}_prompts.jsonl")
         prompts[-1].write_text("".join(json.dumps({"prompt": f"{i}: red cat?", "expect": expect}) + "\n"
                                        for i in range(2)))
