@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STACK = ("torch", "transformers", "peft")
 # Files that need more than the ML stack: the pinned llama.cpp (bash scripts/setup_llama_cpp.sh).
 EXTRA = {"test_gguf.py": ("llama_cpp",), "test_quality.py": ("llama_cpp",),
-         "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign_gguf.py": ("llama_cpp", "gguf"),
+         "test_real_model.py": ("llama_cpp", "gguf"), "test_real_campaign.py": ("llama_cpp", "gguf"),
          "test_ray_runtime.py": ("ray",)}
 
 
@@ -37,6 +37,7 @@ SLOW = {
     "tests/docker": "builds nothing, but every stage starts a container and the tier shares one engine: one worker",
     "tests/local/test_families.py": "trains and exports a tiny model around each family's real tokenizer",
     "tests/local/test_real_model.py": "fine-tunes the real SmolLM2-135M and asks its weights and its GGUF",
+    "tests/local/test_real_campaign.py": "a four-run SmolLM2-135M campaign, exported twice and asked 32 facts",
     "tests/local/test_ray_runtime.py": "a real Ray cluster: two-worker runs, a worker killed and restarted, Ctrl-C",
     "tests/local/test_multi_run.py": "campaigns of several runs, killed and resumed",
     "tests/local/test_gguf.py": "real llama.cpp conversions and quantizations",
