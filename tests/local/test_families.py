@@ -89,8 +89,10 @@ def test_chat_answers_and_ends_its_turn(trained, request):
         # Known and open: the tiny Llama-2-chat fine-tune repeats its prompt instead of writing " </s>" (seen in
         # llama.cpp after 30 steps, also with the space before </s> trained). Suspected: training tokenizes
         # template text and messages apart, and Llama 2's legacy prefix space adds a "▁" at every cut that a
-        # whole prompt never has. Strict, so the fix that makes it end its turn turns this test red until removed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Llama 2 fine-tune does not end its turn yet"))
+        # whole prompt never has. Not strict: on some CPUs (an AMD EPYC without AVX-512, 2026-12-07) the same seeded
+        # 30 steps round their way to a model that does end its turn, so passing is not yet the fix.
+        request.applymarker(pytest.mark.xfail(strict=False, reason="Llama 2 fine-tune does not end its turn yet "
+                                                                   "(on most CPUs tried)"))
     exported = sorted((output / result["run_id"] / "gguf").glob("model-*.gguf"))
     if not exported:
         pytest.skip("runs after the export tests")
