@@ -93,8 +93,8 @@ def eval_flags(*tasks: str) -> list[str]:
 def campaign(bench: Bench, order: str, seed: int, out: Path, merge: str, replay: float = 0.0) -> dict:
     data = [flag for task in order for flag in ("--data", str(facts(task)))]
     # Always given: a campaign replays by default, and slao and none are the methods without it.
-    result = backprop(bench, "multi-run", *data, *eval_flags(*order), "--merge", merge, "--replay", str(replay), "--seed", str(seed),
-                      "--output", str(out), *bench.training)
+    result = backprop(bench, "multi-run", *data, *eval_flags(*order), "--merge", merge, "--replay", str(replay),
+                      "--seed", str(seed), "--output", str(out), *bench.training)
     return {"evals": result["evals"], "deployed": result["campaign_id"]}
 
 

@@ -103,7 +103,8 @@ class Trainer:
         into runs of ``samples_per_run`` rows, or a list of files, one per run; ``merge="none"`` trains the
         same adapter on (sequential LoRA); each run from the second also trains on as many rows of earlier
         runs as it has of its own (``replay_fraction=0.2``: a fifth as many; ``0``: none).
-        ``resume=CAMPAIGN`` continues an unfinished campaign. ``export(run=result.campaign_id)`` exports the merged adapter."""
+        ``resume=CAMPAIGN`` continues an unfinished campaign. ``export(run=result.campaign_id)`` exports the
+        merged adapter."""
         given = {**overrides, **({"steps": steps_per_run} if steps_per_run is not None else {})}
         settings = settings_from_arguments({**self.settings, **given, "model": self.model}, call="Trainer.multi_run()",
                                            campaign=True)
