@@ -11,16 +11,16 @@ answer must contain (accuracy: greedy answers of 24 tokens that contain it), `fa
 phrasing with its answer (the held-out loss). A campaign learns them in a given order, one set per run.
 
 Methods, each one function below:
-- slao, none: `backprop multi-run --merge slao|none --replay 0` (none: one adapter trained on, sequential
-  LoRA), measured by the campaign itself after every run on every set so far.
-- slao+replay, none+replay: the same with `--replay FRACTION` of earlier runs' rows mixed into each run
+- slao, none, slao-no-qr, slao-mean: `backprop multi-run --merge M --replay 0`, one method for each of
+  multi-run's merges (none: one adapter trained on, sequential LoRA; slao-no-qr and slao-mean: the SLAO paper's
+  two ablations, without the QR start and with lambda(i) = 1/i), measured by the campaign itself after every
+  run on every set so far.
+- M+replay for each: the same with `--replay FRACTION` of earlier runs' rows mixed into each run
   (slao+replay with the default 1.0 is multi-run's default recipe).
 - fresh: a new adapter per run (`backprop train` on set i from the base), `backprop eval` of it on every earlier
   set; it forgets everything but the newest set: the lower bound.
 - joint: run i trains from the base on sets 1..i in one file: the upper bound (the same steps per run, so each
   step sees the earlier sets beside the newest).
-The SLAO paper's two ablations (SLAO without the QR step, lambda(i)=1/i) are left out: no option of the product
-runs them, and the benchmark only drives the product.
 
 a[i][j] is the accuracy on the j-th set learned after run i, j <= i, of the adapter the method deploys then
 (a campaign's merged adapter, or run i's own); ACC and BWT come from the contract's `campaign_matrix`. The
@@ -43,10 +43,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backpropagate.contract.merges import MERGES
+
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = ROOT / "examples" / "forgetting"
 TASKS = "abcd"
-METHODS = ("slao", "none", "fresh", "joint", "slao+replay", "none+replay")
 ANSWER_TOKENS = 24
 # Batch 2 x accumulation 2 (the 24 rows of a set, packed into 256-token rows, are about 4 rows: each step sees
 # the whole set) and a short warmup, to keep a run short on a CPU.
@@ -98,20 +99,10 @@ def campaign(bench: Bench, order: str, seed: int, out: Path, merge: str, replay:
     return {"evals": result["evals"], "deployed": result["campaign_id"]}
 
 
-def slao(bench, order, seed, out):
-    return campaign(bench, order, seed, out, "slao")
-
-
-def none(bench, order, seed, out):
-    return campaign(bench, order, seed, out, "none")
-
-
-def slao_replay(bench, order, seed, out):
-    return campaign(bench, order, seed, out, "slao", bench.replay)
-
-
-def none_replay(bench, order, seed, out):
-    return campaign(bench, order, seed, out, "none", bench.replay)
+def merge_method(merge: str, replay: bool):
+    def method(bench, order, seed, out):
+        return campaign(bench, order, seed, out, merge, bench.replay if replay else 0.0)
+    return method
 
 
 def fresh(bench, order, seed, out):
@@ -148,8 +139,9 @@ def measured(after: int, on: int, quality: dict) -> dict:
             "eval_loss": quality.get("eval_loss", quality.get("eval_loss_after"))}
 
 
-RUN = {"slao": slao, "none": none, "fresh": fresh, "joint": joint, "slao+replay": slao_replay,
-       "none+replay": none_replay}
+RUN = {**{merge: merge_method(merge, replay=False) for merge in MERGES}, "fresh": fresh, "joint": joint,
+       **{f"{merge}+replay": merge_method(merge, replay=True) for merge in MERGES}}
+METHODS = tuple(RUN)
 
 
 def gguf_accuracy(bench: Bench, order: str, out: Path, deployed: str) -> dict:

@@ -99,6 +99,42 @@ def test_run_two_starts_from_the_qr_basis_of_run_ones_a_and_run_ones_fine_tuned_
         np.testing.assert_allclose(started[name] @ started[name].T, np.eye(4), atol=1e-5)
 
 
+def test_the_no_qr_ablation_starts_run_two_from_run_ones_adapter_as_it_is(campaign, tiny_model):
+    from backpropagate.contract.settings import LoraSettings, TrainingSettings
+    from backpropagate.contract.specs import CampaignStep
+    from backpropagate_stages.train import continual, model
+    from peft import get_peft_model_state_dict
+
+    output, row, _ = campaign
+    first = output / row.campaign_runs[0] / "adapter"
+    lora_model = model.load_lora_model(str(tiny_model), LoraSettings(r=4, alpha=8), TrainingSettings(device="cpu"),
+                                       torch.device("cpu"), model.Backend("peft", "test"))
+    continual.start_from_parent(lora_model, CampaignStep(campaign_id=row.run_id, index=2, merge="slao-no-qr",
+                                                         parent_adapter=str(first)))
+    started = {k: v.double().numpy() for k, v in get_peft_model_state_dict(lora_model).items()}
+    previous = weights(first)
+    assert started.keys() == previous.keys()
+    for name, tensor in previous.items():
+        np.testing.assert_array_equal(started[name], tensor)
+
+
+def test_the_mean_ablation_records_lambda_one_over_i_and_deploys_the_mean_of_its_runs_b(
+        tiny_model, chat_data, tmp_path):  # noqa: F811
+    result = run_cli(*campaign_args(tiny_model, chat_data, tmp_path, "--merge", "slao-mean", "--replay", "0"))
+    assert result.returncode == 0, result.stderr
+    row = campaign_row(tmp_path)
+    history = RunHistory(tmp_path)
+    runs = [history.get(run_id) for run_id in row.campaign_runs]
+    assert row.merge == "slao-mean" and {run.merge for run in runs} == {"slao-mean"}
+    assert [run.merge_lambda for run in runs] == pytest.approx([1.0, 1 / 2, 1 / 3])
+    fine_tuned = [weights(tmp_path / run.run_id / "adapter") for run in runs]
+    deployed = weights(tmp_path / row.run_id / "adapter")
+    for name, tensor in deployed.items():
+        expected = (np.mean([ft[name] for ft in fine_tuned], axis=0) if ".lora_B." in name
+                    else fine_tuned[-1][name])
+        np.testing.assert_allclose(tensor, expected, atol=1e-6, rtol=1e-5)
+
+
 def test_exporting_a_campaign_merges_w0_plus_alpha_over_r_times_b_merge_a_merge(campaign, tiny_model):
     output, row, _ = campaign
     result = run_cli("export", row.run_id[:8], "--format", "merged", "--dtype", "float32", "--output", str(output))

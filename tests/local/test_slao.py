@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from backpropagate.contract.merges import MERGES
 from backpropagate_stages.train import slao
 
 A_KEY = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
@@ -74,12 +75,15 @@ def test_merge_none_starts_from_the_previous_adapter_as_it_is():
 
 @pytest.mark.parametrize("i", [1, 2, 3, 4, 9, 100])
 def test_lambda_is_one_over_the_square_root_of_the_run_index(i):
-    assert slao.merge_weight(i) == pytest.approx(1 / math.sqrt(i), rel=1e-15)
+    assert MERGES["slao"].weight(i) == pytest.approx(1 / math.sqrt(i), rel=1e-15)
+    assert MERGES["slao-no-qr"].weight(i) == MERGES["slao"].weight(i)
+    assert MERGES["slao-mean"].weight(i) == pytest.approx(1 / i, rel=1e-15)
+    assert MERGES["none"].weight(i) is None
 
 
 def test_lambda_refuses_a_run_index_below_one():
     with pytest.raises(ValueError, match="runs count from 1"):
-        slao.merge_weight(0)
+        MERGES["slao"].weight(0)
 
 
 def test_the_merge_over_four_runs_matches_the_recurrence_in_numpy():
@@ -93,6 +97,31 @@ def test_the_merge_over_four_runs_matches_the_recurrence_in_numpy():
         b_merge = b_merge + (1 / np.sqrt(i)) * (fine_tuned[i - 1][B_KEY].numpy() - b_merge)
         np.testing.assert_allclose(merged[B_KEY].numpy(), b_merge, atol=1e-12)
         np.testing.assert_array_equal(merged[A_KEY].numpy(), fine_tuned[i - 1][A_KEY].numpy())  # A_merge,i = A_ft,i
+
+
+def test_the_no_qr_ablation_starts_from_the_previous_adapter_as_it_is_and_merges_as_slao():
+    rng = np.random.default_rng(8)
+    fine_tuned = [random_adapter(rng) for _ in range(3)]
+    start = slao.start_state(fine_tuned[0], "slao-no-qr")
+    for name in fine_tuned[0]:
+        np.testing.assert_array_equal(start[name].numpy(), fine_tuned[0][name].numpy())
+    ours = slao.merged_state(slao.merged_state(None, fine_tuned[0], 1, "slao-no-qr"), fine_tuned[1], 2, "slao-no-qr")
+    paper = slao.merged_state(slao.merged_state(None, fine_tuned[0], 1, "slao"), fine_tuned[1], 2, "slao")
+    for name in ours:
+        np.testing.assert_array_equal(ours[name].numpy(), paper[name].numpy())
+
+
+def test_the_mean_ablation_starts_as_slao_and_merges_b_into_the_mean_of_every_runs_b():
+    rng = np.random.default_rng(9)
+    fine_tuned = [random_adapter(rng) for _ in range(4)]
+    np.testing.assert_allclose(slao.start_state(fine_tuned[0], "slao-mean")[A_KEY].numpy(),
+                               reference_start(fine_tuned[0][A_KEY].numpy()), atol=1e-10)
+    merged = slao.merged_state(None, fine_tuned[0], 1, "slao-mean")
+    for i in range(2, 5):
+        merged = slao.merged_state(merged, fine_tuned[i - 1], i, "slao-mean")
+        mean = np.mean([adapter[B_KEY].numpy() for adapter in fine_tuned[:i]], axis=0)
+        np.testing.assert_allclose(merged[B_KEY].numpy(), mean, atol=1e-12)
+        np.testing.assert_array_equal(merged[A_KEY].numpy(), fine_tuned[i - 1][A_KEY].numpy())
 
 
 def test_merge_none_deploys_the_last_adapter():

@@ -13,6 +13,7 @@ import typer
 from backpropagate.commands._options import FormatOpt, JsonOpt, SkipInvalidOpt, takes_run_options
 from backpropagate.config import command_settings, output_dir, output_flag
 from backpropagate.contract.campaign import campaign_matrix
+from backpropagate.contract.merges import merge_help
 from backpropagate.options import grouped_options, settings_from_arguments
 from backpropagate.output import Output
 from backpropagate.runs.campaign import CampaignResult, run_campaign
@@ -40,8 +41,7 @@ def multi_run(
     runs: Annotated[int | None, typer.Option(help="Runs in the campaign [default one per --data file, or 2].")] = None,
     samples: Annotated[int | None, typer.Option(help="Rows per run, drawn from the one --data file with --seed, "
                                                      "without replacement [default all rows, shared evenly].")] = None,
-    merge: Annotated[str, typer.Option(help="slao: orthogonal start and time-aware merge after every run; none: "
-                                            "the same adapter trained on (sequential LoRA) [default slao].")] = "slao",
+    merge: Annotated[str, typer.Option(help=merge_help() + " [default slao].")] = "slao",
     json_output: JsonOpt = None,
     data_format: FormatOpt = "auto",
     skip_invalid: SkipInvalidOpt = False,

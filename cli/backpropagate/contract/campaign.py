@@ -69,7 +69,7 @@ class CampaignFolder:
 class CampaignPlan:
     campaign_id: str
     model: str
-    merge: str  # slao or none
+    merge: str  # a name of contract/merges.py
     runs: list  # one {"data": DataSpec, "eval_data": DataSpec | None, "eval_prompts": PromptsSpec | None} per run
     training: TrainingSettings  # every run's (steps is the steps of each run)
     lora: LoraSettings

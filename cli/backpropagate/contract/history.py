@@ -74,8 +74,8 @@ class HistoryRow:
     campaign: str | None = None  # a run of a campaign: the campaign's id
     campaign_index: int | None = None  # and its place in it, from 1
     parent_run: str | None = None  # the campaign's previous run
-    merge: str | None = None  # a campaign and its runs: slao or none
-    merge_lambda: float | None = None  # a run under slao: the weight of its B in the merge
+    merge: str | None = None  # a campaign and its runs: a name of contract/merges.py
+    merge_lambda: float | None = None  # a run of a merging campaign: the weight of its B in the merge
     replayed: dict | None = None  # a run under --replay: its own rows, how many it replayed, from which runs
     campaign_runs: list = field(default_factory=list)  # a campaign: its runs' ids, in order
     campaign_evals: list = field(default_factory=list)  # a campaign: held-out figures after each run

@@ -18,6 +18,7 @@ from typing import Literal
 
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.files import atomic_write_text
+from backpropagate.contract.merges import MERGE_NAMES
 from backpropagate.contract.redact import MASK, redact_data
 from backpropagate.contract.schema import field, from_dict, to_dict
 from backpropagate.contract.settings import LoraSettings, TrainingSettings
@@ -44,7 +45,7 @@ class CampaignStep:
     """Where a run stands in a multi-run campaign, and what it starts from."""
     campaign_id: str
     index: int  # 1 for the campaign's first run
-    merge: Literal["slao", "none"] = field("slao")
+    merge: Literal[MERGE_NAMES] = field("slao")
     parent_run: str = field("", help="the previous run of the campaign; empty for the first")
     parent_adapter: str = field("", help="the previous run's fine-tuned adapter folder, which this run starts from")
     parent_merged: str = field("", help="the campaign's merged adapter after the previous run")

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backpropagate.contract.campaign import CampaignPlan
+from backpropagate.contract.merges import MERGES
 from backpropagate.contract.records import RunRecord
 from backpropagate.contract.schema import to_dict
 
@@ -65,10 +66,11 @@ def _training(record: RunRecord) -> list[str]:
 
 def _campaign_training(record: RunRecord, campaign: CampaignCard) -> list[str]:
     plan, runs = campaign.plan, campaign.runs
-    how = "a SLAO campaign" if plan.merge == "slao" else "a sequential LoRA campaign (no merge)"
+    merged = MERGES[plan.merge].merge_power is not None
+    how = "a SLAO campaign" if merged else "a sequential LoRA campaign (no merge)"
     lines = [f"Trained as {how} of {len(runs)} runs (campaign `{record.row.run_id}`, merge `{plan.merge}`): each run "
              "continues the one before it in one LoRA" + (", merged after each run with its weight λ." if
-                                                        plan.merge == "slao" else "."), "",
+                                                        merged else "."), "",
              "| run | run id | data sha256 | steps | loss, first and last | λ |",
              "| --- | --- | --- | --- | --- | --- |"]
     for run in runs:

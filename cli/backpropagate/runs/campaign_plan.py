@@ -26,11 +26,10 @@ from backpropagate.contract.model_ref import check_model_ref
 from backpropagate.contract.quality import load_prompts, prompts_file
 from backpropagate.contract.redact import redact
 from backpropagate.contract.schema import to_dict
+from backpropagate.contract.merges import MERGES
 from backpropagate.contract.specs import DataSpec, PromptsSpec
 from backpropagate.runs.campaign_replay import replayed_rows, write_replay_record
 from backpropagate.runs.plan import check_conflicts
-
-MERGES = ("slao", "none")
 
 
 def plan_campaign(settings: Settings, data: list[Path], runs: int | None, samples: int | None, merge: str,
@@ -143,7 +142,7 @@ def _check_shape(data: list[Path], runs: int | None, samples: int | None, merge:
                             allowed="one file to split (--data FILE --runs N) or one per run (--data A --data B)")
     if merge not in MERGES:
         raise BackpropError("CONFIG_VALUE_INVALID", name="--merge", value=merge, reason="unknown merge",
-                            allowed="slao or none")
+                            allowed=", ".join(MERGES))
     if len(data) > 1:
         if runs is not None and runs != len(data):
             raise BackpropError("CONFIG_VALUE_INVALID", name="--runs", value=runs, reason=f"{len(data)} --data "

@@ -11,6 +11,7 @@ from backpropagate.config import Settings, load_settings
 from backpropagate.contract.dataset import load_dataset
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.history import RunHistory
+from backpropagate.contract.merges import MERGES
 from backpropagate.contract.redact import redact
 from backpropagate.options import campaign_options
 from backpropagate.ui.estimate import plan_estimate
@@ -116,8 +117,6 @@ async def preview_dataset(request: Request) -> Response:
     return _form(request, shown, status_code=400 if "error" in report else 200)
 
 
-CAMPAIGN_MERGES = ("slao", "none")  # multi-run's --merge
-
 
 async def start_campaign(request: Request) -> Response:
     """`backprop multi-run` with one --data per picked dataset, in the order picked, and the form's run settings
@@ -133,7 +132,7 @@ async def start_campaign(request: Request) -> Response:
         model = config.sandbox.model(values.get("model", ""))
     except BackpropError as error:
         return _form(request, {"start_error": _shown(error), "values": values}, status_code=400)
-    merge = values.get("campaign_merge") if values.get("campaign_merge") in CAMPAIGN_MERGES else "slao"
+    merge = values.get("campaign_merge") if values.get("campaign_merge") in MERGES else "slao"
     settings = load_settings()
     arguments = ["multi-run", *(f"--data={path}" for path in data), f"--model={model}", f"--merge={merge}",
                  *train_flags(values, settings), *train_flags(values, settings, campaign_options())]
@@ -197,5 +196,5 @@ def _form(request: Request, context: dict, status_code: int = 200) -> Response:
             "checked": request.query_params.get("checked", ""),
             "upload_error": None, "problems": [], "start_error": None, "preview": None, "bars": [],
             "picked": values.get("dataset", ""),
-            "merges": CAMPAIGN_MERGES, **context}
+            "merges": MERGES.values(), **context}
     return render(request, "new.html", full, status_code=status_code)

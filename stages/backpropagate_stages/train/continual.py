@@ -8,6 +8,7 @@ from pathlib import Path
 
 from backpropagate.contract import layout
 from backpropagate.contract.files import publish_folder
+from backpropagate.contract.merges import MERGES
 from backpropagate.contract.specs import CampaignStep
 
 from backpropagate_stages.train import slao
@@ -45,4 +46,4 @@ def save_merged(step: CampaignStep, adapter: Path, target: Path) -> tuple[Path, 
     shutil.copy2(adapter / "adapter_config.json", partial / "adapter_config.json")
     save_file(merged, str(partial / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     publish_folder(partial, target)
-    return target, slao.merge_weight(step.index) if step.merge == "slao" else None
+    return target, MERGES[step.merge].weight(step.index)

@@ -11,14 +11,13 @@ For every adapted layer, PEFT keeps A as ``lora_A.weight`` (r x n) and B as ``lo
   lambda(i) = 1 / sqrt(i).
 
 `--merge none` (sequential LoRA) starts run i from the previous fine-tuned adapter as it is, and
-its deployed adapter is simply the last one. Everything here is plain torch on state dicts.
+its deployed adapter is simply the last one. The two ablations change one part each: `slao-no-qr`
+starts run i from A_ft,i-1 as it is, `slao-mean` merges with lambda(i) = 1/i (contract/merges.py
+declares them). Everything here is plain torch on state dicts.
 """
 
-import math
-
 import torch
-
-MERGES = ("slao", "none")
+from backpropagate.contract.merges import MERGES
 
 
 def is_a(name: str) -> bool:
@@ -27,13 +26,6 @@ def is_a(name: str) -> bool:
 
 def is_b(name: str) -> bool:
     return ".lora_B." in name
-
-
-def merge_weight(i: int) -> float:
-    """lambda(i) = 1/sqrt(i), the weight of run i's B in the merge (1 for the first run)."""
-    if i < 1:
-        raise ValueError(f"runs count from 1, got {i}")
-    return 1.0 / math.sqrt(i)
 
 
 def orthonormal_start(a_ft: torch.Tensor) -> torch.Tensor:
@@ -46,11 +38,10 @@ def orthonormal_start(a_ft: torch.Tensor) -> torch.Tensor:
 
 def start_state(previous_ft: dict[str, torch.Tensor], merge: str) -> dict[str, torch.Tensor]:
     """The adapter weights run i >= 2 starts from, given run i-1's fine-tuned adapter."""
-    if merge not in MERGES:
-        raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+    orthonormal = MERGES[merge].orthonormal_start
     start = {}
     for name, tensor in previous_ft.items():
-        if merge == "slao" and is_a(name):
+        if orthonormal and is_a(name):
             start[name] = orthonormal_start(tensor)
         else:
             start[name] = tensor.clone()
@@ -60,11 +51,11 @@ def start_state(previous_ft: dict[str, torch.Tensor], merge: str) -> dict[str, t
 def merged_state(previous_merged: dict[str, torch.Tensor] | None, ft: dict[str, torch.Tensor], i: int,
                  merge: str) -> dict[str, torch.Tensor]:
     """(B_merge,i, A_merge,i) for every layer after run i; run 1 (no previous merge) is its own adapter."""
-    if merge == "none" or previous_merged is None:
+    weight = MERGES[merge].weight(i)
+    if weight is None or previous_merged is None:
         return {name: tensor.clone() for name, tensor in ft.items()}
     if previous_merged.keys() != ft.keys():
         raise ValueError("the previous merged adapter adapts other layers than this run's")
-    weight = merge_weight(i)
     merged = {}
     for name, tensor in ft.items():
         if is_b(name):
