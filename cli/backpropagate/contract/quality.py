@@ -7,6 +7,7 @@ by the host (`show-run`, the history row, `--json`, the API). Prompts come from 
 """
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,16 @@ class QualityReport:
         if self.answers:
             data["hits"] = self.hits()
         return data
+
+
+def split_held_out(rows: list, fraction: float, seed: int | str) -> tuple[list, list]:
+    """(kept, held out): a seeded ``fraction`` of the rows, at least one, set aside; at least one stays.
+
+    The one rule of --eval-split, for the train and eval stages and for a campaign that holds each run's rows
+    out when it is planned; the caller refuses fewer than two rows."""
+    count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
+    chosen = set(random.Random(seed).sample(range(len(rows)), count))
+    return [row for i, row in enumerate(rows) if i not in chosen], [row for i, row in enumerate(rows) if i in chosen]
 
 
 def hit(answer: str, expect: str) -> bool:

@@ -23,7 +23,7 @@ from backpropagate.contract.files import atomic_write_text, sha256_file
 from backpropagate.contract.history import HistoryRow, RunHistory, iso_time
 from backpropagate.contract.ids import new_run_id
 from backpropagate.contract.model_ref import check_model_ref
-from backpropagate.contract.quality import load_prompts, prompts_file
+from backpropagate.contract.quality import load_prompts, prompts_file, split_held_out
 from backpropagate.contract.redact import redact
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.merges import MERGES
@@ -164,18 +164,16 @@ def _check_shape(data: list[Path], runs: int | None, samples: int | None, merge:
 
 def _hold_out(parts: list[list[str]], data: list[Path], fraction: float,
               seed: int) -> tuple[list[list[str]], list[list[str]]]:
-    """(rows each run trains on, rows held out of it): a seeded ``fraction`` of each run's rows, at least one,
-    and at least one left to train on, as the stage's --eval-split holds them out."""
+    """(rows each run trains on, rows held out of it), by the stages' own --eval-split rule."""
     kept, held = [], []
     for index, rows in enumerate(parts, start=1):
         if len(rows) < 2:
             source = data[0] if len(data) == 1 else data[index - 1]
             raise BackpropError("INPUT_EVAL_SPLIT_TOO_FEW", split=fraction, path=f"{redact(str(source))} (run {index})",
                                 count=len(rows))
-        count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
-        chosen = set(random.Random(f"{seed}:held-out:{index}").sample(range(len(rows)), count))
-        kept.append([row for i, row in enumerate(rows) if i not in chosen])
-        held.append([row for i, row in enumerate(rows) if i in chosen])
+        run_kept, run_held = split_held_out(rows, fraction, f"{seed}:held-out:{index}")
+        kept.append(run_kept)
+        held.append(run_held)
     return kept, held
 
 

@@ -7,7 +7,6 @@ report does not change from one measurement to the next; the base's are the same
 adapter switched off.
 """
 
-import random
 from contextlib import nullcontext
 
 import torch
@@ -20,13 +19,6 @@ from backpropagate_stages.train import data
 from backpropagate_stages.train.loop import token_losses
 
 ROWS_PER_PASS = 8
-
-
-def split_held_out(examples: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(train, held out): a seeded ``fraction`` of the examples, at least one, set aside; at least one stays."""
-    count = min(len(examples) - 1, max(1, round(len(examples) * fraction)))
-    chosen = set(random.Random(seed).sample(range(len(examples)), count))
-    return ([e for i, e in enumerate(examples) if i not in chosen], [e for i, e in enumerate(examples) if i in chosen])
 
 
 def tokenize_file(spec_data, tokenizer, max_seq_length: int, train_on_inputs: bool) -> list:

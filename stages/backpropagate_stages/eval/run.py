@@ -13,7 +13,7 @@ from pathlib import Path
 from backpropagate.contract import events
 from backpropagate.contract.errors import BackpropError
 from backpropagate.contract.layout import RunFolder
-from backpropagate.contract.quality import QualityReport, load_prompts, write_report
+from backpropagate.contract.quality import QualityReport, load_prompts, split_held_out, write_report
 from backpropagate.contract.settings import LoraSettings
 from backpropagate.contract.specs import EvalResult, EvalSpec
 
@@ -61,7 +61,7 @@ def _held_out(spec: EvalSpec, tokenizer) -> tuple[list, str]:
     if spec.data is None or not settings.eval_split:
         return [], ""
     examples = quality.tokenize_file(spec.data, tokenizer, settings.max_seq_length, settings.train_on_inputs)
-    held = quality.split_held_out(examples, settings.eval_split, settings.seed)[1] if len(examples) > 1 else []
+    held = split_held_out(examples, settings.eval_split, settings.seed)[1] if len(examples) > 1 else []
     return held, f"{len(held)} of {len(examples)} examples of {spec.data.source} held out (the run's --eval-split)"
 
 

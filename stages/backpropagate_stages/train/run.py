@@ -26,7 +26,7 @@ from backpropagate.contract.files import sha256_file
 from backpropagate.contract.layout import RunFolder
 from backpropagate.contract.manifest import describe, record_artifacts
 from backpropagate.contract.model_ref import check_model_ref
-from backpropagate.contract.quality import QualityReport, load_prompts, write_report
+from backpropagate.contract.quality import QualityReport, load_prompts, split_held_out, write_report
 from backpropagate.contract.schema import to_dict
 from backpropagate.contract.specs import TrainResult, TrainSpec
 
@@ -221,7 +221,7 @@ def _held_out(spec: TrainSpec, examples: list, tokenizer) -> tuple[list, list, s
     if len(examples) < 2:  # the host counted rows; fewer may have a reply within --max-seq-length
         raise BackpropError("INPUT_EVAL_SPLIT_TOO_FEW", split=spec.training.eval_split, path=spec.data.source,
                             count=len(examples))
-    kept, held = quality.split_held_out(examples, spec.training.eval_split, spec.training.seed)
+    kept, held = split_held_out(examples, spec.training.eval_split, spec.training.seed)
     return kept, held, (f"{len(held)} of {len(examples)} examples of {spec.data.source} held out "
                         f"(--eval-split {spec.training.eval_split})")
 
