@@ -353,6 +353,7 @@ def test_show_run_gives_the_campaigns_accuracy_matrix_as_json_text_a_heatmap_png
     assert "accuracy on run j's prompts (columns) after run i (rows):" in text
     assert "          on 1  on 2\n  after 1   2/2      \n  after 2   2/2   0/2\nACC 0.5000  BWT +0.0000" in text
     assert "replayed 6 rows of earlier runs" in text
+    assert "after run 2, on run 2's held-out data: " in text and "right 0/2 (base 0/2)" in text
 
     plot = tmp_path / "campaign.png"
     drawn = run_cli("show-run", row.run_id[:8], "--output", str(output), "--plot", str(plot))

@@ -32,7 +32,7 @@ def campaign_view(output: Path, record: RunRecord, plot: Path | None) -> tuple[s
         also = f"  replayed {replayed['rows']} rows of earlier runs" if replayed else ""
         lines.append(f"  {run.row.campaign_index}  {run.row.run_id}  {run.row.status}  {span}{weight}{also}")
     for figures in row.campaign_evals:
-        shown = ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("after_run", "on_run"))
+        shown = ", ".join(_figure(k, v) for k, v in figures.items() if k not in ("after_run", "on_run"))
         lines.append(f"after run {figures['after_run']}, on run {figures['on_run']}'s held-out data: {shown}")
     if any(value is not None for cells in matrix["accuracy"] for value in cells):
         lines += ["accuracy on run j's prompts (columns) after run i (rows):", *_grid_lines(matrix["hits"])]
@@ -49,6 +49,16 @@ def campaign_view(output: Path, record: RunRecord, plot: Path | None) -> tuple[s
         data["plot"] = str(write_named_output(plot, "--plot", draw))
         lines.append(f"plot: {data['plot']}")
     return "\n".join(lines), data
+
+
+def _figure(name: str, value) -> str:
+    """A held-out figure as text; hits as right/asked of the merged adapter, then of the base and any other."""
+    if name == "hits" and isinstance(value, dict) and {"expected", "fine_tune"} <= value.keys():
+        asked = value["expected"]
+        others = ", ".join(f"{model} {right}/{asked}" for model, right in value.items()
+                           if model not in ("expected", "fine_tune"))
+        return f"right {value['fine_tune']}/{asked}" + (f" ({others})" if others else "")
+    return f"{name} {value}"
 
 
 def _grid_lines(cells: list[list]) -> list[str]:
