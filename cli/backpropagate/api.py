@@ -101,8 +101,9 @@ class Trainer:
                   eval_prompts: list | None = None, resume: str | None = None, **overrides: Any) -> CampaignResult:
         """A campaign of ``num_runs`` runs as `backprop multi-run` trains it: ``dataset`` is one file split
         into runs of ``samples_per_run`` rows, or a list of files, one per run; ``merge="none"`` trains the
-        same adapter on (sequential LoRA), and ``merge=`` takes the CLI's other --merge choices; each run from the second also trains on as many rows of earlier
-        runs as it has of its own (``replay_fraction=0.2``: a fifth as many; ``0``: none).
+        same adapter on (sequential LoRA), and ``merge=`` takes every choice of the CLI's --merge; each run
+        from the second also trains on as many rows of earlier runs as it has of its own
+        (``replay_fraction=0.2``: a fifth as many; ``0``: none).
         ``resume=CAMPAIGN`` continues an unfinished campaign. ``export(run=result.campaign_id)`` exports the
         merged adapter."""
         given = {**overrides, **({"steps": steps_per_run} if steps_per_run is not None else {})}

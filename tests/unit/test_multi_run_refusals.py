@@ -59,7 +59,8 @@ def test_more_rows_than_the_file_holds_are_refused_with_the_most_it_can_give(tmp
 
 def test_an_unknown_merge_is_refused(tmp_path, rows):
     stderr = refused(tmp_path, "--data", str(rows), "--merge", "average")
-    assert "--merge='average' is not valid: unknown merge" in stderr and "use slao, none, slao-no-qr, slao-mean" in stderr
+    assert "--merge='average' is not valid: unknown merge" in stderr
+    assert "use slao, none, slao-no-qr, slao-mean" in stderr
 
 
 def test_eval_data_is_given_once_per_run(tmp_path, rows):
