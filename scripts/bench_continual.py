@@ -19,8 +19,8 @@ Methods, each one function below:
   (slao+replay with the default 1.0 is multi-run's default recipe).
 - fresh: a new adapter per run (`backprop train` on set i from the base), `backprop eval` of it on every earlier
   set; it forgets everything but the newest set: the lower bound.
-- joint: run i trains from the base on sets 1..i in one file: the upper bound (the same steps per run, so each
-  step sees the earlier sets beside the newest).
+- joint: run i trains from the base on sets 1..i in one file for i times the steps of a run (each set as many
+  steps as its own run had): the upper bound.
 
 a[i][j] is the accuracy on the j-th set learned after run i, j <= i, of the adapter the method deploys then
 (a campaign's merged adapter, or run i's own); ACC and BWT come from the contract's `campaign_matrix`. The
@@ -67,7 +67,8 @@ SETTINGS = {
 @dataclass(frozen=True)
 class Bench:
     lock: str | None
-    training: tuple  # model, steps, device, setting and common flags of every train and multi-run
+    training: tuple  # model, device, setting and common flags of every train and multi-run
+    steps: int  # of each run; joint's run i takes i times as many
     replay: float
 
 
@@ -95,7 +96,7 @@ def campaign(bench: Bench, order: str, seed: int, out: Path, merge: str, replay:
     data = [flag for task in order for flag in ("--data", str(facts(task)))]
     # Always given: a campaign replays by default, and slao and none are the methods without it.
     result = backprop(bench, "multi-run", *data, *eval_flags(*order), "--merge", merge, "--replay", str(replay),
-                      "--seed", str(seed), "--output", str(out), *bench.training)
+                      "--seed", str(seed), "--output", str(out), "--steps", str(bench.steps), *bench.training)
     return {"evals": result["evals"], "deployed": result["campaign_id"]}
 
 
@@ -106,7 +107,7 @@ def merge_method(merge: str, replay: bool):
 
 
 def fresh(bench, order, seed, out):
-    return separate_adapters(bench, order, seed, out, [facts(task) for task in order])
+    return separate_adapters(bench, order, seed, out, [facts(task) for task in order], [bench.steps] * len(order))
 
 
 def joint(bench, order, seed, out):
@@ -115,16 +116,19 @@ def joint(bench, order, seed, out):
         rows = [line for task in order[:i] for line in facts(task).read_text().splitlines() if line.strip()]
         files.append(out / f"joint-{order[:i]}.jsonl")
         files[-1].write_text("\n".join(rows) + "\n")
-    return separate_adapters(bench, order, seed, out, files)
+    # i sets get i times the steps of one, as many as the campaigns spent on them: with the same steps as one set,
+    # run 4 saw each fact a quarter as often as its own run did and learned little of any set.
+    steps = [bench.steps * i for i in range(1, len(order) + 1)]
+    return separate_adapters(bench, order, seed, out, files, steps)
 
 
-def separate_adapters(bench: Bench, order: str, seed: int, out: Path, data: list[Path]) -> dict:
-    """Run i trains a new adapter from the base on data[i]; its training measures it on set i, `backprop eval` on
-    every earlier set. Each measurement is shaped as a campaign's, for `campaign_matrix`."""
+def separate_adapters(bench: Bench, order: str, seed: int, out: Path, data: list[Path], steps: list[int]) -> dict:
+    """Run i trains a new adapter from the base on data[i] for steps[i]; its training measures it on set i,
+    `backprop eval` on every earlier set. Each measurement is shaped as a campaign's, for `campaign_matrix`."""
     evals = []
-    for i, (task, rows) in enumerate(zip(order, data), 1):
+    for i, (task, rows, run_steps) in enumerate(zip(order, data, steps), 1):
         trained = backprop(bench, "train", "--data", str(rows), *eval_flags(task), "--seed", str(seed),
-                           "--output", str(out), *bench.training)
+                           "--output", str(out), "--steps", str(run_steps), *bench.training)
         evals.append(measured(i, i, trained["quality"]))
         for j, earlier in enumerate(order[:i - 1], 1):
             asked = backprop(bench, "eval", trained["run_id"], *eval_flags(earlier), "--runtime", "local",
@@ -277,9 +281,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started = time.monotonic()
-    training = ("--model", args.model, "--steps", str(args.steps), "--device", args.device,
-                *SETTINGS[args.setting]["flags"], *COMMON)
-    bench = Bench(lock=args.lock, training=training, replay=args.replay)
+    training = ("--model", args.model, "--device", args.device, *SETTINGS[args.setting]["flags"], *COMMON)
+    bench = Bench(lock=args.lock, training=training, steps=args.steps, replay=args.replay)
     args.work.mkdir(parents=True, exist_ok=True)
     cells = {}
     for method in args.methods:
@@ -290,6 +293,8 @@ def main() -> None:
                           "model": args.model, "steps": args.steps, "device": args.device}
                 if method.endswith("+replay"):
                     config["replay"] = args.replay
+                if method == "joint":
+                    config["joint_steps"] = "steps x sets"
                 cells[name] = measure_cell(bench, name, config, args.work, not args.no_gguf)
     summaries = {method: summarize([cell for cell in cells.values() if cell["config"]["method"] == method],
                                    len(args.orders[0])) for method in args.methods}
