@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,17 +21,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.docker.conftest import DOCKER_SETTINGS
 
 DATA = ROOT / "examples" / "quickstart.jsonl"
 FOLDER = "/data/ui-outputs"  # the volume's mount point in compose.yaml
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Browser:
@@ -86,7 +79,7 @@ def compose_ui(tiny_model):
                           text=True).stdout.strip() for ref in (wanted, wanted.rsplit("-", 1)[0])]
     assert ids[0] and ids[0] == ids[1], f"compose's tag is not this checkout's ui image {wanted}: backprop images build"
     project = f"backprop-ui-test-{os.getpid()}"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BACKPROP_UI_PORT": str(port)}
     compose = ["docker", "compose", "-p", project, "-f", "compose.yaml"]
 

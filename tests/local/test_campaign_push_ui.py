@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from backpropagate.contract.merges import MERGES
 
 from tests.conftest import run_cli
 from tests.local.test_resilience import chat_data  # noqa: F401  (the fixture: 40 short conversations)
@@ -62,7 +63,7 @@ def test_push_campaign_uploads_its_merged_adapter_with_a_card_telling_of_its_run
     card = files["README.md"].decode()
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["library_name"] == "peft" and "lora" in front["tags"]
-    assert "a SLAO campaign of 2 runs" in card and f"campaign `{result.campaign_id}`" in card
+    assert f"a campaign of 2 runs (campaign `{result.campaign_id}`) with merge `slao`, {MERGES['slao'].help}" in card
     for run in result.runs:
         assert f"| {run['index']} | `{run['run_id']}` |" in card
         assert f"{run['merge_lambda']:.4f}" in card  # 1.0000, then 0.7071
@@ -82,7 +83,7 @@ def test_trainer_push_of_a_campaign_takes_what_export_wrote_into_its_folder(camp
     files = stand_in.files("me/tiny-campaign-merged")
     assert {name: hashlib.sha256(files[name]).hexdigest() for name in digests(merged)} == digests(merged)
     front = yaml.safe_load(files["README.md"].decode().split("---\n")[1])
-    assert "library_name" not in front and "a SLAO campaign of 2 runs" in files["README.md"].decode()
+    assert "library_name" not in front and "a campaign of 2 runs" in files["README.md"].decode()
     assert {f["path"] for f in pushed.files} >= set(digests(merged))
 
 

@@ -7,7 +7,6 @@ test_ollama_real.py and runs when one answers at OLLAMA_HOST.
 
 import hashlib
 import json
-import socket
 import struct
 import threading
 import time
@@ -22,7 +21,7 @@ from backpropagate.ollama.client import OllamaClient, ollama_url
 from backpropagate.ollama.container import OLLAMA_IMAGE, container_settings
 from backpropagate.ollama.gguf_meta import read_metadata
 
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 from tests.unit.ollama_standin import OllamaStandIn
 from tests.unit.test_ollama_templates import CHATML_STOPS as CHATML
 from tests.unit.test_ollama_templates import tiny_chatml
@@ -376,9 +375,3 @@ def test_the_ollama_container_is_the_pinned_image_with_its_named_volume_on_the_h
     assert settings["volumes"] == {"ollama": {"bind": "/root/.ollama", "mode": "rw"}}
     assert settings["ports"] == {"11434/tcp": ("127.0.0.1", 11500)}
     assert settings["detach"] is True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

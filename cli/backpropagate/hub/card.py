@@ -66,11 +66,11 @@ def _training(record: RunRecord) -> list[str]:
 
 def _campaign_training(record: RunRecord, campaign: CampaignCard) -> list[str]:
     plan, runs = campaign.plan, campaign.runs
-    merged = MERGES[plan.merge].merge_power is not None
-    how = "a SLAO campaign" if merged else "a sequential LoRA campaign (no merge)"
-    lines = [f"Trained as {how} of {len(runs)} runs (campaign `{record.row.run_id}`, merge `{plan.merge}`): each run "
-             "continues the one before it in one LoRA" + (", merged after each run with its weight λ." if
-                                                        merged else "."), "",
+    merge = MERGES[plan.merge]
+    merged = merge.merge_power is not None
+    lines = [f"Trained as a campaign of {len(runs)} runs (campaign `{record.row.run_id}`) with merge `{merge.name}`, "
+             f"{merge.help}: each run continues the one before it in one LoRA"
+             + (", merged after each run with its weight λ." if merged else "."), "",
              "| run | run id | data sha256 | steps | loss, first and last | λ |",
              "| --- | --- | --- | --- | --- | --- |"]
     for run in runs:
