@@ -29,7 +29,9 @@ through `backprop chat` (skip with --no-gguf: the slow part).
 
 Each (setting, method, order, seed) cell is written to WORK/<cell>.json as soon as it is measured, and its GGUF
 figures added when they are; a rerun skips what is there, so a killed benchmark goes on where it stopped.
-Each CLI command takes --lock (flock) on its own, so the lock is released between commands.
+Each CLI command takes --lock (flock) on its own, so the lock is released between commands. --report measures
+nothing: it writes the table of the cells already there (cells measured by several invocations or machines, copied
+into one --work) and names the cells still missing.
 """
 
 import argparse
@@ -205,7 +207,8 @@ def mean_sd(values: list) -> list | None:
     values = [value for value in values if value is not None]
     if not values:
         return None
-    return [round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0]
+    # One cell has no spread to give: its sd is None, not 0.
+    return [round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else None]
 
 
 def summarize(cells: list[dict], runs: int) -> dict:
@@ -227,7 +230,10 @@ def summarize(cells: list[dict], runs: int) -> dict:
 
 def markdown(summaries: dict, heading: str) -> str:
     def figure(pair, signed=False):
-        return "—" if pair is None else f"{pair[0]:{'+' if signed else ''}.3f} ± {pair[1]:.3f}"
+        if pair is None:
+            return "—"
+        mean = f"{pair[0]:{'+' if signed else ''}.3f}"
+        return mean if pair[1] is None else f"{mean} ± {pair[1]:.3f}"
 
     lines = [heading, "", "| method | ACC | BWT | held-out loss after the last run | q4_k_m GGUF ACC | cells |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -260,6 +266,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-gguf", action="store_true", help="skip the q4_k_m export of each final adapter")
     parser.add_argument("--work", type=Path, help="[default output/bench_continual/<setting>]")
     parser.add_argument("--lock", help="flock this file around each CLI command (a shared machine)")
+    parser.add_argument("--report", action="store_true", help="measure nothing: the table of the cells already "
+                        "in --work (from any machine or invocation), with those still missing named")
     args = parser.parse_args()
     args.methods, args.orders = args.methods.split(","), args.orders.split(",")
     problems = [f"unknown method {m!r}" for m in args.methods if m not in METHODS]
@@ -284,23 +292,28 @@ def main() -> None:
     training = ("--model", args.model, "--device", args.device, *SETTINGS[args.setting]["flags"], *COMMON)
     bench = Bench(lock=args.lock, training=training, steps=args.steps, replay=args.replay)
     args.work.mkdir(parents=True, exist_ok=True)
-    cells = {}
+    cells, missing = {}, []
     for method in args.methods:
         for order in args.orders:
             for seed in args.seeds:
                 name = f"{args.setting}-{method}-{order}-seed{seed}"
+                if args.report and not (args.work / f"{name}.json").exists():
+                    missing.append(name)
+                    continue
                 config = {"setting": args.setting, "method": method, "order": order, "seed": seed,
                           "model": args.model, "steps": args.steps, "device": args.device}
                 if method.endswith("+replay"):
                     config["replay"] = args.replay
                 if method == "joint":
                     config["joint_steps"] = "steps x sets"
-                cells[name] = measure_cell(bench, name, config, args.work, not args.no_gguf)
+                cells[name] = measure_cell(bench, name, config, args.work, not (args.no_gguf or args.report))
     summaries = {method: summarize([cell for cell in cells.values() if cell["config"]["method"] == method],
                                    len(args.orders[0])) for method in args.methods}
     heading = (f"Setting {args.setting} ({args.steps} steps a run), model {Path(args.model).name}, orders "
                f"{', '.join(args.orders)}, seeds {', '.join(map(str, args.seeds))}; mean ± sd over orders x seeds. "
                f"Accuracy: greedy answers of {ANSWER_TOKENS} tokens to a set's unseen phrasings that contain the fact.")
+    if missing:
+        heading += f" Not measured yet ({len(missing)} of {len(missing) + len(cells)} cells): {', '.join(missing)}."
     table = markdown(summaries, heading)
     (args.work / "results.md").write_text(table + "\n")
     (args.work / "results.json").write_text(json.dumps({"methods": summaries, "cells": cells}, indent=1) + "\n")
