@@ -37,6 +37,7 @@ into one --work) and names the cells still missing.
 import argparse
 import json
 import os
+import platform
 import shlex
 import statistics
 import subprocess
@@ -183,7 +184,7 @@ def measure_cell(bench: Bench, name: str, config: dict, work: Path, gguf: bool) 
         out.mkdir(parents=True, exist_ok=True)
         cell = RUN[config["method"]](bench, config["order"], config["seed"], out)
         cell |= {"config": config, "matrix": campaign_matrix(cell["evals"], len(config["order"])),
-                 "seconds": round(time.monotonic() - started)}
+                 "seconds": round(time.monotonic() - started), "measured_on": machine()}
         save(path, cell)
         print(f"{name}: measured in {cell['seconds']} s", file=sys.stderr)
     else:
@@ -195,6 +196,16 @@ def measure_cell(bench: Bench, name: str, config: dict, work: Path, gguf: bool) 
         save(path, cell)
         print(f"{name}: GGUF measured in {cell['gguf']['seconds']} s", file=sys.stderr)
     return cell
+
+
+def machine() -> dict:
+    """Where and when a cell was measured: its wall time means little without the CPU and the threads it had
+    (cells of several machines and invocations end up in one table)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": names[0] if names else platform.processor(),
+            "cores": os.cpu_count(), "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}
 
 
 def save(path: Path, cell: dict) -> None:
