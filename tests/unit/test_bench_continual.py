@@ -43,3 +43,19 @@ def test_report_gives_mean_and_sd_over_the_cells_there_and_names_the_missing_one
     assert "| slao | 0.844 ± 0.133 | -0.312 ± 0.265 |" in table and "| none | 0.562 | -0.875 |" in table
     assert "Not measured yet (1 of 4 cells): quickstart-none-ba-seed0." in table
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == []  # nothing was trained
+
+
+def test_the_measurements_page_shows_the_table_of_the_cells_in_the_repository(tmp_path):
+    """The benchmark's table in docs/measurements.md is what `--report` makes of the cells kept in
+    benchmarks/continual/, so a cell added there without the page following it fails here."""
+    for measured in (ROOT / "benchmarks" / "continual" / "quickstart").glob("quickstart-*.json"):
+        (tmp_path / measured.name).write_text(measured.read_text())
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_continual.py"), "--report", "--model",
+                           "models/smollm2-135m-instruct", "--work", str(tmp_path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "results.md").read_text().split("\n\n")[1]  # the heading, the methods' table, matrices
+    rows = table.splitlines()[2:]  # under its header: a method a row
+    assert len(rows) == 10
+    page = (ROOT / "docs" / "measurements.md").read_text()
+    assert [row for row in rows if row not in page] == [], "paste the table of bench_continual.py --report"
